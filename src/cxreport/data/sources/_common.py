@@ -1,0 +1,71 @@
+"""Helpers shared by the adapters: CSV reading with column checks, split files, image lookup."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+from pathlib import Path
+
+from cxreport.data.study import seeded_split
+from cxreport.errors import InputError
+
+log = logging.getLogger("cxreport.data")
+
+
+def open_text(path: Path):
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_csv(path: Path, required: list[str], what: str = "") -> list[dict]:
+    """Read a CSV into dicts, failing clearly when it is missing or lacks required columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found{' (' + what + ')' if what else ''}")
+    with open_text(path) as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise InputError(
+                f"{path}: missing column(s) {missing}; found {cols}. "
+                f"Expected at least {required}"
+            )
+        return list(reader)
+
+
+def find_file(root: Path, name: str, explicit=None) -> Path | None:
+    """An explicitly given file, else ``name`` in root or its parent (shared layouts keep it there)."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise InputError(f"{p}: file not found")
+        return p
+    for d in (root, root.parent):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def read_split_file(path: Path | None) -> dict[str, str]:
+    """``uid,split`` CSV → {uid: split}; 'validate'/'valid' mean 'val'."""
+    if path is None:
+        return {}
+    rows = read_csv(path, ["uid", "split"], "split file")
+    fix = {"validate": "val", "valid": "val", "validation": "val"}
+    return {r["uid"].strip(): fix.get(r["split"].strip().lower(), r["split"].strip().lower()) for r in rows}
+
+
+def assign_split(key: str, splits: dict[str, str], seed: int) -> str:
+    return splits.get(key) or seeded_split(key, seed)
+
+
+def require_dir(root, what: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{root}: folder not found ({what})")
+    return root.resolve()
