@@ -40,6 +40,14 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """Min-max scale any integer/float array to uint8 (16-bit PNGs, DICOM after LUTs)."""
     if arr.dtype == np.uint8:
         return arr
+    if arr.dtype in (np.uint16, np.int16, np.int32) and arr.size > 65536:
+        # A lookup table over the value range beats float arithmetic on 4-16 MP images.
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi <= lo:
+            return np.zeros(arr.shape, dtype=np.uint8)
+        if hi - lo < 1 << 17:
+            lut = np.clip((np.arange(lo, hi + 1, dtype=np.float32) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255)
+            return lut.astype(np.uint8)[arr.astype(np.int64, copy=False) - lo if lo else arr]
     a = arr.astype(np.float32)
     lo, hi = float(np.min(a)), float(np.max(a))
     if hi <= lo:
