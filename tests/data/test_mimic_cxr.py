@@ -173,6 +173,12 @@ def test_bad_values_and_options(small):
         load(small["root"])
 
 
+def test_header_only_split_csv(small):
+    _rewrite_csv(small["csv"]["split"], "dicom_id,study_id,subject_id,split", [])
+    with pytest.raises(InputError, match="split.csv.gz: no rows"):
+        load(small["root"])
+
+
 def test_corrupt_gzip_is_an_input_error(small):
     small["csv"]["metadata"].write_bytes(b"\x1f\x8b\x08garbage")
     with pytest.raises(InputError, match="metadata.*cannot read"):
