@@ -1,0 +1,239 @@
+"""MIMIC-CXR-JPG 2.x (images, split, metadata, labels) + MIMIC-CXR reports -> `Study` rows.
+
+Expected layout (PhysioNet releases)::
+
+    root/files/p10/p10000032/s50414267/<dicom_id>.jpg
+    root/mimic-cxr-2.0.0-split.csv(.gz)       dicom_id,study_id,subject_id,split   (required)
+    root/mimic-cxr-2.0.0-metadata.csv(.gz)    dicom_id,subject_id,study_id,...,ViewPosition,... (required)
+    root/mimic-cxr-2.0.0-chexpert.csv(.gz)    subject_id,study_id + 14 CheXpert columns (optional)
+    root/mimic-cxr-2.0.0-negbio.csv(.gz)      same columns (optional)
+    reports_root/files/p10/p10000032/s50414267.txt   (the separate MIMIC-CXR package; default root)
+
+Identifiers: ``study_id`` is ``"s50414267"`` (the release's folder/report name, and the key the
+official section-parser overrides use); ``patient_id`` is the bare ``subject_id`` (``"10000032"``).
+Views are ordered PA, AP, other frontal, lateral, unknown, so ``image_paths[0]`` is the best frontal.
+Studies whose images are missing are kept for text-only use unless ``require_images=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from cxreport.data.sources import register_source
+from cxreport.data.study import CHEXPERT_LABELS, Study, normalise_ws, view_group
+from cxreport.errors import InputError
+from cxreport.text.sections import parse_report_sections
+
+log = logging.getLogger(__name__)
+
+SOURCE = "mimic-cxr"
+CSV_NAME = "mimic-cxr-2.0.0-{}.csv"
+SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
+# Only the metadata columns we read are required; the release has eight more.
+METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate")
+LABEL_COLUMNS = ("subject_id", "study_id") + CHEXPERT_LABELS
+LABEL_SETS = ("chexpert", "negbio")
+_SPLITS = {"train": "train", "validate": "val", "val": "val", "test": "test"}
+_LABEL_VALUES = {"1.0": 1, "1": 1, "0.0": 0, "0": 0, "-1.0": -1, "-1": -1}
+
+
+def find_csv(root: Path, kind: str) -> Path | None:
+    """The ``kind`` CSV under ``root``, gzipped (as released) or plain; ``None`` when absent."""
+    for name in (CSV_NAME.format(kind) + ".gz", CSV_NAME.format(kind)):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def iter_csv(path: Path, required: tuple[str, ...]):
+    """Rows of a (possibly gzipped) CSV, streamed, after checking that ``required`` columns exist.
+
+    Streaming matters: the real metadata CSV has 377k rows and we keep two fields of each.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            found = reader.fieldnames or []
+            missing = [c for c in required if c not in found]
+            if missing:
+                raise InputError(
+                    f"{path}: missing column(s) {', '.join(missing)}; found columns [{', '.join(found)}], "
+                    f"expected at least [{', '.join(required)}] (is this the MIMIC-CXR-JPG 2.x file?)"
+                )
+            yield from reader
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc}); download the file again") from exc
+
+
+def view_rank(view: str) -> int:
+    """Sort key: PA before AP (PA is the preferred primary frontal), then laterals, then unknown."""
+    v = view.strip().upper()
+    if v == "PA":
+        return 0
+    if v == "AP":
+        return 1
+    return {"frontal": 2, "lateral": 3}.get(view_group(v), 4)
+
+
+def _group_dir(subject: str) -> str:
+    return f"p{subject[:2]}"
+
+
+def _parse_labels(row: dict, path: Path) -> dict[str, int]:
+    out = {}
+    for name in CHEXPERT_LABELS:
+        value = (row.get(name) or "").strip()
+        if not value:
+            continue  # blank = not mentioned
+        if value not in _LABEL_VALUES:
+            raise InputError(f"{path}: label {name!r} has value {value!r}; expected 1.0, 0.0, -1.0 or blank")
+        out[name] = _LABEL_VALUES[value]
+    return out
+
+
+def _load_labels(root: Path, labels: str | None) -> tuple[dict[tuple[str, str], dict], str]:
+    if labels is None or labels == "none":
+        return {}, ""
+    if labels not in LABEL_SETS:
+        raise InputError(f"labels={labels!r} is not supported; choose one of {', '.join(LABEL_SETS)} or none")
+    path = find_csv(root, labels)
+    if path is None:
+        log.warning("%s: no %s labels (%s[.gz] not found); studies get no labels", root, labels, CSV_NAME.format(labels))
+        return {}, ""
+    table = {}
+    for row in iter_csv(path, LABEL_COLUMNS):
+        table[(row["subject_id"].strip(), row["study_id"].strip())] = _parse_labels(row, path)
+    return table, labels
+
+
+def _reports_dir(root: Path, reports_root) -> Path:
+    base = Path(reports_root) if reports_root is not None else root
+    if reports_root is not None and not base.is_dir():
+        raise InputError(f"reports_root {base} is not a folder; point it at the MIMIC-CXR reports (the folder holding files/)")
+    # Accept both the package root (holding files/) and the files/ folder itself.
+    return base / "files" if (base / "files").is_dir() else base
+
+
+@register_source(SOURCE)
+def load(root, labels: str | None = "chexpert", reports_root=None, require_images: bool = False) -> list[Study]:
+    """Load MIMIC-CXR-JPG studies under ``root``.
+
+    ``labels``: ``"chexpert"`` (default), ``"negbio"`` or ``None``. ``reports_root``: where the
+    MIMIC-CXR report ``files/`` tree lives when it is not under ``root``. ``require_images``: drop
+    studies with no image file on disk (otherwise they are kept with empty ``image_paths``).
+    """
+    root = Path(root).expanduser().absolute()  # absolute() not resolve(): no per-file syscalls
+    if not root.is_dir():
+        raise InputError(f"MIMIC-CXR root {root} is not a folder; point it at the MIMIC-CXR-JPG download")
+    csvs = {kind: find_csv(root, kind) for kind in ("split", "metadata")}
+    for kind, path in csvs.items():
+        if path is None:
+            raise InputError(
+                f"{root}: {CSV_NAME.format(kind)}.gz (or .csv) not found; the MIMIC-CXR-JPG adapter needs "
+                f"the split and metadata CSVs from the release next to files/"
+            )
+    # dicom -> (ViewPosition, StudyDate): all we need of the metadata
+    meta = {
+        r["dicom_id"].strip(): ((r["ViewPosition"] or "").strip().upper(), (r["StudyDate"] or "").strip())
+        for r in iter_csv(csvs["metadata"], METADATA_COLUMNS)
+    }
+    label_table, label_source = _load_labels(root, labels)
+    reports_dir = str(_reports_dir(root, reports_root))
+    images_dir = str(root / "files")
+
+    # (subject, study) -> split and dicom ids in CSV order
+    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    study_split: dict[tuple[str, str], str] = {}
+    n_images = 0
+    for row in iter_csv(csvs["split"], SPLIT_COLUMNS):
+        n_images += 1
+        key = (row["subject_id"].strip(), row["study_id"].strip())
+        raw_split = row["split"].strip()
+        if raw_split not in _SPLITS:
+            raise InputError(f"{csvs['split']}: unknown split {raw_split!r} for study {key[1]}; expected train, validate or test")
+        study_split.setdefault(key, _SPLITS[raw_split])
+        grouped[key].append(row["dicom_id"].strip())
+
+    if not grouped:
+        raise InputError(f"{csvs['split']}: no rows; the split CSV of the release lists 377k images, download it again")
+
+    studies: list[Study] = []
+    n_missing_img = n_missing_report = n_dropped = 0
+    example_missing = None
+    for subject, study in sorted(grouped, key=lambda k: (k[0].zfill(12), k[1].zfill(12))):
+        sid = f"s{study}"
+        dicoms = grouped[(subject, study)]
+        views = [meta.get(d, ("", ""))[0] or "UNKNOWN" for d in dicoms]
+        order = sorted(range(len(dicoms)), key=lambda i: view_rank(views[i]))
+        # Plain string paths: pathlib joins were the top cost when profiling a 208k-study table.
+        rel = os.path.join(_group_dir(subject), f"p{subject}")
+        study_dir = os.path.join(images_dir, rel, sid)
+        image_paths, image_views, missing = [], [], []
+        for i in order:
+            path = os.path.join(study_dir, f"{dicoms[i]}.jpg")
+            if os.path.isfile(path):
+                image_paths.append(path)
+                image_views.append(views[i])
+            else:
+                missing.append(dicoms[i])
+                example_missing = example_missing or path
+        n_missing_img += len(missing)
+        if require_images and not image_paths:
+            n_dropped += 1
+            continue
+
+        try:
+            with open(os.path.join(reports_dir, rel, f"{sid}.txt"), encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            text = ""
+            n_missing_report += 1
+        sec = parse_report_sections(text, study_id=sid)
+        studies.append(
+            Study(
+                study_id=sid,
+                patient_id=subject,
+                split=study_split[(subject, study)],
+                source=SOURCE,
+                image_paths=image_paths,
+                views=image_views,
+                findings=normalise_ws(sec["findings"]),
+                impression=normalise_ws(sec["impression"]),
+                indication=normalise_ws(sec["indication"]),
+                comparison=normalise_ws(sec["comparison"]),
+                labels=dict(label_table.get((subject, study), {})),
+                extra={
+                    "last_paragraph": normalise_ws(sec["last_paragraph"]),
+                    "conclusion": normalise_ws(sec["conclusion"]),
+                    "dicom_ids": [dicoms[i] for i in order],
+                    "missing_dicom_ids": missing,
+                    "StudyDate": meta.get(dicoms[order[0]], ("", ""))[1],
+                    "has_report": bool(text),
+                    "labels_source": label_source if (subject, study) in label_table else "",
+                },
+            )
+        )
+
+    if n_missing_img:
+        log.warning(
+            "%s: %d of %d image files listed in %s are missing (e.g. %s); their studies are %s",
+            root, n_missing_img, n_images, csvs["split"].name, example_missing,
+            "dropped when they have no image left" if require_images else "kept for text-only use",
+        )
+    if n_dropped:
+        log.warning("%s: dropped %d studies with no image on disk (require_images=True)", root, n_dropped)
+    if n_missing_report:
+        log.warning(
+            "%s: %d of %d studies have no report under %s; their text fields are empty",
+            root, n_missing_report, len(grouped) - n_dropped, reports_dir,
+        )
+    if require_images and not studies:
+        raise InputError(f"{root}: no image files found under {root / 'files'}; download the JPGs or set require_images=False")
+    log.info("%s: %d studies, %d images", root, len(studies), sum(len(s.image_paths) for s in studies))
+    return studies
