@@ -100,3 +100,13 @@ def test_prepare_real_iu(shared_data, tmp_path):
     c = Cache(out)
     assert c.meta["counts"]["studies"] == 3261 and c.meta["counts"]["images_ok"] == 17
     assert c.meta["counts"]["images_missing"] == 6243 - 17
+
+
+def test_prepare_mimic_miniature_tree(tmp_path):
+    from tests.fixtures.mimic_tree import build_mimic_tree
+
+    info = build_mimic_tree(tmp_path / "mimic")
+    c = Cache(prepare_cache("mimic-cxr", tmp_path / "mimic", tmp_path / "c", size=32, workers=1))
+    assert c.meta["counts"]["studies"] == len(info["studies"])
+    assert c.meta["counts"]["images_missing"] >= 1  # the fixture's study whose image file is missing
+    assert {r["split"] for r in c.rows} == {"train", "val", "test"}

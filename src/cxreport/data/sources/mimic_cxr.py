@@ -213,6 +213,7 @@ def load(root, labels: str | None = "chexpert", reports_root=None, require_image
                     "conclusion": normalise_ws(sec["conclusion"]),
                     "dicom_ids": [dicoms[i] for i in order],
                     "missing_dicom_ids": missing,
+                    "missing_images": len(missing),
                     "StudyDate": meta.get(dicoms[order[0]], ("", ""))[1],
                     "has_report": bool(text),
                     "labels_source": label_source if (subject, study) in label_table else "",
