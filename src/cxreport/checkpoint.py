@@ -1,0 +1,125 @@
+"""Self-describing checkpoints: weights + resolved config + tokenizer + preprocessing, one folder.
+
+    CKPT/model.safetensors    weights (no ``module.`` / ``_orig_mod.`` prefixes), loadable on CPU
+    CKPT/config.json          {"model": ModelConfig, "run": RunConfig, "step", "metrics", "version"}
+    CKPT/preprocessing.json   what the image pipeline must feed the model
+    CKPT/tokenizer/           the tokenizer, saved by its own ``save``
+    CKPT/trainer_state.pt     optimizer, scheduler, scaler, RNG and counters (only to resume)
+
+A checkpoint is written to a temporary folder and renamed into place, so its final name always
+holds a complete checkpoint, even after kill -9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from cxreport import __version__
+from cxreport.config import from_dict, to_dict
+from cxreport.errors import InputError
+from cxreport.fsio import atomic_write_json
+
+# DDP wraps in ``module.``, torch.compile in ``_orig_mod.``: neither belongs in a portable file.
+_PREFIX_RE = re.compile(r"(^|\.)(?:module|_orig_mod)\.")
+
+
+def clean_state_dict(state: dict) -> dict:
+    """Strip DDP / torch.compile prefixes and make tensors contiguous CPU copies."""
+    out = {}
+    for k, v in state.items():
+        while _PREFIX_RE.search(k):
+            k = _PREFIX_RE.sub(r"\1", k)
+        out[k] = v.detach().to("cpu").contiguous()
+    return out
+
+
+def unwrap(model):
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
+
+
+def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int = 0, metrics: dict | None = None,
+                    trainer_state: dict | None = None, half: bool = False) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = clean_state_dict(model.state_dict())
+        if half:
+            state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        # Tied embeddings share storage; safetensors refuses shared tensors, so store copies.
+        seen, flat = set(), {}
+        for k, v in state.items():
+            ptr = v.untyped_storage().data_ptr()
+            flat[k] = v.clone() if ptr in seen else v
+            seen.add(ptr)
+        save_file(flat, str(tmp / "model.safetensors"), metadata={"format": "pt", "cxreport": __version__})
+        cfg = {"version": __version__, "model": to_dict(model.cfg), "step": step, "metrics": metrics or {},
+               "run": to_dict(run_config) if run_config is not None else None}
+        atomic_write_json(tmp / "config.json", cfg)
+        atomic_write_json(tmp / "preprocessing.json", {
+            "image_size": model.cfg.preprocess.image_size, "channels": 1, "range": [0.0, 1.0],
+            "resize": "letterbox: longer side to image_size, centred on black", "flip": "never",
+            "max_views": model.cfg.views.max_views, "view_ids": {"frontal": 0, "lateral": 1, "unknown": 2}})
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+        os.chmod(tmp, 0o755)
+        old = path.parent / f".{path.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_config(path) -> dict:
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise InputError(f"{path}: not a cxreport checkpoint (needs config.json and model.safetensors)")
+    return json.loads((path / "config.json").read_text())
+
+
+def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokenizer: bool = True):
+    """Return (model, tokenizer or None, config dict). Works on CPU for a GPU-trained checkpoint."""
+    from safetensors.torch import load_file
+
+    from cxreport.models.config import ModelConfig
+    from cxreport.models.report_model import build_model
+
+    path = Path(path)
+    cfg = read_config(path)
+    mcfg = from_dict(ModelConfig, cfg["model"])
+    # The weights come from the checkpoint; do not fetch pretrained backbone weights again.
+    mcfg.encoder.pretrained = False
+    mcfg.encoder.weights = ""
+    model = build_model(mcfg)
+    state = load_file(str(path / "model.safetensors"), device=str(map_location))
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in clean_state_dict(state).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("num_batches_tracked")]:
+        raise InputError(f"{path}: weights do not match the model config (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    model.to(map_location)
+    tok = None
+    if with_tokenizer and (path / "tokenizer").is_dir():
+        from cxreport.text.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(path / "tokenizer")
+    return model, tok, cfg

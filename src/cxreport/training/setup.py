@@ -1,0 +1,165 @@
+"""What a run needs before its first step: devices and processes, tokenizer, datasets, optimizer, schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from cxreport.data.cache import Cache
+from cxreport.data.dataset import StudyDataset
+from cxreport.errors import InputError
+from cxreport.training.config import LoopConfig, RunConfig
+
+log = logging.getLogger("cxreport.train")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Single process, or torchrun's environment → DDP (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return Dist(rank=rank, world=world, local_rank=local, device=device)
+
+
+def build_run_tokenizer(cfg: RunConfig, train_texts: list[str]):
+    from cxreport.text.tokenizer import build_tokenizer, load_tokenizer
+
+    t = cfg.tokenizer
+    if t.path:
+        return load_tokenizer(t.path)
+    opts = {"protocol": cfg.data.clean}
+    if t.kind == "word":
+        opts["min_freq"] = t.min_freq
+    else:
+        opts["vocab_size"] = t.vocab_size
+    return build_tokenizer(t.kind, train_texts, **opts)
+
+
+def _label_fn(cfg: RunConfig):
+    if not cfg.data.label_reports:
+        return None
+    from cxreport.text.labeler import label_reports
+
+    return label_reports
+
+
+def build_datasets(cfg: RunConfig, tokenizer=None, split_attr: str = "train_split") -> list[StudyDataset]:
+    """One StudyDataset per source for the given split (``train_split`` or ``val_split``)."""
+    if not cfg.data.sources:
+        raise InputError("config data.sources is empty: add at least one {\"cache\": PATH}")
+    out = []
+    label_fn = _label_fn(cfg)
+    for src in cfg.data.sources:
+        if src.use not in ("all", "findings", "text"):
+            raise InputError(f"data source {src.cache}: use={src.use!r}; choose all, findings or text")
+        ds = StudyDataset(
+            Cache(src.cache), getattr(src, split_attr), tokenizer=None if src.use == "findings" else tokenizer,
+            text_field=cfg.data.text_field, max_views=0 if src.use == "text" else cfg.data.max_views,
+            require=src.require, label_fn=label_fn, max_tokens=cfg.data.max_tokens)
+        out.append(ds)
+    return out
+
+
+def train_texts(cfg: RunConfig) -> list[str]:
+    texts = []
+    for src in cfg.data.sources:
+        if src.use == "findings":
+            continue
+        for r in Cache(src.cache).image_rows(src.train_split):
+            t = (r.get(cfg.data.text_field) or "").strip()
+            if t:
+                texts.append(t)
+    return texts
+
+
+def epoch_indices(sizes: list[int], weights: list[float], epoch: int, seed: int) -> list[tuple[int, int]]:
+    """A shuffled epoch of (source, item) pairs, each source drawn in proportion to its weight.
+
+    The epoch has as many items as all sources together; a source with a larger share is sampled
+    with replacement. Deterministic in (seed, epoch), identical on every DDP rank.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    total = sum(sizes)
+    wsum = sum(w for w, n in zip(weights, sizes) if n)
+    pairs = []
+    for s, (n, w) in enumerate(zip(sizes, weights)):
+        if not n or w <= 0:
+            continue
+        k = round(total * w / wsum)
+        reps = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(k / n))])[:k]
+        pairs += [(s, int(i)) for i in reps]
+    order = torch.randperm(len(pairs), generator=g)
+    return [pairs[i] for i in order]
+
+
+def param_groups(model, loop: LoopConfig) -> list[dict]:
+    """Encoder and the rest at their own learning rates; no weight decay on biases, norms, embeddings."""
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        enc = name.startswith("encoder.")
+        decay = p.ndim >= 2 and "embed" not in name
+        key = (enc, decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr": loop.encoder_lr if enc else loop.lr,
+                           "weight_decay": loop.weight_decay if decay else 0.0,
+                           "name": f"{'encoder' if enc else 'head'}{'' if decay else '_no_decay'}"}
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def lr_lambda(loop: LoopConfig, total_steps: int):
+    warm = max(0, loop.warmup_steps)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if loop.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        if loop.schedule == "linear":
+            return 1.0 - (1.0 - loop.min_lr_ratio) * t
+        if loop.schedule == "cosine":
+            return loop.min_lr_ratio + (1 - loop.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        raise InputError(f"train.schedule {loop.schedule!r}: choose cosine, linear or constant")
+
+    return f
+
+
+def autocast_for(loop: LoopConfig, device: torch.device):
+    """(autocast context factory, GradScaler or None) for the configured precision."""
+    import contextlib
+
+    if loop.precision == "fp32":
+        return contextlib.nullcontext, None
+    if loop.precision == "bf16":
+        return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), None
+    if loop.precision == "fp16":
+        if device.type != "cuda":
+            raise InputError("train.precision=fp16 needs a GPU; use bf16 on CPU")
+        return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+    raise InputError(f"train.precision {loop.precision!r}: choose fp32, bf16 or fp16")
