@@ -37,7 +37,7 @@ from cxreport.data.download_sources import (
     safe_extract,
     safe_relpath,
 )
-from cxreport.errors import InputError
+from cxreport.errors import CXReportError, InputError
 from cxreport.fsio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ class _FileFailed(Exception):
 
 class _Stopped(Exception):
     """The run is stopping (Ctrl-C or an access error in another worker)."""
+
+
+class DownloadStopped(CXReportError):
+    """The caller's stop event was set; finished files are kept and a rerun resumes the rest."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,8 @@ class _Http:
             try:
                 conn.request("GET", path, headers=hdrs)
                 resp = conn.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not reused:  # an idle keep-alive socket the server closed: one fresh try
+            except (OSError, http.client.HTTPException):
+                if not reused:  # a kept-alive socket the server closed, or one left mid-body: retry fresh
                     raise
                 conn, _ = self._conn(parts.scheme, parts.netloc, fresh=True)
                 conn.request("GET", path, headers=hdrs)
@@ -239,11 +243,11 @@ class Downloader:
         """Return ("ok" | "skipped", bytes downloaded); raise _FileFailed, AccessDenied or _Stopped."""
         rel = safe_relpath(target.relpath, "download target")
         final, part = self.opts.out / rel, self.opts.out / (rel + ".part")
+        # No published checksum (Open-i): hold the file to the sha256 recorded when it was first fetched.
+        known = target.sha256 or self.ledger.rows.get(rel, (None,))[0]
         if final.is_file():
             if self.ledger.is_current(rel, final, target.sha256):
                 return "skipped", 0
-            # No published checksum (Open-i): the sha256 recorded when it was first verified.
-            known = target.sha256 or self.ledger.rows.get(rel, (None,))[0]
             if known and _sha256_file(final) == known:
                 self.ledger.add(rel, final, known)
                 return "skipped", 0
@@ -274,12 +278,13 @@ class Downloader:
                 if self.stop.wait(delay * random.uniform(0.8, 1.2)):
                     raise _Stopped() from None
                 continue
-            if target.sha256 and digest != target.sha256:
+            if known and digest != known:
                 part.unlink()
                 bad_sums += 1
                 log.warning("%s: sha256 mismatch (download %d); fetching it again from zero", rel, bad_sums)
                 if bad_sums > self.opts.checksum_retries:
-                    raise _FileFailed(f"sha256 mismatch on {bad_sums} downloads")
+                    extra = "" if target.sha256 else f" (recorded in {self.ledger.path}; delete its line if the source changed)"
+                    raise _FileFailed(f"sha256 mismatch on {bad_sums} downloads{extra}")
                 continue
             os.replace(part, final)
             self.ledger.add(rel, final, digest)
@@ -333,7 +338,7 @@ class Downloader:
                 while True:
                     if self.stop.is_set():
                         raise _Stopped()
-                    chunk = resp.read(self.opts.chunk_size)
+                    chunk = resp.read1(self.opts.chunk_size)  # what has arrived: progress and Ctrl-C stay live
                     if not chunk:
                         break
                     fh.write(chunk)
@@ -345,6 +350,7 @@ class Downloader:
             raise _Transient(f"connection dropped after {got} bytes: {type(exc).__name__}") from None
         if expected is not None and got < expected:
             raise _Transient(f"connection dropped after {got} of {expected} bytes")
+        resp.close()  # read1 never marks a whole body done; closing frees the kept-alive connection
         return h.hexdigest(), got
 
     # --- many files ---
@@ -389,6 +395,8 @@ class Downloader:
             self._progress.close()
         if denied:
             raise denied
+        if self.stop.is_set():
+            raise DownloadStopped("download stopped; rerun the same command to continue where it stopped")
 
 
 def _hash_into(h, path: Path) -> None:

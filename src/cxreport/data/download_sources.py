@@ -168,6 +168,16 @@ def _read_study_keys(path: Path) -> list[tuple[int, int]]:
         raise InputError(f"{path}: cannot read the metadata CSV ({exc}); delete it and rerun") from exc
 
 
+def _read_dicom_studies(path: Path) -> dict[str, tuple[int, int]]:
+    if not path.is_file():
+        return {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not {"dicom_id", "subject_id", "study_id"} <= set(reader.fieldnames or ()):
+            raise InputError(f"{path}: needs columns dicom_id, subject_id, study_id")
+        return {r["dicom_id"]: (int(r["subject_id"]), int(r["study_id"])) for r in reader}
+
+
 @register_dataset(
     name="mimic-cxr-jpg",
     base_url="https://physionet.org/files/mimic-cxr-jpg/{version}/",
@@ -215,6 +225,7 @@ class MimicCxrJpg:
 # --- MIMIC-CXR reports (the `mimic-cxr` PhysioNet project) -------------------------------------
 
 REPORTS_ZIP = "mimic-cxr-reports.zip"
+REPORTS_RECORDS = "cxr-record-list.csv.gz"
 
 
 @register_dataset(
@@ -242,9 +253,13 @@ class MimicCxrReports:
             return [Target(p, sums[p]) for p in reports]
         if sel.max_studies is not None:
             return [Target(p, sums[p]) for p in reports[: sel.max_studies]]
-        chosen, missing = [], []
+        chosen, missing, by_dicom = [], [], None
         for raw in sel.files or ():
-            key = _study_key(_normalise_line(raw))
+            line = _normalise_line(raw)
+            key = _study_key(line)
+            if key is None:  # a bare dicom id: the release's record list knows its study
+                by_dicom = by_dicom if by_dicom is not None else _read_dicom_studies(out / REPORTS_RECORDS)
+                key = by_dicom.get(PurePosixPath(line).name.removesuffix(".jpg").removesuffix(".dcm"))
             path = f"{_study_prefix(key)}.txt" if key else None
             if path in sums:
                 chosen.append(path)
