@@ -280,7 +280,7 @@ class MimicCxrReports:
     needs_auth=False,
     checksums=None,
     extract={"NLMCXR_png.tgz": "NLMCXR_png", "NLMCXR_reports.tgz": ""},
-    summary="IU X-Ray (Open-i): NLMCXR_png.tgz + NLMCXR_reports.tgz, extracted (~1.4 GB)",
+    summary="IU X-Ray (Open-i): NLMCXR_png.tgz + NLMCXR_reports.tgz, extracted",
 )
 class OpenI:
     @staticmethod
