@@ -318,3 +318,17 @@ def test_ctrl_c_then_rerun_continues(served, tmp_path):
     assert last.range and last.range.startswith("bytes=") and last.status == 206
     assert (out / big).read_bytes() == (release / big).read_bytes() and not part.exists()
     assert PASSWORD not in err.decode() + done.stdout + done.stderr
+
+
+def test_password_prompt_on_a_terminal(served, tmp_path, monkeypatch, capsys):
+    import getpass
+
+    root, _ = served
+    prompts = []
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompts.append(prompt) or PASSWORD)
+    with PhysioNetServer(root) as srv:
+        rc = _cli(["mimic-cxr-jpg", "--out", str(tmp_path / "o"), "--base-url", srv.url + JPG,
+                   "--user", USER, "--max-studies", "1", "--no-progress"])
+    assert rc == 0 and prompts == [f"PhysioNet password for {USER}: "]
+    assert PASSWORD not in "".join(capsys.readouterr())

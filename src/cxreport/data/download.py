@@ -117,6 +117,7 @@ class _Http:
         self.timeout = timeout
         self._local = threading.local()
         self._ssl = ssl.create_default_context()
+        self._opened: list[http.client.HTTPConnection] = []  # every thread's, to close at the end
 
     def _conn(self, scheme: str, netloc: str, fresh: bool):
         conns = self._local.__dict__.setdefault("conns", {})
@@ -130,8 +131,14 @@ class _Http:
                 conns[key] = http.client.HTTPConnection(netloc, timeout=self.timeout)
             else:
                 raise InputError(f"unsupported URL scheme {scheme!r}; use https:// (or http:// for tests)")
+            self._opened.append(conns[key])
             return conns[key], False
         return conns[key], True
+
+    def close_all(self) -> None:
+        while self._opened:
+            self._opened.pop().close()
+        self._local = threading.local()
 
     def drop(self, url: str) -> None:
         parts = urlsplit(url)
@@ -205,7 +212,8 @@ class _Progress:
                         disable=not enabled, dynamic_ncols=True, smoothing=0.05)
 
     def update(self, n: int) -> None:
-        self.bar.update(n)
+        with self._lock:
+            self.bar.update(n)
 
     def file_done(self, status: str, nbytes: int, summary: DownloadSummary) -> None:
         with self._lock:
@@ -360,10 +368,19 @@ class Downloader:
             return
         self._progress = _Progress(len(targets), self.opts.progress, desc)
         denied: AccessDenied | None = None
-        pool = ThreadPoolExecutor(max(1, self.opts.workers), thread_name_prefix="download")
-        pending = {pool.submit(self.fetch, t): t for t in targets}
+        workers = max(1, self.opts.workers)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="download")
+        queue = iter(targets)  # submitted a few at a time: 377k futures at once would cost ~1 GB
+        pending: dict = {}
         try:
-            while pending:
+            while True:
+                while len(pending) < 4 * workers and not self.stop.is_set():
+                    target = next(queue, None)
+                    if target is None:
+                        break
+                    pending[pool.submit(self.fetch, target)] = target
+                if not pending:
+                    break
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     target = pending.pop(fut)
@@ -392,6 +409,7 @@ class Downloader:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.http.close_all()
             self._progress.close()
         if denied:
             raise denied
