@@ -291,7 +291,8 @@ class Downloader:
                 bad_sums += 1
                 log.warning("%s: sha256 mismatch (download %d); fetching it again from zero", rel, bad_sums)
                 if bad_sums > self.opts.checksum_retries:
-                    extra = "" if target.sha256 else f" (recorded in {self.ledger.path}; delete its line if the source changed)"
+                    extra = "" if target.sha256 else (
+                        f" (recorded in {self.ledger.path}; delete its line if the source changed)")
                     raise _FileFailed(f"sha256 mismatch on {bad_sums} downloads{extra}")
                 continue
             os.replace(part, final)
@@ -309,7 +310,8 @@ class Downloader:
         if status in (401, 403):
             resp.read()
             why = "username or password not accepted" if status == 401 else "this account may not fetch it"
-            raise AccessDenied(f"HTTP {status} for {rel} from {urlsplit(url).netloc}: {why}. {self.access_hint}")
+            host = urlsplit(url).netloc
+            raise AccessDenied(f"HTTP {status} for {rel} from {host}: {why}. {self.access_hint}")
         if status == 416 and offset:
             # The part may already be whole: the server tells the full size in Content-Range.
             resp.read()
@@ -346,7 +348,8 @@ class Downloader:
                 while True:
                     if self.stop.is_set():
                         raise _Stopped()
-                    chunk = resp.read1(self.opts.chunk_size)  # what has arrived: progress and Ctrl-C stay live
+                    # read1: what has arrived, so progress and Ctrl-C stay live on slow links
+                    chunk = resp.read1(self.opts.chunk_size)
                     if not chunk:
                         break
                     fh.write(chunk)
@@ -453,7 +456,8 @@ def download(dataset: str, opts: DownloadOptions, creds: Credentials | None = No
         # The checksum list is the root of trust: fetched whole, then every other file is held to it.
         dl.fetch_all([Target(spec.checksums)], summary, desc=spec.checksums)
         if summary.failed:
-            raise InputError(f"could not fetch {spec.checksums} from {dl.base}: {summary.failed[spec.checksums]}")
+            why = summary.failed[spec.checksums]
+            raise InputError(f"could not fetch {spec.checksums} from {dl.base}: {why}")
         sums_path = opts.out / spec.checksums
         sums = parse_sums(sums_path.read_text(encoding="utf-8", errors="replace"), str(sums_path))
     dl.fetch_all(spec.first(sums), summary, desc="metadata")
@@ -616,7 +620,8 @@ def add_download_parser(data_subparsers) -> None:
     p.add_argument("--password-env", metavar="VAR",
                    help="environment variable holding the password (default: ask on the terminal)")
     subset = p.add_mutually_exclusive_group()
-    subset.add_argument("--files", metavar="LIST", help="only these images (e.g. the release's IMAGE_FILENAMES)")
+    subset.add_argument("--files", metavar="LIST",
+                        help="only these images, one per line (e.g. the release's IMAGE_FILENAMES)")
     subset.add_argument("--max-studies", type=_positive, metavar="N", help="only the first N studies")
     p.add_argument("--workers", type=_positive, default=4, help="parallel downloads (default 4)")
     p.add_argument("--base-url", help="release URL (default: the official one)")

@@ -338,8 +338,9 @@ def safe_extract(archive: Path, dest: Path) -> int:
                 _member_target(dest, info.filename, archive)
             for info in infos:
                 if not info.is_dir():
+                    target = _member_target(dest, info.filename, archive)
                     with zf.open(info) as src:
-                        written += _write_member(_member_target(dest, info.filename, archive), info.file_size, src)
+                        written += _write_member(target, info.file_size, src)
         return written
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
