@@ -343,22 +343,21 @@ class Downloader:
         if offset:
             _hash_into(h, part)
         got = 0
-        try:
-            with open(part, "ab" if offset else "wb") as fh:
-                while True:
-                    if self.stop.is_set():
-                        raise _Stopped()
-                    # read1: what has arrived, so progress and Ctrl-C stay live on slow links
+        with open(part, "ab" if offset else "wb") as fh:  # a write error (disk full) fails the file
+            while True:
+                if self.stop.is_set():
+                    raise _Stopped()
+                try:  # read1: what has arrived, so progress and Ctrl-C stay live on slow links
                     chunk = resp.read1(self.opts.chunk_size)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    h.update(chunk)
-                    got += len(chunk)
-                    if self._progress:
-                        self._progress.update(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"connection dropped after {got} bytes: {type(exc).__name__}") from None
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Transient(f"connection dropped after {got} bytes: {type(exc).__name__}") from None
+                if not chunk:
+                    break
+                fh.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+                if self._progress:
+                    self._progress.update(len(chunk))
         if expected is not None and got < expected:
             raise _Transient(f"connection dropped after {got} of {expected} bytes")
         resp.close()  # read1 never marks a whole body done; closing frees the kept-alive connection
