@@ -208,6 +208,7 @@ class _Progress:
 
         self._lock = threading.Lock()
         self.n_files, self.done, self.fetched, self.fetched_bytes = n_files, 0, 0, 0
+        self.counts: dict[str, int] = {}
         self.bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                         disable=not enabled, dynamic_ncols=True, smoothing=0.05)
 
@@ -215,17 +216,18 @@ class _Progress:
         with self._lock:
             self.bar.update(n)
 
-    def file_done(self, status: str, nbytes: int, summary: DownloadSummary) -> None:
+    def file_done(self, status: str, nbytes: int) -> None:
         with self._lock:
             self.done += 1
+            self.counts[status] = self.counts.get(status, 0) + 1
             if status == "ok":
                 self.fetched, self.fetched_bytes = self.fetched + 1, self.fetched_bytes + nbytes
             if self.fetched:
                 left = self.n_files - self.done
                 self.bar.total = self.bar.n + int(left * self.fetched_bytes / self.fetched)
-            self.bar.set_postfix_str(
-                f"files {self.done}/{self.n_files} ok {summary.ok} skip {summary.skipped} "
-                f"fail {len(summary.failed)}", refresh=True)
+            c = self.counts
+            self.bar.set_postfix_str(f"files {self.done}/{self.n_files}: ok {c.get('ok', 0)} "
+                                     f"skipped {c.get('skipped', 0)} failed {c.get('failed', 0)}", refresh=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -405,7 +407,7 @@ class Downloader:
                     elif status == "skipped":
                         summary.skipped += 1
                     summary.bytes += nbytes
-                    self._progress.file_done(status, nbytes, summary)
+                    self._progress.file_done(status, nbytes)
         except KeyboardInterrupt:
             self.stop.set()
             raise
