@@ -331,3 +331,28 @@ def test_password_prompt_on_a_terminal(served, tmp_path, monkeypatch, capsys):
                    "--user", USER, "--max-studies", "1", "--no-progress"])
     assert rc == 0 and prompts == [f"PhysioNet password for {USER}: "]
     assert PASSWORD not in "".join(capsys.readouterr())
+
+
+def test_stalled_connection_times_out_and_resumes(tmp_path):
+    import hashlib
+
+    release = tmp_path / "release"
+    rel = "files/p10/p10000001/s50000001/0badf00d-00000000-00000000-00000000-00000002.jpg"
+    (release / rel).parent.mkdir(parents=True)
+    (release / rel).write_bytes(os.urandom(14_000))
+    (release / "SHA256SUMS.txt").write_text(f"{hashlib.sha256((release / rel).read_bytes()).hexdigest()}  {rel}\n")
+    out = tmp_path / "out"
+    with PhysioNetServer(tmp_path, Faults(slow={f"/release/{rel}": 0.6})) as srv:  # 4 KiB, then a stall
+        s = download("mimic-cxr-jpg", _opts(out, srv, "release", timeout=0.25), CREDS)
+        ranges = [h.range for h in srv.hits_for(f"/release/{rel}")]
+    assert s.failed == {} and (out / rel).read_bytes() == (release / rel).read_bytes()
+    assert ranges == [None, "bytes=4096-", "bytes=8192-", "bytes=12288-"]
+
+
+def test_missing_file_fails_alone(served, tmp_path):
+    root, _ = served
+    gone = _images(root)[4]
+    with PhysioNetServer(root, Faults(errors={f"/{JPG}/{gone}": [404]})) as srv:
+        s = download("mimic-cxr-jpg", _opts(tmp_path / "o", srv, JPG), CREDS)
+    assert list(s.failed) == [gone] and "HTTP 404" in s.failed[gone]
+    assert s.ok == len(_tree(root / JPG)) - 1
