@@ -19,16 +19,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the fixtures package
-from fixtures.physionet_server import (  # noqa: E402
+from cxreport.data.download import AccessDenied, Credentials, DownloadOptions, add_download_parser, download
+from cxreport.data.download_sources import STATE_DIR, Selection, safe_extract
+from cxreport.errors import InputError
+from tests.fixtures.physionet_server import (
     JPG, OPENI, PASSWORD, REPORTS, USER, Faults, PhysioNetServer, build_served_tree,
 )
-
-from cxreport.data.download import (  # noqa: E402
-    AccessDenied, Credentials, DownloadOptions, add_download_parser, download,
-)
-from cxreport.data.download_sources import STATE_DIR, Selection, safe_extract  # noqa: E402
-from cxreport.errors import InputError  # noqa: E402
 
 CREDS = Credentials(USER, PASSWORD)
 SECRETS = (PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
@@ -356,3 +352,23 @@ def test_missing_file_fails_alone(served, tmp_path):
         s = download("mimic-cxr-jpg", _opts(tmp_path / "o", srv, JPG), CREDS)
     assert list(s.failed) == [gone] and "HTTP 404" in s.failed[gone]
     assert s.ok == len(_tree(root / JPG)) - 1
+
+
+def test_real_cli_download_then_prepare_cache(served, tmp_path, monkeypatch):
+    """`cxreport data download` (images + reports) then `cxreport data prepare --source mimic-cxr`."""
+    from cxreport.cli import main
+    from cxreport.data.cache import Cache
+
+    root, info = served
+    monkeypatch.setenv("PN_PASSWORD", PASSWORD)
+    with PhysioNetServer(root) as srv:
+        for sub, name in ((JPG, "mimic-cxr-jpg"), (REPORTS, "mimic-cxr-reports")):
+            assert main(["data", "download", name, "--out", str(tmp_path / name), "--base-url", srv.url + sub,
+                         "--user", USER, "--password-env", "PN_PASSWORD", "--no-progress"]) == 0
+    assert _tree(tmp_path / "mimic-cxr-jpg") == _tree(root / JPG)
+    assert main(["data", "prepare", "--source", "mimic-cxr", "--root", str(tmp_path / "mimic-cxr-jpg"),
+                 "--option", f"reports_root={tmp_path / 'mimic-cxr-reports'}", "--out", str(tmp_path / "cache"),
+                 "--size", "32", "--workers", "1"]) == 0
+    c = Cache(tmp_path / "cache")
+    assert c.meta["counts"]["images_ok"] == len(_images(root)) and c.meta["counts"]["images_missing"] == 0
+    assert sum(bool(r["findings"] or r["impression"]) for r in c.rows) == len(c.rows)
