@@ -32,7 +32,7 @@ class DataConfig:
     label_reports: bool = True  # label reports without labels with the rule labeler
     max_views: int = 2
     augment: bool = True
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers; exact resume after a kill holds for 0
 
 
 @dataclass
