@@ -24,7 +24,7 @@ from cxreport.models.registry import register_encoder
 DENSENET121 = dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4)
 
 # Pre-0.4 torchvision (and CheXNet) checkpoints name layers 'norm.1', 'conv.2' ... inside dense layers.
-_OLD_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_OLD_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 class _DenseLayer(nn.Module):
