@@ -72,3 +72,22 @@ def test_overrides_and_vocab_kwargs_reach_the_modules():
     assert model.decoder.vocab_size == 77 and model.decoder.eos_id == 7
     assert len(model.decoder.layers) == 1
     assert model.cfg.decoder.vocab_size == 77
+
+
+@pytest.mark.parametrize("name", ["vit-gpt2", "effnet-transformer", "tiny"])
+def test_checkpoint_rebuilds_from_the_resolved_config(name, tmp_path):
+    from cxreport.models.report_model import build_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **VOCAB, **TINY_OVERRIDES[name]).eval()
+    saved = json.loads(json.dumps(to_dict(model.cfg)))  # what a checkpoint would store
+    if name == "vit-gpt2":
+        assert saved["encoder"]["hf_config"]["model_type"] == "vit"
+        assert saved["decoder"]["hf_config"]["add_cross_attention"] is True
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    again = build_model(from_dict(ModelConfig, saved), pretrained=False).eval()
+    again.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    batch = make_batch(views=2, size=TINY_SIZE.get(name, 64))
+    with torch.no_grad():
+        torch.testing.assert_close(again(batch)["loss"], model(batch)["loss"])

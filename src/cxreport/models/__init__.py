@@ -10,4 +10,10 @@ def create_model(*args, **kwargs):
     return _create(*args, **kwargs)
 
 
-__all__ = ["ModelConfig", "create_model", "list_models", "model_config"]
+def build_model(*args, **kwargs):
+    from cxreport.models.report_model import build_model as _build
+
+    return _build(*args, **kwargs)
+
+
+__all__ = ["ModelConfig", "build_model", "create_model", "list_models", "model_config"]

@@ -66,6 +66,8 @@ class DecoderConfig:
     """
 
     name: str = "transformer"
+    # gpt2 with hf_model: load its weights (False: same architecture, random init / from a checkpoint)
+    pretrained: bool = True
     vocab_size: int = 1000
     pad_id: int = 0
     bos_id: int = 1

@@ -29,10 +29,17 @@ class Encoder(nn.Module):
     """Base: subclasses set ``out_dim`` and implement ``forward(x) -> EncoderOutput``."""
 
     out_dim: int
+    frozen: bool = False
 
     def freeze(self) -> None:
+        """No gradients, and BatchNorm statistics stay fixed (the module stays in eval mode)."""
+        self.frozen = True
         for p in self.parameters():
             p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(mode and not self.frozen)
 
 
 def to_rgb_normalised(x: torch.Tensor, mean, std) -> torch.Tensor:

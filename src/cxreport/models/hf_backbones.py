@@ -23,11 +23,15 @@ CLS_FAMILIES = {"vit", "dinov2", "dinov2_with_registers", "deit"}
 
 def load_hf_backbone(cfg: EncoderConfig) -> nn.Module:
     transformers = require("transformers", "hf", "HF vision backbones")
-    if cfg.hf_model:
-        try:
-            return transformers.AutoModel.from_pretrained(cfg.hf_model)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"encoder.hf_model {cfg.hf_model!r}: cannot load ({exc})") from exc
+    # Weights from hf_model only when pretrained; otherwise the architecture from hf_config (which
+    # ReportModel fills in after a pretrained load, so checkpoints rebuild without the hub).
+    try:
+        if cfg.hf_model and (cfg.pretrained or not cfg.hf_config):
+            if cfg.pretrained:
+                return transformers.AutoModel.from_pretrained(cfg.hf_model)
+            return transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(cfg.hf_model))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"encoder.hf_model {cfg.hf_model!r}: cannot load ({exc})") from exc
     if not cfg.hf_config.get("model_type"):
         raise InputError("encoder 'hf' needs encoder.hf_model (hub id / folder) or encoder.hf_config with a model_type")
     kwargs = dict(cfg.hf_config)

@@ -15,15 +15,18 @@ from cxreport.models.registry import register_decoder
 def load_hf_lm(cfg: DecoderConfig) -> nn.Module:
     transformers = require("transformers", "hf", "GPT-2 decoders")
     cross = cfg.mode == "cross"
-    if cfg.hf_model:
-        extra = {"add_cross_attention": True} if cross else {}
-        try:
-            return transformers.AutoModelForCausalLM.from_pretrained(cfg.hf_model, **extra)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"decoder.hf_model {cfg.hf_model!r}: cannot load ({exc})") from exc
+    extra = {"add_cross_attention": True} if cross else {}
+    try:
+        if cfg.hf_model and (cfg.pretrained or not cfg.hf_config):
+            if cfg.pretrained:
+                return transformers.AutoModelForCausalLM.from_pretrained(cfg.hf_model, **extra)
+            conf = transformers.AutoConfig.from_pretrained(cfg.hf_model, **extra)
+            return transformers.AutoModelForCausalLM.from_config(conf)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"decoder.hf_model {cfg.hf_model!r}: cannot load ({exc})") from exc
     kwargs = dict(cfg.hf_config)
     model_type = kwargs.pop("model_type", "gpt2")
-    kwargs.setdefault("vocab_size", cfg.vocab_size)
+    kwargs["vocab_size"] = cfg.vocab_size
     kwargs.update(bos_token_id=cfg.bos_id, eos_token_id=cfg.eos_id, pad_token_id=cfg.pad_id)
     if cross:
         kwargs["add_cross_attention"] = True

@@ -3,6 +3,7 @@ with a CheXpert finding head on the image tokens. ``create_model`` builds one fr
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -20,10 +21,29 @@ from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
 
 
+def without_pretrained(cfg: ModelConfig) -> ModelConfig:
+    """Same architecture, no weight loading (for rebuilding a model whose state dict follows)."""
+    return dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, pretrained=False, weights=""),
+                               decoder=dataclasses.replace(cfg.decoder, pretrained=False))
+
+
+def _hf_arch(module: nn.Module) -> dict:
+    conf = module.config.to_diff_dict()
+    for key in ("transformers_version", "_name_or_path", "architectures", "torch_dtype", "dtype"):
+        conf.pop(key, None)
+    conf["model_type"] = module.config.model_type
+    return conf
+
+
 class ReportModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """``model.cfg`` is the resolved config: save it with the state dict and rebuild with
+    ``build_model(cfg, pretrained=False)`` (HF architectures are recorded in ``hf_config`` so no
+    hub access is needed then)."""
+
+    def __init__(self, cfg: ModelConfig, pretrained: bool = True):
         super().__init__()
-        self.cfg = cfg
+        if not pretrained:
+            cfg = without_pretrained(cfg)
         d = cfg.d_model
         fc = cfg.findings
         if fc.below_threshold not in ("unknown", "negative"):
@@ -37,6 +57,12 @@ class ReportModel(nn.Module):
         # Without finding tokens a text-only row would have an empty memory; one learned token avoids that.
         self.null_memory = None if fc.condition else nn.Parameter(torch.zeros(1, 1, d))
         self.decoder = build_decoder(cfg.decoder, d)
+        enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
+        if hasattr(self.encoder, "model") and cfg.encoder.name == "hf":
+            enc_cfg = dataclasses.replace(enc_cfg, hf_config=_hf_arch(self.encoder.model))
+        if hasattr(self.decoder, "lm"):
+            dec_cfg = dataclasses.replace(dec_cfg, hf_config=_hf_arch(self.decoder.lm))
+        self.cfg = dataclasses.replace(cfg, encoder=enc_cfg, decoder=dec_cfg)
 
     # ---- encoding -------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor | None, image_mask: torch.Tensor | None = None,
@@ -177,12 +203,14 @@ class ReportModel(nn.Module):
         return outs
 
 
-def build_model(cfg: ModelConfig) -> ReportModel:
-    return ReportModel(cfg)
+def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:
+    """``pretrained=False``: architecture only (when a checkpoint's state dict is loaded next)."""
+    return ReportModel(cfg, pretrained=pretrained)
 
 
 def create_model(name_or_path: str | Path, *, vocab_size: int | None = None, pad_id: int | None = None,
-                 bos_id: int | None = None, eos_id: int | None = None, **overrides) -> ReportModel:
+                 bos_id: int | None = None, eos_id: int | None = None, pretrained: bool = True,
+                 **overrides) -> ReportModel:
     """Build a model from a bundled config name (``list_models()``) or a JSON file.
 
     Section overrides are deep-merged: ``create_model("tiny", vocab_size=500, decoder={"layers": 1})``.
@@ -192,4 +220,4 @@ def create_model(name_or_path: str | Path, *, vocab_size: int | None = None, pad
            if v is not None}
     if ids:
         overrides["decoder"] = {**overrides.get("decoder", {}), **ids}
-    return build_model(model_config(name_or_path, **overrides))
+    return build_model(model_config(name_or_path, **overrides), pretrained=pretrained)
