@@ -11,6 +11,10 @@ DECODERS = {
     "transformer": {},
     "gpt2-cross": {"decoder": {"name": "gpt2", "hf_config": TINY_GPT2, "mode": "cross"}},
     "gpt2-prefix": {"decoder": {"name": "gpt2", "hf_config": TINY_GPT2, "mode": "prefix"}},
+    # Prefix mode takes any HF causal LM, e.g. BioGPT.
+    "biogpt-prefix": {"decoder": {"name": "gpt2", "mode": "prefix", "hf_config": {
+        "model_type": "biogpt", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 128}}},
 }
 
 
@@ -19,7 +23,7 @@ def _model(kind: str, seed: int = 0):
     # Untrained tiny models put near-uniform mass everywhere; a hotter head makes decoding decisive.
     model = create_model("tiny", **VOCAB, **DECODERS[kind]).eval()
     with torch.no_grad():
-        head = model.decoder.head if kind == "transformer" else model.decoder.lm.lm_head
+        head = model.decoder.head if kind == "transformer" else model.decoder.lm.get_output_embeddings()
         head.weight.mul_(8.0)
     return model
 

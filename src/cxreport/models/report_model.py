@@ -76,6 +76,8 @@ class ReportModel(nn.Module):
         if images.dim() == 4:
             images = images.unsqueeze(1)
         b, v = images.shape[:2]
+        if v > self.cfg.views.max_views:
+            raise InputError(f"{v} views per study, but this model takes at most views.max_views={self.cfg.views.max_views}")
         if image_mask is None:
             image_mask = torch.ones(b, v, dtype=torch.bool, device=images.device)
         if view_ids is None:
