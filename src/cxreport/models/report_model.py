@@ -1,0 +1,225 @@
+"""ReportModel: multi-view image encoder -> projector -> memory (+ finding tokens) -> text decoder,
+with a CheXpert finding head on the image tokens. ``create_model`` builds one from a config."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxreport.errors import InputError
+from cxreport.models.config import ModelConfig
+from cxreport.models.decoders import build_decoder
+from cxreport.models.encoders import build_encoder
+from cxreport.models.finding_head import (UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+                                          probs_to_states, STATE_NAMES, targets_to_states)
+from cxreport.models.generator import generate_tokens
+from cxreport.models.projectors import build_projector
+from cxreport.models.registry import model_config
+
+
+def without_pretrained(cfg: ModelConfig) -> ModelConfig:
+    """Same architecture, no weight loading (for rebuilding a model whose state dict follows)."""
+    return dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, pretrained=False, weights=""),
+                               decoder=dataclasses.replace(cfg.decoder, pretrained=False))
+
+
+def _hf_arch(module: nn.Module) -> dict:
+    conf = module.config.to_diff_dict()
+    for key in ("transformers_version", "_name_or_path", "architectures", "torch_dtype", "dtype"):
+        conf.pop(key, None)
+    conf["model_type"] = module.config.model_type
+    return conf
+
+
+class ReportModel(nn.Module):
+    """``model.cfg`` is the resolved config: save it with the state dict and rebuild with
+    ``build_model(cfg, pretrained=False)`` (HF architectures are recorded in ``hf_config`` so no
+    hub access is needed then)."""
+
+    def __init__(self, cfg: ModelConfig, pretrained: bool = True):
+        super().__init__()
+        if not pretrained:
+            cfg = without_pretrained(cfg)
+        d = cfg.d_model
+        fc = cfg.findings
+        if fc.below_threshold not in ("unknown", "negative"):
+            raise InputError(f"findings.below_threshold {fc.below_threshold!r}: choose unknown or negative")
+        self.labels = list(fc.labels)
+        self.encoder = build_encoder(cfg.encoder)
+        self.projector = build_projector(cfg.projector, self.encoder.out_dim, d)
+        self.view_embed = nn.Embedding(cfg.views.num_view_types, d) if cfg.views.view_embedding else None
+        self.finding_head = FindingHead(fc, d)
+        self.finding_tokens = FindingTokens(len(self.labels), d) if fc.condition else None
+        # Without finding tokens a text-only row would have an empty memory; one learned token avoids that.
+        self.null_memory = None if fc.condition else nn.Parameter(torch.zeros(1, 1, d))
+        self.decoder = build_decoder(cfg.decoder, d)
+        enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
+        if hasattr(self.encoder, "model") and cfg.encoder.name == "hf":
+            enc_cfg = dataclasses.replace(enc_cfg, hf_config=_hf_arch(self.encoder.model))
+        if hasattr(self.decoder, "lm"):
+            dec_cfg = dataclasses.replace(dec_cfg, hf_config=_hf_arch(self.decoder.lm))
+        self.cfg = dataclasses.replace(cfg, encoder=enc_cfg, decoder=dec_cfg)
+
+    # ---- encoding -------------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor | None, image_mask: torch.Tensor | None = None,
+                      view_ids: torch.Tensor | None = None, batch_size: int | None = None):
+        """images B x V x 1 x H x W -> (tokens B x V*M x d, mask B x V*M). Only real views are encoded."""
+        d = self.cfg.d_model
+        if images is None:
+            b = batch_size or 0
+            dev = self._device()
+            return torch.zeros(b, 0, d, device=dev), torch.zeros(b, 0, dtype=torch.bool, device=dev)
+        if images.dim() == 4:
+            images = images.unsqueeze(1)
+        b, v = images.shape[:2]
+        if v > self.cfg.views.max_views:
+            raise InputError(f"{v} views per study, but this model takes at most views.max_views={self.cfg.views.max_views}")
+        if image_mask is None:
+            image_mask = torch.ones(b, v, dtype=torch.bool, device=images.device)
+        if view_ids is None:
+            view_ids = torch.arange(v, device=images.device).clamp(max=2).expand(b, v)
+        flat_mask = image_mask.reshape(-1).bool()
+        sel = images.reshape(b * v, *images.shape[2:])[flat_mask]
+        if sel.shape[0] == 0:  # batch of rows without images
+            return images.new_zeros(b, 0, d), torch.zeros(b, 0, dtype=torch.bool, device=images.device)
+        out = self.encoder(sel)
+        tok = self.projector(out.tokens, out.grid)
+        if self.view_embed is not None:
+            tok = tok + self.view_embed(view_ids.reshape(-1)[flat_mask].clamp(0, self.view_embed.num_embeddings - 1))[:, None]
+        m = tok.shape[1]
+        full = tok.new_zeros(b * v, m, d)
+        full[flat_mask] = tok
+        mask = flat_mask[:, None].expand(b * v, m)
+        return full.view(b, v * m, d), mask.reshape(b, v * m)
+
+    def memory(self, img_tokens, img_mask, states: torch.Tensor | None):
+        """Decoder memory: [finding tokens | image tokens] (or [null | image tokens])."""
+        b = img_tokens.shape[0]
+        if self.finding_tokens is not None:
+            if states is None:
+                states = torch.full((b, len(self.labels)), UNKNOWN, dtype=torch.long, device=img_tokens.device)
+            prefix = self.finding_tokens(states)
+        else:
+            prefix = self.null_memory.expand(b, -1, -1)
+        pmask = torch.ones(b, prefix.shape[1], dtype=torch.bool, device=img_tokens.device)
+        return torch.cat([prefix, img_tokens], 1), torch.cat([pmask, img_mask], 1)
+
+    # ---- training -------------------------------------------------------------------------
+    def forward(self, batch: dict) -> dict:
+        """Losses for one collated batch (see module docs of the lead's collate for the contract)."""
+        images = batch.get("images")
+        ids = batch.get("input_ids")
+        b = (images.shape[0] if images is not None else ids.shape[0])
+        dev = self._device()
+        img_tok, img_mask = self.encode_images(images, batch.get("image_mask"), batch.get("view_ids"), b)
+        has_image = batch.get("has_image")
+        has_image = img_mask.any(1) if has_image is None else has_image.bool() & img_mask.any(1)
+        targets = batch.get("finding_targets")
+        if targets is None:
+            targets = torch.full((b, len(self.labels)), float("nan"), device=dev)
+        logits = self.finding_head(img_tok, img_mask)
+        f_loss = finding_loss(logits, targets, has_image, self.cfg.findings.uncertain)
+
+        lm_loss = logits.sum() * 0.0
+        has_text = batch.get("has_text")
+        if ids is not None:
+            am = batch.get("attention_mask")
+            am = (ids != self.decoder.pad_id) if am is None else am.bool()
+            has_text = am[:, 1:].any(1) if has_text is None else has_text.bool()
+            if has_text.any():
+                rows = has_text.nonzero().squeeze(1)
+                states = None
+                if self.finding_tokens is not None:
+                    states = targets_to_states(targets[rows])
+                    p = self.cfg.findings.state_dropout
+                    if self.training and p > 0:
+                        states = states.masked_fill(torch.rand(states.shape, device=dev) < p, UNKNOWN)
+                mem, mem_mask = self.memory(img_tok[rows], img_mask[rows], states)
+                r_ids, r_am = ids[rows], am[rows]
+                out = self.decoder(r_ids[:, :-1], r_am[:, :-1], mem, mem_mask)
+                tgt = r_ids[:, 1:].masked_fill(~r_am[:, 1:], -100)
+                lm_loss = F.cross_entropy(out.float().reshape(-1, out.shape[-1]), tgt.reshape(-1),
+                                          ignore_index=-100, label_smoothing=self.cfg.label_smoothing)
+        loss = self.cfg.lm_loss_weight * lm_loss + self.cfg.findings.loss_weight * f_loss
+        return {"loss": loss, "lm_loss": lm_loss.detach(), "finding_loss": f_loss.detach(), "finding_logits": logits}
+
+    # ---- inference ------------------------------------------------------------------------
+    def _device(self):
+        return next(self.parameters()).device
+
+    def _states_for(self, findings, probs, has_image, b):
+        fc = self.cfg.findings
+        per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b
+        if len(per_study) != b:
+            raise InputError(f"findings: got {len(per_study)} entries for {b} studies")
+        states = torch.full((b, len(self.labels)), UNKNOWN, dtype=torch.long)
+        if probs is not None:
+            pred = probs_to_states(probs.cpu(), fc.threshold)
+            if fc.below_threshold == "unknown":
+                pred = pred.masked_fill(probs.cpu() < fc.threshold, UNKNOWN)
+            states[has_image.cpu()] = pred[has_image.cpu()]
+        for i, f in enumerate(per_study):
+            if f is not None:
+                states[i] = dict_to_states(f, self.labels)
+        return states.to(self._device())
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
+                 view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *, max_len: int = 60,
+                 method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int = 0,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> list[dict]:
+        """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
+
+        ``findings``: None (predicted by the finding head), one dict for every study or a list with
+        a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others unknown).
+        ``finding_probs`` is None for studies without an image.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            if images is None:
+                b = len(findings) if isinstance(findings, (list, tuple)) else 1
+            else:
+                b = images.shape[0]
+            img_tok, img_mask = self.encode_images(images, image_mask, view_ids, b)
+            has_image = img_mask.any(1)
+            probs = torch.sigmoid(self.finding_head(img_tok, img_mask)) if img_tok.shape[1] else None
+            states = self._states_for(findings, probs, has_image, b) if self.finding_tokens is not None else None
+            mem, mem_mask = self.memory(img_tok, img_mask, states)
+            outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
+                                   length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
+                                   generator=generator)
+        finally:
+            self.train(was_training)
+        for i, o in enumerate(outs):
+            o["finding_probs"] = (dict(zip(self.labels, probs[i].tolist()))
+                                  if probs is not None and bool(has_image[i]) else None)
+            o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
+                                   if states is not None else None)
+        return outs
+
+
+def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:
+    """``pretrained=False``: architecture only (when a checkpoint's state dict is loaded next)."""
+    return ReportModel(cfg, pretrained=pretrained)
+
+
+def create_model(name_or_path: str | Path, *, vocab_size: int | None = None, pad_id: int | None = None,
+                 bos_id: int | None = None, eos_id: int | None = None, pretrained: bool = True,
+                 **overrides) -> ReportModel:
+    """Build a model from a bundled config name (``list_models()``) or a JSON file.
+
+    Section overrides are deep-merged: ``create_model("tiny", vocab_size=500, decoder={"layers": 1})``.
+    The tokenizer's vocab size and special ids go in as keyword arguments.
+    """
+    ids = {k: v for k, v in dict(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id).items()
+           if v is not None}
+    if ids:
+        overrides["decoder"] = {**overrides.get("decoder", {}), **ids}
+    return build_model(model_config(name_or_path, **overrides), pretrained=pretrained)
