@@ -55,8 +55,7 @@ FINDINGS: dict[str, re.Pattern] = {
     "Atelectasis": _rx(r"atelecta(?:sis|ses|tic)", r"collapse(?:d)?", r"volume loss"),
     "Pneumothorax": _rx(r"pneumothora(?:x|ces|xes)", r"hydropneumothorax", r"\bptx\b"),
     "Pleural Effusion": _rx(r"effusions?", r"pleural fluid", r"hydrothorax", r"hemothorax",
-                            r"fluid (?:in|within) the (?:\w+ )?(?:pleural|fissure)", r"hydropneumothorax",
-                            r"(?:blunting|blunted) (?:of )?(?:the )?(?:\w+ )?costophrenic"),
+                            r"fluid (?:in|within) the (?:\w+ )?(?:pleural|fissure)", r"hydropneumothorax"),
     "Pleural Other": _rx(r"pleural (?:thickening|plaques?|scar(?:ring)?|calcification|based)",
                          r"thickening of the pleura", r"pleural[- ]parenchymal scar", r"fibrothorax",
                          r"apical (?:pleural )?cap", r"pleuroparenchymal"),
@@ -79,6 +78,7 @@ EXCLUDE: dict[str, re.Pattern] = {
     "Lung Lesion": _rx(r"mass effect", r"muscle mass", r"soft tissue mass"),
     "Pneumonia": _rx(r"infection risk", r"history of"),
     "Fracture": _rx(r"fracture (?:fixation|repair)"),
+    "Pleural Effusion": _rx(r"pericardial effusion", r"joint effusion"),
 }
 
 # Attribute mentions: they name an anatomy whose state a modifier in the same clause gives.

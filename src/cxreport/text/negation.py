@@ -19,8 +19,7 @@ CLAUSE_SPLIT = re.compile(
     r";|:|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhich\b|\bwhereas\b|\bwhile\b|"
     r"\bexcept\b|\baside from\b|\bapart from\b|\bwith the exception of\b|\bnevertheless\b|"
     r"\botherwise\b|\byet\b|,\s*(?=(?:and )?(?:there (?:is|are|has|may)|the |with |this |these |"
-    r"likely|possibly|probably|suggest|consistent|compatible|which|as well|unchanged|"
-    r"stable|new|increased|decreased|mild|small|moderate|large|minimal|left|right|bilateral)\b)"
+    r"likely|possibly|probably|suggest|consistent|compatible|which|as well)\b)"
 )
 
 # Phrases that look like negations but assert stability of what they name ("no change in the
@@ -51,7 +50,7 @@ _UNC_PRE = (
     r"represents?", r"representing", r"reflects?", r"reflecting", r"underlying", r"superimposed",
     r"developing", r"early", r"atypical", r"vague", r"apparent", r"appears? to be", r"compatible with",
     r"favou?r(?:ed|s)?", r"either", r"or (?:possibly|less likely)", r"obscur\w*", r"indistinct",
-    r"versus early", r"cannot be entirely excluded", r"no definite",
+    r"versus early", r"cannot be entirely excluded",
 )
 _NEG_POST = (
     r"(?:is|are|was|were|has|have|has been|have been)? ?(?:not|no longer) (?:seen|identified|present|"
@@ -62,10 +61,13 @@ _NEG_POST = (
 _UNC_POST = (
     r"(?:cannot|can not|can't|could not|may not) be (?:entirely |completely )?(?:excluded|ruled out)",
     r"(?:is|are)? ?not (?:entirely |completely )?(?:excluded|ruled out)", r"(?:is|are)? ?(?:possible|suspected|questioned|likely|not certain)",
+    r"(?:is|are) (?:not|less) (?:well|clearly)", r"(?:would be|is) difficult to exclude",
+)
+# Alternatives ("atelectasis or pneumonia", "scar versus effusion") are uncertain unless negated.
+_ALT_POST = (
     r"versus", r"vs\.?", r"or (?:atelectasis|pneumonia|consolidation|scarring|scar|infiltrate|effusion|"
     r"edema|aspiration|infection|mass|nodule|granuloma|fibrosis|airspace disease|overlapping|vessel|"
     r"artifact|summation|nipple|pleural thickening|fat|prominent vessels)",
-    r"(?:is|are) (?:not|less) (?:well|clearly)", r"(?:would be|is) difficult to exclude",
 )
 
 # "no"/"not" close to a later trigger word would otherwise shadow it; match the longest first.
@@ -75,8 +77,13 @@ _TRIGGER = re.compile(
 )
 _POST_NEG = re.compile(r"^\W*(?:\w+\W+){0,3}?(?:" + "|".join(_NEG_POST) + r")\b")
 _POST_UNC = re.compile(r"^\W*(?:\w+\W+){0,4}?(?:" + "|".join(_UNC_POST) + r")\b")
+_POST_ALT = re.compile(r"^\W*(?:\w+\W+){0,2}?(?:" + "|".join(_ALT_POST) + r")\b")
 # "no" right before an attribute word ("no acute", "no focal") still negates the next finding;
 # but a positive finding word between the trigger and the mention resets the scope.
+# A hedge starting a new list item ("no pneumonia, possibly atelectasis") escapes an earlier "no".
+_HEDGE_AFTER_COMMA = re.compile(
+    r",\s*(?:and |but |though )?(?:possible|possibly|probable|probably|likely|may|might|could|question|"
+    r"questionable|cannot|can not|perhaps)\b")
 _SCOPE_BREAK = re.compile(r"\b(?:is|are|was|were|seen|noted|present|identified|demonstrated)\b(?!\s+(?:no|not|seen|identified))")
 
 
@@ -88,11 +95,13 @@ def classify_mention(clause: str, start: int, end: int) -> int:
     if _POST_NEG.search(after):
         return NEG
     before = clause[:start]
-    last = None
-    for m in _TRIGGER.finditer(before):
-        last = m
-    if last is None:
-        return POS
+    triggers = list(_TRIGGER.finditer(before))
+    if not triggers:
+        return UNC if _POST_ALT.search(after) else POS
+    last = triggers[-1]
+    negs = [m for m in triggers if m.lastgroup == "neg"]
+    if negs and last.lastgroup == "unc" and not _HEDGE_AFTER_COMMA.search(before, negs[-1].end()):
+        last = negs[-1]  # "no consolidation, suspicious opacity or pneumothorax": the list stays negated
     between = before[last.end():]
     if _SCOPE_BREAK.search(between) and last.lastgroup == "neg" and len(between.split()) > 3:
         return POS
