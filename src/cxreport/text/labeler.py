@@ -83,8 +83,7 @@ EXCLUDE: dict[str, re.Pattern] = {
 
 # Attribute mentions: they name an anatomy whose state a modifier in the same clause gives.
 ATTRIBUTES: dict[str, re.Pattern] = {
-    "Cardiomegaly": _rx(r"heart(?! failure)", r"cardiac(?! (?:pacemaker|device|lead|valve))",
-                        r"cardio(?!mediastin|myopathy)", r"cardiomediastinal silhouette"),
+    "Cardiomegaly": _rx(r"heart(?! failure)", r"cardiac(?! (?:pacemaker|device|lead|valve|defib|generator))", r"cardiomediastinal silhouette"),
     "Enlarged Cardiomediastinum": _rx(r"cardiomediastin\w*", r"mediastin(?:um|al)(?! (?:lymph|mass|clips))",
                                       r"superior mediastinum"),
 }
@@ -92,18 +91,18 @@ ATTR_POS = re.compile(
     r"\b(?:enlarged|enlargement|large|increased|prominent|prominence|widened|widening|cardiomegaly|"
     r"mildly enlarged|moderately enlarged|severely enlarged|big)\b")
 ATTR_UNC = re.compile(
-    r"\b(?:borderline|top(?:-| )normal|upper (?:limits?|range) of normal|upper normal|high normal|"
-    r"at the upper limit|possibly enlarged|may be enlarged|questionabl[ey] enlarged|"
+    r"\b(?:borderline|possibly enlarged|may be enlarged|questionabl[ey] enlarged|"
     r"mildly prominent|slightly prominent|accentuated)\b")
 ATTR_NEG = re.compile(
-    r"\b(?:normal|within normal limits|unremarkable|not (?:significantly |appreciably )?enlarged|"
-    r"no (?:cardiomegaly|enlargement)|negative|stable|unchanged|are within|is within|"
+    r"\b(?:(?:top|upper|high)(?:-| )normal|upper (?:limits?|range)(?: of)? normal|normal|within normal limits|unremarkable|not (?:significantly |appreciably )?enlarged|"
+    r"no (?:cardiomegaly|enlargement)|not (?:\w+ )?enlarged|negative|are within|is within|"
     r"normal in size|normal size|not (?:significantly )?widened|small|midline|clear)\b")
 
 
 def _attribute_status(clause: str, start: int, end: int) -> int | None:
-    after = clause[end:]
-    before = clause[:start]
+    # Modifiers far from the anatomy word usually describe something else in a long clause.
+    after = clause[end:end + 60]
+    before = clause[max(0, start - 40):start]
     for text in (after, before):
         if ATTR_UNC.search(text):
             return UNC
@@ -133,17 +132,23 @@ class RuleLabeler:
 
     @staticmethod
     def _label_clause(clause: str, found: dict[str, int]) -> None:
+        spans: dict[str, list[tuple[int, int]]] = {}
         for obs, pattern in FINDINGS.items():
             text = clause
             if obs in EXCLUDE:
                 text = EXCLUDE[obs].sub(lambda m: "#" * len(m.group(0)), text)
             for m in pattern.finditer(text):
                 _merge(found, obs, classify_mention(text, m.start(), m.end()))
+                spans.setdefault(obs, []).append((m.start(), m.end()))
         for obs, pattern in ATTRIBUTES.items():
             if found.get(obs) == POS:
                 continue
             for m in pattern.finditer(clause):
+                if any(a <= m.start() < b for a, b in spans.get(obs, ())):
+                    continue  # already read as a finding ("negative for cardiac enlargement")
                 status = _attribute_status(clause, m.start(), m.end())
+                if status == POS and classify_mention(clause, m.start(), m.end()) == NEG:
+                    status = NEG
                 if status is not None:
                     _merge(found, obs, status)
 

@@ -59,7 +59,7 @@ _NEG_POST = (
     r"(?:is|are|has been) ruled out", r"free", r"negative",
 )
 _UNC_POST = (
-    r"(?:cannot|can not|can't|could not|may not) be (?:entirely |completely )?(?:excluded|ruled out)",
+    r"(?:cannot|can not|can't|could not|may not) be (?:entirely |completely |confidently |definitely )?(?:excluded|ruled out)",
     r"(?:is|are)? ?not (?:entirely |completely )?(?:excluded|ruled out)", r"(?:is|are)? ?(?:possible|suspected|questioned|likely|not certain)",
     r"(?:is|are) (?:not|less) (?:well|clearly)", r"(?:would be|is) difficult to exclude",
 )
@@ -84,7 +84,7 @@ _POST_ALT = re.compile(r"^\W*(?:\w+\W+){0,2}?(?:" + "|".join(_ALT_POST) + r")\b"
 _HEDGE_AFTER_COMMA = re.compile(
     r",\s*(?:and |but |though )?(?:possible|possibly|probable|probably|likely|may|might|could|question|"
     r"questionable|cannot|can not|perhaps)\b")
-_SCOPE_BREAK = re.compile(r"\b(?:is|are|was|were|seen|noted|present|identified|demonstrated)\b(?!\s+(?:no|not|seen|identified))")
+_SCOPE_BREAK = re.compile(r"\b(?:is|are|was|were)\b(?!\s+(?:no|not|seen|identified))")
 
 
 def classify_mention(clause: str, start: int, end: int) -> int:
