@@ -57,6 +57,7 @@ _NEG_POST = (
     r"visualized|appreciated|evident|demonstrated|noted|detected|visible|apparent|definitely seen)",
     r"(?:has|have)? ?(?:resolved|cleared)", r"(?:is|are|was|were)? ?(?:absent|excluded|gone|removed)",
     r"(?:is|are|has been) ruled out", r"free", r"negative",
+    r"(?:appears?|is|are)? ?within (?:the )?(?:limits of )?normal",
 )
 _UNC_POST = (
     r"(?:cannot|can not|can't|could not|may not) be (?:entirely |completely |confidently |definitely )?(?:excluded|ruled out)",
