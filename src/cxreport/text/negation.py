@@ -41,16 +41,15 @@ _NEG_PRE = (
     r"no radiographic evidence of", r"rather than", r"instead of", r"normal",
 )
 _UNC_PRE = (
-    r"may", r"might", r"could", r"can", r"possible", r"possibly", r"probable", r"probably", r"likely",
+    r"may", r"might", r"could", r"can", r"possible", r"possibly",
     r"questionable", r"question of", r"questioned", r"suspect(?:ed)?", r"suspicious(?: for)?",
     r"concern(?:ing)? for", r"suggest(?:s|ed|ing|ive of|ion of)?", r"cannot exclude", r"can not exclude",
     r"can't exclude", r"cannot rule out", r"can not rule out", r"not excluded", r"difficult to exclude",
     r"not (?:be )?ruled out", r"differential(?: diagnosis)?(?: includes?)?", r"versus", r"vs\.?",
-    r"consider(?:ed)?", r"borderline", r"equivocal", r"indeterminate", r"presumabl[ey]", r"presumed",
-    r"represents?", r"representing", r"reflects?", r"reflecting", r"underlying", r"superimposed",
-    r"developing", r"early", r"atypical", r"vague", r"apparent", r"appears? to be", r"compatible with",
-    r"favou?r(?:ed|s)?", r"either", r"or (?:possibly|less likely)", r"obscur\w*", r"indistinct",
-    r"versus early", r"cannot be entirely excluded",
+    r"consider(?:ed|ation)?", r"borderline", r"equivocal", r"indeterminate", r"underlying", r"superimposed",
+    r"developing", r"early", r"atypical", r"either", r"or (?:possibly|less likely)", r"obscur\w*",
+    r"versus early", r"cannot be entirely excluded", r"less likely", r"not likely", r"unlikely",
+    r"correlat(?:e|ion) (?:clinically )?for", r"nonspecific", r"includes?", r"including",
 )
 _NEG_POST = (
     r"(?:is|are|was|were|has|have|has been|have been)? ?(?:not|no longer) (?:seen|identified|present|"
@@ -66,9 +65,7 @@ _UNC_POST = (
 )
 # Alternatives ("atelectasis or pneumonia", "scar versus effusion") are uncertain unless negated.
 _ALT_POST = (
-    r"versus", r"vs\.?", r"or (?:atelectasis|pneumonia|consolidation|scarring|scar|infiltrate|effusion|"
-    r"edema|aspiration|infection|mass|nodule|granuloma|fibrosis|airspace disease|overlapping|vessel|"
-    r"artifact|summation|nipple|pleural thickening|fat|prominent vessels)",
+    r"versus", r"vs\.?",
 )
 
 # "no"/"not" close to a later trigger word would otherwise shadow it; match the longest first.
