@@ -6,7 +6,8 @@ scores: Lung Opacity covers opacities, densities, infiltrates, airspace disease 
 (CheXpert's opacity lexicon includes scarring/reticulation) but not the more specific children
 (edema, consolidation, atelectasis, lesions), which CheXpert labels separately; granulomas are not
 Lung Lesions (CheXpert's lesion lexicon is nodule/mass/tumour); pulmonary congestion and heart
-failure count as Edema, as in CheXpert.
+failure count as Edema, as in CheXpert; Support Devices are lines, tubes, catheters, pacemakers,
+stents and implants, not ``Surgical Instruments`` (IU codes surgical clips and sternotomy wires so).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ _HEADS = {
     "Tube, Inserted": "Support Devices",
     "Stents": "Support Devices",
     "Medical Device": "Support Devices",
-    "Surgical Instruments": "Support Devices",
 }
 
 

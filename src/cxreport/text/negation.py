@@ -30,7 +30,7 @@ PSEUDO = re.compile(
     r"(?:interval )?(?:change|changes|changed|increase|increased|decrease|decreased|worsening|worsened|"
     r"improvement|improved|progression|enlargement of the known)\b"
     r"|\bnot (?:only|necessarily)\b|\bno longer (?:enlarged|present|seen)?(?=x)"
-    r"|\bgram[- ]negative\b|\bnot (?:well )?(?:visualized|assessed|evaluated) on\b"
+    r"|\bgram[- ]negative\b"
 )
 
 _NEG_PRE = (
@@ -38,7 +38,7 @@ _NEG_PRE = (
     r"resolution of", r"resolved", r"resolving of", r"interval resolution of", r"removal of",
     r"removed", r"rule out", r"ruled out", r"r/o", r"never", r"none", r"nor", r"neither",
     r"lack of", r"no evidence of", r"no signs? of", r"no longer", r"cleared", r"clearing of",
-    r"no radiographic evidence of", r"rather than", r"instead of", r"normal",
+    r"no radiographic evidence of", r"rather than", r"instead of",
 )
 _UNC_PRE = (
     r"may", r"might", r"could", r"can", r"possible", r"possibly",
