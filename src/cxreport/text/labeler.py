@@ -61,9 +61,10 @@ FINDINGS: dict[str, re.Pattern] = {
                         r"effusion with (?:an )?air[- ]fluid level", r"air[- ]fluid levels? in the (?:\w+ )?hemithorax"),
     "Pleural Effusion": _rx(r"effusions?", r"pleural fluid", r"hydrothorax", r"hemothorax",
                             r"fluid (?:in|within) the (?:\w+ )?(?:pleural|fissure)", r"hydropneumothorax"),
-    "Pleural Other": _rx(r"pleural (?:thickening|plaques?|scar(?:ring)?|calcification|based)",
-                         r"thickening of the pleura", r"pleural[- ]parenchymal scar", r"fibrothorax",
-                         r"apical (?:pleural )?cap", r"pleuroparenchymal"),
+    "Pleural Other": _rx(r"pleural (?:thickening|plaques?|scar(?:ring)?|calcification|abnormalit\w+|opacit\w+)",
+                         r"thickening of the (?:pleura|fissures?)", r"pleural[- ](?:parenchymal|peripheral) scar",
+                         r"fibrothorax", r"apical (?:pleural )?cap", r"fissur(?:al|e) thickening",
+                         r"(?:biapical|apical) (?:fibronodular |pleural )?thickening"),
     "Fracture": _rx(r"fractur(?:e|es|ed)", r"\bfx\b"),
     # Devices in or on the patient; post-surgical material (sternotomy wires, surgical clips, spinal
     # fusion) is not a support device (IU's coders keep it apart too).

@@ -47,9 +47,9 @@ _UNC_PRE = (
     r"can't exclude", r"cannot rule out", r"can not rule out", r"not excluded", r"difficult to exclude",
     r"not (?:be )?ruled out", r"differential(?: diagnosis)?(?: includes?)?", r"versus", r"vs\.?",
     r"consider(?:ed|ation)?", r"borderline", r"equivocal", r"indeterminate", r"underlying", r"superimposed",
-    r"developing", r"early", r"atypical", r"either", r"or (?:possibly|less likely)", r"obscur\w*",
+    r"developing", r"early", r"atypical", r"either", r"or (?:possibly|less likely)",
     r"versus early", r"cannot be entirely excluded", r"less likely", r"not likely", r"unlikely",
-    r"correlat(?:e|ion) (?:clinically )?for", r"nonspecific", r"includes?", r"including",
+    r"correlat(?:e|ion) (?:clinically )?for", r"includes?", r"including",
 )
 _NEG_POST = (
     r"(?:is|are|was|were|has|have|has been|have been)? ?(?:not|no longer) (?:seen|identified|present|"
