@@ -75,7 +75,10 @@ def mesh_term_to_labels(term: str) -> set[str]:
     if head == "Markings" and "interstitial" in low:
         return {"Lung Opacity"}
     if head in ("Nodule", "Cavitation"):
-        return {"Lung Lesion"} if _is_lung_site(mods) else set()
+        # "Nodule/thorax/left", "Nodule/heart/left" are lung nodules projecting there; only
+        # skeletal and soft-tissue sites are not.
+        skeletal = ("rib", "spine", "vertebra", "breast", "soft tissue", "abdomen", "shoulder", "clavicle", "sternum")
+        return set() if any(k in "/".join(low) for k in skeletal) else {"Lung Lesion"}
     if head == "Cardiac Shadow" and "enlarged" in low:
         return {"Cardiomegaly"}
     if head == "Heart" and "enlarged" in low:

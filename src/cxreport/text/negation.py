@@ -49,7 +49,8 @@ _UNC_PRE = (
     r"consider(?:ed|ation)?", r"borderline", r"equivocal", r"indeterminate", r"underlying", r"superimposed",
     r"developing", r"early", r"atypical", r"either", r"or (?:possibly|less likely)",
     r"versus early", r"cannot be entirely excluded", r"less likely", r"not likely", r"unlikely",
-    r"correlat(?:e|ion) (?:clinically )?for", r"includes?", r"including",
+    r"correlat(?:e|ion) (?:clinically )?for", r"evaluat(?:e|ion) for", r"history of", r"known",
+    r"sensitive (?:in|for) detecting", r"includes?", r"including",
 )
 _NEG_POST = (
     r"(?:is|are|was|were|has|have|has been|have been)? ?(?:not|no longer) (?:seen|identified|present|"
