@@ -183,16 +183,42 @@ def _prepare(text: str) -> str:
     return PSEUDO.sub(" ~ ", t)
 
 
-_BACKENDS = {"rules": RuleLabeler}
+class F1CheXbertLabeler:
+    """Thin adapter for the optional ``f1chexbert`` package (CheXbert weights must be local).
+
+    Imported lazily; any failure to import or to find the weights is one clear error, never a
+    download attempt from the tests or the CLI.
+    """
+
+    name = "f1chexbert"
+
+    def __init__(self, weights: str | None = None):
+        from cxreport.errors import require
+
+        mod = require("f1chexbert", "chexbert", "the f1chexbert labeler backend")
+        try:
+            self._model = mod.F1CheXbert(**({"checkpoint": weights} if weights else {}))
+        except Exception as exc:  # the package downloads weights when missing; we do not allow that path
+            raise InputError(f"f1chexbert is installed but its CheXbert weights are not usable locally ({exc}); "
+                             "use --backend rules") from exc
+
+    def label(self, text: str) -> dict[str, int | None]:
+        return self.label_many([text])[0]
+
+    def label_many(self, texts: list[str]) -> list[dict[str, int | None]]:
+        out = []
+        for t in texts:
+            vec = self._model.get_label(t)  # 14 CheXpert classes in CheXpert order, 1 = positive
+            out.append({k: (1 if int(v) == 1 else None) for k, v in zip(CHEXPERT_LABELS, vec)})
+        return out
+
+
+_BACKENDS = {"rules": RuleLabeler, "f1chexbert": F1CheXbertLabeler}
 
 
 def get_labeler(backend: str = "rules", **opts):
-    if backend == "f1chexbert":
-        from cxreport.text.chexbert import F1CheXbertLabeler  # optional, lazy
-
-        return F1CheXbertLabeler(**opts)
     if backend not in _BACKENDS:
-        raise InputError(f"unknown labeler backend {backend!r}; choose 'rules' or 'f1chexbert'")
+        raise InputError(f"unknown labeler backend {backend!r}; choose one of {sorted(_BACKENDS)}")
     return _BACKENDS[backend](**opts)
 
 

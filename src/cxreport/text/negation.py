@@ -70,13 +70,14 @@ _ALT_POST = (
 )
 
 # "no"/"not" close to a later trigger word would otherwise shadow it; match the longest first.
+# Post-mention triggers look a few words ahead and never across a comma.
 _TRIGGER = re.compile(
     r"(?P<unc>\b(?:" + "|".join(sorted(_UNC_PRE, key=len, reverse=True)) + r")\b)|"
     r"(?P<neg>\b(?:" + "|".join(sorted(_NEG_PRE, key=len, reverse=True)) + r")\b)"
 )
-_POST_NEG = re.compile(r"^\W*(?:\w+\W+){0,3}?(?:" + "|".join(_NEG_POST) + r")\b")
-_POST_UNC = re.compile(r"^\W*(?:\w+\W+){0,4}?(?:" + "|".join(_UNC_POST) + r")\b")
-_POST_ALT = re.compile(r"^\W*(?:\w+\W+){0,2}?(?:" + "|".join(_ALT_POST) + r")\b")
+_POST_NEG = re.compile(r"^\s*(?:[\w'/-]+\s+){0,3}?(?:" + "|".join(_NEG_POST) + r")\b")
+_POST_UNC = re.compile(r"^\s*(?:[\w'/-]+\s+){0,4}?(?:" + "|".join(_UNC_POST) + r")\b")
+_POST_ALT = re.compile(r"^\s*(?:[\w'/-]+\s+){0,2}?(?:" + "|".join(_ALT_POST) + r")\b")
 # "no" right before an attribute word ("no acute", "no focal") still negates the next finding;
 # but a positive finding word between the trigger and the mention resets the scope.
 # A hedge starting a new list item ("no pneumonia, possibly atelectasis") escapes an earlier "no".
