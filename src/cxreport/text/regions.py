@@ -21,7 +21,8 @@ REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 # "pulmonary vascularity" is not read as "pulmonary".
 _KEYWORDS: list[tuple[str, str]] = [
     (r"cardiomediastinal|cardio[- ]mediastinal", "heart"),
-    (r"pulmonary (?:vascularity|vasculature|vessels|arteries|artery|xxxx)|vascular(?:ity|ature)|hila|hilar|hilum|hilus", "mediastinal"),
+    (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascular(?:ity|ature)", "lung"),
+    (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos", "mediastinal"),
     (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|atri(?:um|al)|coronary|valve", "heart"),
@@ -44,6 +45,9 @@ _XXXX = re.compile(r"\s*\bx{2,}\b[-,]?", re.IGNORECASE)
 _CARDIOMED = re.compile(
     r"\b(?:the )?(?:cardiomediastinal|cardio[- ]mediastinal|cardiac and mediastinal|heart and mediastinal)"
     r" (?:silhouettes?|contours?|structures|shadows?|borders?|size)\b", re.IGNORECASE)
+_NORMAL_PRED = re.compile(r"^\s*(?:is|are|appears?|remains?)?\s*(?:grossly |otherwise |again |both )?"
+                          r"(?:normal|within (?:the )?normal limits|unremarkable|within limits)", re.IGNORECASE)
+_ABNORMAL = re.compile(r"\b(?:enlarg\w*|but|except|with|widen\w*|prominen\w*|tortuous|calcifi\w*)\b", re.IGNORECASE)
 _HEART_AND_MED = re.compile(r"\b(?:the )?heart and (?:the )?mediastinum\b", re.IGNORECASE)
 _VERB = r"(?:is|are|appears?|remains?|was|were|within|of|normal|unremarkable|stable|unchanged|grossly|have|has|demonstrates?)"
 _COMPOUND = re.compile(
@@ -71,31 +75,37 @@ def _tidy(text: str, keep_xxxx: bool = False) -> str:
     return t[0].upper() + t[1:] + ("" if t.endswith((".", "?", "!")) else ".")
 
 
-def _split_cardiomediastinal(sentence: str) -> list[tuple[str, str]] | None:
+def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | None:
     m = _CARDIOMED.search(sentence) or _HEART_AND_MED.search(sentence)
     if not m:
         return None
     before, after = sentence[:m.start()], sentence[m.end():]
-    if _CARDIOMED.search(sentence):
-        heart, med = "cardiac contours", "mediastinal contours"
-    else:
-        heart, med = "heart", "mediastinum"
-    # "... with mild cardiomegaly and aortic tortuosity" trailing parts are sorted separately below
-    return [("heart", before + heart + after), ("mediastinal", before + med + after)]
+    if _HEART_AND_MED.fullmatch(m.group(0)):
+        return [("heart", before + "heart" + after), ("mediastinal", before + "mediastinum" + after)]
+    # The curators' house phrase for a normal cardiomediastinal silhouette.
+    if not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
+        pred = "are unremarkable" if "unremarkable" in after.lower() else "are within normal limits"
+        return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
+    return [("heart", before + "cardiac contours" + after), ("mediastinal", before + "mediastinal contours" + after)]
 
 
-def _split_compound(sentence: str) -> list[tuple[str, str]] | None:
+def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
+    """"A, B and C are normal" with A, B, C in different regions -> one sentence per region."""
     m = _COMPOUND.match(sentence)
     if not m:
         return None
-    ra, rb = region_of(m.group("a")), region_of(m.group("b"))
-    if not ra or not rb or ra == rb:
+    subjects = [x for x in re.split(r",\s*(?:and )?|\s+and\s+", m.group("a")) if x.strip()] + [m.group("b")]
+    regions = [region_of(x) for x in subjects]
+    if None in regions or len(set(regions)) < 2:
         return None
     pred = m.group("pred")
-    return [(ra, m.group("a") + pred), (rb, m.group("b") + pred)]
+    grouped: dict[str, list[str]] = {}
+    for subj, region in zip(subjects, regions):
+        grouped.setdefault(region, []).append(subj.strip())
+    return [(region, " and ".join(subs) + pred) for region, subs in grouped.items()]
 
 
-def _split_negated_list(sentence: str) -> list[tuple[str, str]] | None:
+def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     m = _NEG_LIST.match(sentence)
     if not m:
         return None
@@ -115,6 +125,46 @@ def _split_negated_list(sentence: str) -> list[tuple[str, str]] | None:
     return out
 
 
+_SEGMENT = re.compile(r",\s+|\s+with\s+(?!(?:no|the exception)\b)|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
+                      r"large|calcified|tortuous|unfolded|ectatic|atherosclerotic)\b)")
+
+
+def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
+    """"Stable mild cardiomegaly with normal pulmonary vasculature" -> heart + lung pieces.
+
+    Only when the comma / "with" segments name different regions; a segment naming none stays
+    with the one before it.
+    """
+    segs = [x for x in _SEGMENT.split(sentence) if x and x.strip()]
+    if len(segs) < 2:
+        return None
+    out: list[list] = []
+    for seg in segs:
+        region = region_of(seg)
+        if out and (region is None or region == out[-1][0]):
+            out[-1][1] += (", " if region is None else ", ") + seg
+        else:
+            out.append([region, seg])
+    if len({r for r, _ in out if r}) < 2:
+        return None
+    return [(r, t) for r, t in out]
+
+
+def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
+    for splitter in (_split_cardiomediastinal, _split_compound, _split_negated_list, _split_segments):
+        parts = splitter(sentence) if depth < 3 else None
+        if parts:
+            out = []
+            for region, text in parts:
+                sub = _pieces(text, depth + 1)
+                # a piece that cannot be split further keeps the region its splitter gave it
+                if len(sub) == 1 and region:
+                    sub = [(region, sub[0][1])]
+                out.extend(sub)
+            return out
+    return [(region_of(sentence) or "others", sentence)]
+
+
 def _sentences(text: str) -> list[str]:
     out = []
     for s in _SENT_SPLIT.split(text or ""):
@@ -129,12 +179,7 @@ def split_regions(text: str) -> dict[str, str]:
     parts: dict[str, list[str]] = {r: [] for r in REGIONS}
     seen: set[tuple[str, str]] = set()
     for sentence in _sentences(text):
-        pieces = (_split_cardiomediastinal(sentence) or _split_compound(sentence)
-                  or _split_negated_list(sentence))
-        if pieces is None:
-            region = region_of(sentence)
-            pieces = [(region or "others", sentence)]
-        for region, piece in pieces:
+        for region, piece in _pieces(sentence):
             tidy = _tidy(piece, keep_xxxx=region == "others")
             key = (region, tidy.lower())
             if tidy and key not in seen:  # repeated impression sentences are written once
