@@ -24,9 +24,9 @@ _KEYWORDS: list[tuple[str, str]] = [
     (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascular(?:ity|ature)", "lung"),
     (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
-     r"thoracic inlet|esophag\w*|thyroid|azygos", "mediastinal"),
+     r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
     (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|atri(?:um|al)|coronary|valve", "heart"),
-    (r"bon(?:e|es|y)|osseous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
+    (r"bon(?:e|es|y)|osse?ous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
      r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
      r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
      r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar", "bone"),
@@ -35,7 +35,12 @@ _KEYWORDS: list[tuple[str, str]] = [
      r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
      r"apical|bas(?:e|es|ilar)|bibasilar|lobe|lingula\w*|perihilar|bronch\w*|alveol\w*|copd|fibros\w*|"
      r"densit\w*|lucen\w*|volumes?|fluid|airspace|cyst\w*|cavit\w*|midlung|congestion|tuberculosis|"
-     r"blunting|sulc\w*|pneumoni\w*", "lung"),
+     r"blunting|sulc\w*|pneumoni\w*|bullae|bulla|blebs?|lobectomy|pneumonectomy|lucency|hyperlucen\w*",
+     "lung"),
+    # named things outside the four organ groups (the curators' "others")
+    (r"abdom\w*|(?:hemi)?diaphragms?|soft tissues?|hernia|breasts?|nipples?|bowel|stomach|gastric|"
+     r"chest wall|axill\w*|neck|clips?|catheters?|picc|tubes?|lines?|leads?|pacemaker|stimulator|"
+     r"sternotomy|cholecystectomy|piercings?|foreign bod\w*|bullet|shrapnel", "others"),
 ]
 _KEYWORD_RX = [(re.compile(r"\b(?:" + rx + r")\b", re.IGNORECASE), region) for rx, region in _KEYWORDS]
 
@@ -86,7 +91,11 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
     if not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
         pred = "are unremarkable" if "unremarkable" in after.lower() else "are within normal limits"
         return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
-    return [("heart", before + "cardiac contours" + after), ("mediastinal", before + "mediastinal contours" + after)]
+    noun = m.group(0).split()[-1]
+    if re.search(r"\b(?:heart|cardiac)\b", before + after, re.IGNORECASE):
+        # "Heart size and cardiomediastinal silhouette are normal": the heart already has a subject
+        return [(None, before + f"mediastinal {noun}" + after)]
+    return [("heart", before + f"cardiac {noun}" + after), ("mediastinal", before + f"mediastinal {noun}" + after)]
 
 
 def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
@@ -126,7 +135,8 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
 
 
 _SEGMENT = re.compile(r",\s+|\s+with\s+(?!(?:no|the exception)\b)|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
-                      r"large|calcified|tortuous|unfolded|ectatic|atherosclerotic)\b)")
+                      r"large|calcified|tortuous|unfolded|ectatic|atherosclerotic)\b)|"
+                      r"\s+and\s+(?=(?:the )?[\w\- ]{0,30}?\b(?:is|are)\b)")
 
 
 def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
@@ -150,13 +160,22 @@ def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
     return [(r, t) for r, t in out]
 
 
+# "Pulmonary XXXX normal", "The XXXX are intact": the curators kept sentences whose subject was
+# de-identified whole, in others.
+_XXXX_SUBJECT = re.compile(r"^(?:the |both |visualized )?(?:pulmonary |bony |osseous )?x{4}(?: x{4})? (?:is|are|have|has|appears?|normal|unremarkable|"
+                           r"within|grossly|intact|clear)\b", re.IGNORECASE)
+
+
 def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
-    for splitter in (_split_cardiomediastinal, _split_compound, _split_negated_list, _split_segments):
+    if _XXXX_SUBJECT.match(sentence):
+        return [("others", sentence)]
+    for splitter in (_split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
+                     _split_segments):
         parts = splitter(sentence) if depth < 3 else None
         if parts:
             out = []
             for region, text in parts:
-                sub = _pieces(text, depth + 1)
+                sub = _pieces(text, depth + 1) if region or depth < 2 else [(region_of(text) or "others", text)]
                 # a piece that cannot be split further keeps the region its splitter gave it
                 if len(sub) == 1 and region:
                     sub = [(region, sub[0][1])]
@@ -165,21 +184,47 @@ def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
     return [(region_of(sentence) or "others", sentence)]
 
 
+_EXAM = re.compile(r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
+                   r"(?:views?|radiographs?|images?)(?: of the chest)?(?: (?:show|shows|demonstrate|demonstrates|"
+                   r"were obtained|are provided|obtained))?\s*|^(?:the )?(?:xxxx )?examination consists of .*$",
+                   re.IGNORECASE)
+_CONTINUATION = re.compile(r"^(?:however,? )?(?:this|these|it|they|which)\b", re.IGNORECASE)
+_NORMAL_AND = re.compile(r"^(?P<adj>(?:mildly |mild |grossly )?(?:normal|stable|unremarkable|unchanged|enlarged)) "
+                         r"(?P<a>[a-z][\w\- ]*?),? and "
+                         r"(?P<b>[a-z][\w\- ]*?)$", re.IGNORECASE)
+
+
 def _sentences(text: str) -> list[str]:
     out = []
     for s in _SENT_SPLIT.split(text or ""):
-        s = _LIST_NUM.sub("", s).strip()
+        s = _EXAM.sub("", _LIST_NUM.sub("", s).strip()).strip()
         if s:
             out.append(s)
     return out
+
+
+def _split_normal_and(sentence: str) -> list[tuple[str | None, str]] | None:
+    """Normal heart size and mediastinal contours -> normal heart size + normal mediastinal contours."""
+    m = _NORMAL_AND.match(sentence)
+    if not m:
+        return None
+    ra, rb = region_of(m.group("a")), region_of(m.group("b"))
+    if not ra or not rb or ra == rb:
+        return None
+    return [(ra, f"{m.group('adj')} {m.group('a')}"), (rb, f"{m.group('adj')} {m.group('b')}")]
 
 
 def split_regions(text: str) -> dict[str, str]:
     """The five region texts for one report ('' where a region is not mentioned)."""
     parts: dict[str, list[str]] = {r: [] for r in REGIONS}
     seen: set[tuple[str, str]] = set()
+    last_region = None
     for sentence in _sentences(text):
-        for region, piece in _pieces(sentence):
+        pieces = _pieces(sentence)
+        if len(pieces) == 1 and last_region and _CONTINUATION.match(sentence) and not region_of(sentence):
+            pieces = [(last_region, sentence)]  # "This may represent ..." follows what it describes
+        for region, piece in pieces:
+            last_region = region
             tidy = _tidy(piece, keep_xxxx=region == "others")
             key = (region, tidy.lower())
             if tidy and key not in seen:  # repeated impression sentences are written once
