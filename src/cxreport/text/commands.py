@@ -1,0 +1,75 @@
+"""`cxreport label` and `cxreport regions`: label / split report texts from a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from cxreport.errors import InputError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("label", help="CheXpert-14 labels for report texts in a CSV (offline rules)")
+    _io_args(p, "LABELS.csv")
+    p.add_argument("--backend", default="rules", choices=["rules", "f1chexbert"],
+                   help="labeler: our offline rules (default) or a locally installed f1chexbert")
+    p.set_defaults(func=_label)
+
+    p = sub.add_parser("regions", help="split report texts into lung/heart/mediastinal/bone/others")
+    _io_args(p, "REGIONS.jsonl")
+    p.set_defaults(func=_regions)
+
+
+def _io_args(p: argparse.ArgumentParser, out_name: str) -> None:
+    p.add_argument("reports", metavar="REPORTS.csv", help="CSV file with a header row")
+    p.add_argument("--text-column", default="findings", help="column holding the report text")
+    p.add_argument("--id-column", default="uid", help="column identifying each row")
+    p.add_argument("--out", required=True, metavar=out_name, help="output file")
+
+
+def read_report_csv(path: str | Path, text_column: str, id_column: str) -> list[tuple[str, str]]:
+    """(id, text) rows; a clear error for a missing file or column."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
+    reader = csv.DictReader(io.StringIO(raw, newline=""))
+    columns = reader.fieldnames or []
+    if not columns:
+        raise InputError(f"{path}: empty CSV (expected a header row with {id_column!r} and {text_column!r})")
+    missing = [c for c in (id_column, text_column) if c not in columns]
+    if missing:
+        raise InputError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; available columns: "
+                         f"{', '.join(columns)} (choose with --text-column / --id-column)")
+    return [(row[id_column] or "", row[text_column] or "") for row in reader]
+
+
+def _label(args) -> int:
+    from cxreport import fsio
+    from cxreport.data.study import CHEXPERT_LABELS
+    from cxreport.text.labeler import label_reports
+
+    rows = read_report_csv(args.reports, args.text_column, args.id_column)
+    labels = label_reports([t for _, t in rows], backend=args.backend)
+    with fsio.atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow([args.id_column, *CHEXPERT_LABELS])
+        for (rid, _), lab in zip(rows, labels):
+            w.writerow([rid, *("" if lab[k] is None else lab[k] for k in CHEXPERT_LABELS)])
+    print(f"labelled {len(rows)} reports -> {args.out}")
+    return 0
+
+
+def _regions(args) -> int:
+    from cxreport import fsio
+    from cxreport.text.regions import split_regions
+
+    rows = read_report_csv(args.reports, args.text_column, args.id_column)
+    fsio.atomic_write_jsonl(args.out, ({args.id_column: rid, **split_regions(text)} for rid, text in rows))
+    print(f"split {len(rows)} reports into regions -> {args.out}")
+    return 0
