@@ -267,7 +267,9 @@ class Trainer:
             usable = len(batches) - len(batches) % loop.grad_accum
             loader = torch.utils.data.DataLoader(
                 _Pairs(self.train_sets), batch_sampler=batches[self.micro:usable], collate_fn=self.collate_train,
-                num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda")
+                num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda",
+                # Its own generator: creating a loader must not draw from the global RNG (exact resume).
+                generator=torch.Generator().manual_seed(loop.seed * 7919 + self.epoch))
             for batch in loader:
                 if stop:
                     break
