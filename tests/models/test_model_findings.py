@@ -128,3 +128,18 @@ def test_frozen_encoder_gets_no_gradients():
     model = create_model("tiny", **VOCAB, encoder={"freeze": True})
     model(make_batch())["loss"].backward()
     assert all(not p.requires_grad and p.grad is None for p in model.encoder.parameters())
+
+
+def test_parameter_groups_cover_every_trainable_parameter_once():
+    model = create_model("tiny", **VOCAB)
+    groups = model.parameter_groups(1e-3, weight_decay=0.05, encoder_lr_mult=0.1)
+    ids = [id(p) for g in groups for p in g["params"]]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert len(ids) == len(set(ids)) and set(ids) == trainable
+    enc = {id(p) for p in model.encoder.parameters()}
+    for g in groups:
+        in_enc = id(g["params"][0]) in enc
+        assert g["lr"] == pytest.approx(1e-4 if in_enc else 1e-3)
+    torch.optim.AdamW(groups)  # accepted as is
+    with pytest.raises(InputError, match="neither images nor input_ids"):
+        model({})

@@ -106,3 +106,25 @@ def test_generation_stops_at_eos_and_pads_finished_rows():
     model.decoder.ln_f.bias.data.fill_(1.0)
     out = generate_tokens(model.decoder, mem, mem_mask, max_len=10)
     assert [o["token_ids"] for o in out] == [[], []]
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gpt2-cross"])
+def test_tiny_model_overfits_two_studies_and_generates_them_back(kind):
+    torch.manual_seed(0)
+    model = create_model("tiny", **VOCAB, **DECODERS[kind], findings={"state_dropout": 0.0})
+    batch = make_batch(b=2, views=2, seed=5)
+    opt = torch.optim.AdamW(model.parameter_groups(3e-3, weight_decay=0.0))
+    model.train()
+    for _ in range(120):
+        opt.zero_grad()
+        loss = model(batch)["loss"]
+        loss.backward()
+        opt.step()
+    assert model(batch)["lm_loss"].item() < 0.05
+    oracle = [{name: (None if v != v else int(v)) for name, v in zip(model.labels, row.tolist())}
+              for row in batch["finding_targets"]]
+    out = model.generate(images=batch["images"], image_mask=batch["image_mask"], view_ids=batch["view_ids"],
+                         findings=oracle, max_len=10)
+    for row, o in zip(range(2), out):
+        ids = batch["input_ids"][row][batch["attention_mask"][row]].tolist()
+        assert o["token_ids"] == ids[1:-1]  # without bos / eos

@@ -91,3 +91,19 @@ def test_checkpoint_rebuilds_from_the_resolved_config(name, tmp_path):
     batch = make_batch(views=2, size=TINY_SIZE.get(name, 64))
     with torch.no_grad():
         torch.testing.assert_close(again(batch)["loss"], model(batch)["loss"])
+
+
+def test_models_command_lists_and_shows(capsys):
+    import argparse
+
+    from cxreport.models import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["models", "list"])
+    assert args.func(args) == 0
+    assert "effnet-transformer" in capsys.readouterr().out.split()
+    args = parser.parse_args(["models", "show", "tiny", "--set", "decoder.layers=1", "--params"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert '"layers": 1' in out and "parameters:" in out

@@ -113,6 +113,8 @@ class ReportModel(nn.Module):
         """Losses for one collated batch (see module docs of the lead's collate for the contract)."""
         images = batch.get("images")
         ids = batch.get("input_ids")
+        if images is None and ids is None:
+            raise InputError("batch has neither images nor input_ids")
         b = (images.shape[0] if images is not None else ids.shape[0])
         dev = self._device()
         img_tok, img_mask = self.encode_images(images, batch.get("image_mask"), batch.get("view_ids"), b)
@@ -146,6 +148,20 @@ class ReportModel(nn.Module):
                                           ignore_index=-100, label_smoothing=self.cfg.label_smoothing)
         loss = self.cfg.lm_loss_weight * lm_loss + self.cfg.findings.loss_weight * f_loss
         return {"loss": loss, "lm_loss": lm_loss.detach(), "finding_loss": f_loss.detach(), "finding_logits": logits}
+
+    def parameter_groups(self, lr: float, weight_decay: float = 0.01, encoder_lr_mult: float = 1.0) -> list[dict]:
+        """AdamW groups: no decay on biases, norms and embeddings; the (pretrained) encoder may
+        train at ``lr * encoder_lr_mult``. Frozen parameters are left out."""
+        groups: dict[tuple[bool, bool], list] = {}
+        seen = set()
+        for name, p in self.named_parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            no_decay = p.dim() < 2 or "embed" in name or "norm" in name or ".ln" in name or "pos" in name
+            groups.setdefault((name.startswith("encoder."), no_decay), []).append(p)
+        return [{"params": ps, "lr": lr * (encoder_lr_mult if enc else 1.0),
+                 "weight_decay": 0.0 if no_decay else weight_decay} for (enc, no_decay), ps in groups.items()]
 
     # ---- inference ------------------------------------------------------------------------
     def _device(self):

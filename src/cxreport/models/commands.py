@@ -1,0 +1,44 @@
+"""`cxreport models list | show NAME`: browse the bundled model configs (add
+``cxreport.models.commands`` to ``cli.COMMAND_MODULES``)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the bundled model configs or show one resolved")
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="names of the bundled model configs")
+    ls.set_defaults(func=_list)
+    show = sub.add_parser("show", help="print a model config (bundled name or .json path) as resolved JSON")
+    show.add_argument("name", help="bundled name (see `cxreport models list`) or path/to/config.json")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override, e.g. --set decoder.layers=2 (repeatable)")
+    show.add_argument("--params", action="store_true",
+                      help="also build the model (untrained, no downloads of weights) and count parameters")
+    show.set_defaults(func=_show)
+
+
+def _list(args) -> int:
+    from cxreport.models.registry import list_models
+
+    for name in list_models():
+        print(name)
+    return 0
+
+
+def _show(args) -> int:
+    from cxreport.config import apply_overrides, to_dict
+    from cxreport.models.registry import model_config
+
+    cfg = apply_overrides(model_config(args.name), args.set)
+    print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    if args.params:
+        from cxreport.models.report_model import build_model
+
+        model = build_model(cfg, pretrained=False)
+        parts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in model.named_children()}
+        total = sum(p.numel() for p in model.parameters())
+        print(f"parameters: {total:,} (" + ", ".join(f"{k} {v:,}" for k, v in parts.items()) + ")")
+    return 0
