@@ -105,11 +105,8 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokeniz
 
     path = Path(path)
     cfg = read_config(path)
-    mcfg = from_dict(ModelConfig, cfg["model"])
-    # The weights come from the checkpoint; do not fetch pretrained backbone weights again.
-    mcfg.encoder.pretrained = False
-    mcfg.encoder.weights = ""
-    model = build_model(mcfg)
+    # The weights come from the checkpoint: build the architecture only, fetch nothing.
+    model = build_model(from_dict(ModelConfig, cfg["model"]), pretrained=False)
     state = load_file(str(path / "model.safetensors"), device=str(map_location))
     state = {k: v.float() if v.dtype == torch.float16 else v for k, v in clean_state_dict(state).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -18,6 +18,7 @@ from cxreport.errors import CXReportError
 COMMAND_MODULES = [
     "cxreport.data.commands",
     "cxreport.text.commands",
+    "cxreport.models.commands",
     "cxreport.training.commands",
 ]
 
