@@ -55,6 +55,7 @@ class ModelSection:
 class LoopConfig:
     stage: int = 1  # 1: encoder frozen; 2: everything trains (init_from a stage-1 checkpoint)
     init_from: str = ""
+    cache_features: bool = False  # stage 1 without augmentation: encode each image once
     epochs: int = 10
     max_steps: int = 0  # optimizer steps; 0 = epochs decide
     batch_size: int = 16

@@ -25,8 +25,7 @@ from cxreport.fsio import atomic_path
 from cxreport.metrics.classification import auroc_table
 from cxreport.training.config import RunConfig
 from cxreport.training.setup import (
-    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, param_groups,
-    train_texts,
+    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, train_texts,
 )
 
 log = logging.getLogger("cxreport.train")
@@ -120,6 +119,12 @@ class Trainer:
         if loop.stage == 1:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
+            if loop.cache_features:
+                if cfg.data.augment:
+                    raise InputError("train.cache_features needs data.augment=false (augmented inputs never repeat)")
+                from cxreport.training.feature_cache import enable_feature_cache
+
+                enable_feature_cache(self.model.encoder)
         elif loop.stage != 2:
             raise InputError(f"train.stage {loop.stage}: choose 1 (frozen encoder) or 2 (fine-tune)")
         self.model.to(self.dist.device)
@@ -130,7 +135,8 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.local_rank] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=True)  # batches without text leave the decoder unused
-        self.opt = torch.optim.AdamW(param_groups(self.model, loop), betas=(0.9, 0.999))
+        self.opt = torch.optim.AdamW(self.model.parameter_groups(loop.lr, loop.weight_decay, loop.encoder_lr / loop.lr),
+                                     betas=(0.9, 0.999))
         per_epoch = math.ceil(sum(len(d) for d in self.train_sets) / (loop.batch_size * self.dist.world))
         self.steps_per_epoch = max(1, per_epoch // loop.grad_accum)
         self.total_steps = loop.max_steps or loop.epochs * self.steps_per_epoch
