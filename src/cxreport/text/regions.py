@@ -25,11 +25,11 @@ _KEYWORDS: list[tuple[str, str]] = [
     (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
-    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|atri(?:um|al)|coronary|valve", "heart"),
+    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve", "heart"),
     (r"bon(?:e|es|y)|osse?ous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
      r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
      r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
-     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar", "bone"),
+     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar|dislocations?|joints?", "bone"),
     (r"lungs?|pulmonary|pleura\w*|pneumothora\w*|effusions?|consolidat\w*|opacit\w*|air[- ]?space|"
      r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysema|scar\w*|"
      r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
@@ -50,13 +50,14 @@ _XXXX = re.compile(r"\s*\bx{2,}\b[-,]?", re.IGNORECASE)
 _CARDIOMED = re.compile(
     r"\b(?:the )?(?:cardiomediastinal|cardio[- ]mediastinal|cardiac and mediastinal|heart and mediastinal)"
     r" (?:silhouettes?|contours?|structures|shadows?|borders?|size)\b", re.IGNORECASE)
+_VASCULAR = re.compile(r"\bvascul\w*|\bvessels\b|\bpulmonary x{4}", re.IGNORECASE)
 _NORMAL_PRED = re.compile(r"^\s*(?:is|are|appears?|remains?)?\s*(?:grossly |otherwise |again |both )?"
                           r"(?:normal|within (?:the )?normal limits|unremarkable|within limits)", re.IGNORECASE)
 _ABNORMAL = re.compile(r"\b(?:enlarg\w*|but|except|with|widen\w*|prominen\w*|tortuous|calcifi\w*)\b", re.IGNORECASE)
 _HEART_AND_MED = re.compile(r"\b(?:the )?heart and (?:the )?mediastinum\b", re.IGNORECASE)
 _VERB = r"(?:is|are|appears?|remains?|was|were|within|of|normal|unremarkable|stable|unchanged|grossly|have|has|demonstrates?)"
 _COMPOUND = re.compile(
-    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\- ]*?),? and (?:the )?(?P<b>[a-z][\w\- ]*?)"
+    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? and (?:the )?(?P<b>[a-z][\w\- ]*?)"
     r"(?P<pred> " + _VERB + r"\b.*)$", re.IGNORECASE)
 _NEG_LIST = re.compile(r"^(?P<neg>(?:there is |there are )?(?:no|negative for|without) (?:evidence of |definite )?)"
                        r"(?P<items>.+)$", re.IGNORECASE)
@@ -109,8 +110,10 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         return None
     pred = m.group("pred")
     grouped: dict[str, list[str]] = {}
-    for subj, region in zip(subjects, regions):
+    for i, (subj, region) in enumerate(zip(subjects, regions)):
         grouped.setdefault(region, []).append(subj.strip())
+    if len(grouped) < 2:
+        return None
     return [(region, " and ".join(subs) + pred) for region, subs in grouped.items()]
 
 
@@ -134,7 +137,8 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     return out
 
 
-_SEGMENT = re.compile(r",\s+|\s+with\s+(?!(?:no|the exception)\b)|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
+_PREPOSITION_START = re.compile(r"^(?:in|within|at|on|over|along|overlying|projecting)\b", re.IGNORECASE)
+_SEGMENT = re.compile(r",\s+|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
                       r"large|calcified|tortuous|unfolded|ectatic|atherosclerotic)\b)|"
                       r"\s+and\s+(?=(?:the )?[\w\- ]{0,30}?\b(?:is|are)\b)")
 
@@ -145,6 +149,8 @@ def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
     Only when the comma / "with" segments name different regions; a segment naming none stays
     with the one before it.
     """
+    if _PREPOSITION_START.match(sentence):
+        return None  # "Within the heart, there is a small density": one finding, one region
     segs = [x for x in _SEGMENT.split(sentence) if x and x.strip()]
     if len(segs) < 2:
         return None
