@@ -236,7 +236,18 @@ def split_regions(text: str) -> dict[str, str]:
             if tidy and key not in seen:  # repeated impression sentences are written once
                 seen.add(key)
                 parts[region].append(tidy)
-    return {r: " ".join(parts[r]) for r in REGIONS}
+    return {r: " ".join(_drop_subsumed(parts[r])) for r in REGIONS}
+
+
+def _drop_subsumed(sentences: list[str]) -> list[str]:
+    """Drop a sentence whose content words all appear in another sentence of the same region (a
+    clause split can give "Normal hilar contours." beside "Normal mediastinal ... and hilar contours.")."""
+    words = [set(content_words(s)) for s in sentences]
+    keep = []
+    for i, s in enumerate(sentences):
+        if not any(j != i and words[i] < words[j] for j in range(len(sentences))):
+            keep.append(s)
+    return keep
 
 
 # --- scoring -----------------------------------------------------------------------------------
