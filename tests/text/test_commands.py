@@ -17,6 +17,7 @@ ROWS = [
     ("1", "The heart is enlarged. Small left pleural effusion. No pneumothorax.", "Cardiomegaly."),
     ("2", "The lungs are clear. No change in the small effusion.", ""),
     ("3", "", "Normal chest."),
+    ("4", "Heart size normal. Lungs are clear.", ""),
 ]
 
 
@@ -26,11 +27,12 @@ def test_label_cli_end_to_end(tmp_path, capsys):
     assert main(["label", str(src), "--text-column", "findings", "--id-column", "uid", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert list(rows[0]) == ["uid", *CHEXPERT_LABELS]
-    assert [r["uid"] for r in rows] == ["1", "2", "3"]
+    assert [r["uid"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[0]["Cardiomegaly"] == "1" and rows[0]["Pleural Effusion"] == "1" and rows[0]["Pneumothorax"] == "0"
     assert rows[0]["Fracture"] == "" and rows[0]["No Finding"] == ""
     assert rows[1]["Pleural Effusion"] == "1"
-    assert rows[2]["No Finding"] == "1"
+    assert all(rows[2][k] == "" for k in CHEXPERT_LABELS)  # empty text: nothing mentioned
+    assert rows[3]["No Finding"] == "1" and rows[3]["Cardiomegaly"] == "0"
 
 
 def test_label_cli_missing_column_lists_columns(tmp_path, capsys):
@@ -48,7 +50,7 @@ def test_regions_cli_end_to_end(tmp_path):
     out = tmp_path / "regions.jsonl"
     assert main(["regions", str(src), "--text-column", "findings", "--id-column", "uid", "--out", str(out)]) == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [x["uid"] for x in lines] == ["1", "2", "3"]
+    assert [x["uid"] for x in lines] == ["1", "2", "3", "4"]
     assert set(lines[0]) == {"uid", "lung", "heart", "mediastinal", "bone", "others"}
     assert lines[0]["heart"] == "The heart is enlarged." and "effusion" in lines[0]["lung"]
     assert all(v == "" for k, v in lines[2].items() if k != "uid")
