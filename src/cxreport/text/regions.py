@@ -25,22 +25,25 @@ _KEYWORDS: list[tuple[str, str]] = [
     (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
-    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve", "heart"),
+    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve|atrial septal", "heart"),
     (r"bon(?:e|es|y)|osse?ous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
      r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
      r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
-     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar|dislocations?|joints?", "bone"),
+     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar|dislocations?|joints?|sternotomy|"
+     r"pectus|excavatum|carinatum|amputation|scaphoid|hands?|wrists?|elbows?|forearms?|knees?|ankles?|feet|"
+     r"foot|metatars\w*|hips?|pelvi\w*", "bone"),
     (r"lungs?|pulmonary|pleura\w*|pneumothora\w*|effusions?|consolidat\w*|opacit\w*|air[- ]?space|"
      r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysema|scar\w*|"
      r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
      r"apical|bas(?:e|es|ilar)|bibasilar|lobe|lingula\w*|perihilar|bronch\w*|alveol\w*|copd|fibros\w*|"
      r"densit\w*|lucen\w*|volumes?|fluid|airspace|cyst\w*|cavit\w*|midlung|congestion|tuberculosis|"
-     r"blunting|sulc\w*|pneumoni\w*|bullae|bulla|blebs?|lobectomy|pneumonectomy|lucency|hyperlucen\w*",
+     r"blunting|sulc\w*|pneumoni\w*|bullae|bulla|blebs?|lobectomy|pneumonectomy|lucency|hyperlucen\w*|"
+     r"septal lines|fissures?",
      "lung"),
     # named things outside the four organ groups (the curators' "others")
     (r"abdom\w*|(?:hemi)?diaphragms?|soft tissues?|hernia|breasts?|nipples?|bowel|stomach|gastric|"
      r"chest wall|axill\w*|neck|clips?|catheters?|picc|tubes?|lines?|leads?|pacemaker|stimulator|"
-     r"sternotomy|cholecystectomy|piercings?|foreign bod\w*|bullet|shrapnel", "others"),
+     r"cholecystectomy|piercings?|foreign bod\w*|bullet|shrapnel", "others"),
 ]
 _KEYWORD_RX = [(re.compile(r"\b(?:" + rx + r")\b", re.IGNORECASE), region) for rx, region in _KEYWORDS]
 
