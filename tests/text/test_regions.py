@@ -16,7 +16,7 @@ def test_split_basic_and_rewrites():
 def test_compound_subjects_and_lists_split_by_region():
     out = split_regions("Heart size and mediastinal contours are within normal limits. "
                         "No pneumonia, effusions, adenopathy, nodules or masses.")
-    assert out["heart"] == "Heart size are within normal limits."
+    assert out["heart"] == "Heart size is within normal limits."
     assert out["mediastinal"].startswith("Mediastinal contours are within normal limits.")
     assert "adenopathy" in out["mediastinal"] and "adenopathy" not in out["lung"]
     assert out["lung"].startswith("No pneumonia")

@@ -60,7 +60,7 @@ _ABNORMAL = re.compile(r"\b(?:enlarg\w*|but|except|with|widen\w*|prominen\w*|tor
 _HEART_AND_MED = re.compile(r"\b(?:the )?heart and (?:the )?mediastinum\b", re.IGNORECASE)
 _VERB = r"(?:is|are|appears?|remains?|was|were|within|of|normal|unremarkable|stable|unchanged|grossly|have|has|demonstrates?)"
 _COMPOUND = re.compile(
-    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? and (?:the )?(?P<b>[a-z][\w\- ]*?)"
+    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? (?:and|x{4}) (?:the )?(?P<b>[a-z][\w\- ]*?)"
     r"(?P<pred> " + _VERB + r"\b.*)$", re.IGNORECASE)
 _NEG_LIST = re.compile(r"^(?P<neg>(?:there is |there are )?(?:no|negative for|without) (?:evidence of |definite )?)"
                        r"(?P<items>.+)$", re.IGNORECASE)
@@ -117,7 +117,13 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         grouped.setdefault(region, []).append(subj.strip())
     if len(grouped) < 2:
         return None
-    return [(region, " and ".join(subs) + pred) for region, subs in grouped.items()]
+    out = []
+    for region, subs in grouped.items():
+        verb = pred
+        if len(subs) == 1 and not subs[0].endswith("s"):  # "heart and mediastinum are" -> "heart is"
+            verb = re.sub(r"^ are\b", " is", re.sub(r"^ appear\b", " appears", pred))
+        out.append((region, " and ".join(subs) + verb))
+    return out
 
 
 def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
