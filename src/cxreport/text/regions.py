@@ -21,7 +21,7 @@ REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 # "pulmonary vascularity" is not read as "pulmonary".
 _KEYWORDS: list[tuple[str, str]] = [
     (r"cardiomediastinal|cardio[- ]mediastinal", "heart"),
-    (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascular(?:ity|ature)", "lung"),
+    (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascul(?:arity|ature)", "lung"),
     (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
@@ -52,7 +52,7 @@ _LIST_NUM = re.compile(r"^\s*\d{1,2}[.)]\s+")
 _XXXX = re.compile(r"\s*\bx{2,}\b[-,]?", re.IGNORECASE)
 _CARDIOMED = re.compile(
     r"\b(?:the )?(?:cardiomediastinal|cardio[- ]mediastinal|cardiac and mediastinal|heart and mediastinal)"
-    r" (?:silhouettes?|contours?|structures|shadows?|borders?|size)\b", re.IGNORECASE)
+    r" (?:silhouettes?|contours?|structures|shadows?|borders?|size|x{4})\b", re.IGNORECASE)
 _VASCULAR = re.compile(r"\bvascul\w*|\bvessels\b|\bpulmonary x{4}", re.IGNORECASE)
 _NORMAL_PRED = re.compile(r"^\s*(?:is|are|appears?|remains?)?\s*(?:grossly |otherwise |again |both )?"
                           r"(?:normal|within (?:the )?normal limits|unremarkable|within limits)", re.IGNORECASE)
@@ -93,9 +93,11 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
         return [("heart", before + "heart" + after), ("mediastinal", before + "mediastinum" + after)]
     # The curators' house phrase for a normal cardiomediastinal silhouette.
     if not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
-        pred = "are unremarkable" if "unremarkable" in after.lower() else "are within normal limits"
+        # even "unremarkable" was rewritten to "within normal limits"
+        pred = "are within normal limits"
         return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
-    noun = m.group(0).split()[-1]
+    noun = m.group(0).split()[-1].lower()
+    noun = "silhouette" if noun.startswith("silhouette") else "contours" if noun == "xxxx" else noun
     if re.search(r"\b(?:heart|cardiac)\b", before + after, re.IGNORECASE):
         # "Heart size and cardiomediastinal silhouette are normal": the heart already has a subject
         return [(None, before + f"mediastinal {noun}" + after)]
@@ -112,6 +114,8 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
     if None in regions or len(set(regions)) < 2:
         return None
     pred = m.group("pred")
+    if re.match(r"^ \w+ x{4}", pred, re.IGNORECASE):
+        return [("others", sentence)]  # "The heart and lungs have XXXX XXXX ...": predicate de-identified
     grouped: dict[str, list[str]] = {}
     for i, (subj, region) in enumerate(zip(subjects, regions)):
         grouped.setdefault(region, []).append(subj.strip())
