@@ -26,7 +26,7 @@ _KEYWORDS: list[tuple[str, str]] = [
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
     (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve|atrial septal", "heart"),
-    (r"bon(?:e|es|y)|osse?ous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
+    (r"bon(?:e|es|y)|osse?o?us|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
      r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
      r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
      r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar|dislocations?|joints?|sternotomy|"
@@ -92,7 +92,8 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
     if _HEART_AND_MED.fullmatch(m.group(0)):
         return [("heart", before + "heart" + after), ("mediastinal", before + "mediastinum" + after)]
     # The curators' house phrase for a normal cardiomediastinal silhouette.
-    if not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
+    single_word = re.search(r"cardio[- ]?mediastinal", m.group(0), re.IGNORECASE)
+    if single_word and not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
         # even "unremarkable" was rewritten to "within normal limits"
         pred = "are within normal limits"
         return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
@@ -101,6 +102,8 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
     if re.search(r"\b(?:heart|cardiac)\b", before + after, re.IGNORECASE):
         # "Heart size and cardiomediastinal silhouette are normal": the heart already has a subject
         return [(None, before + f"mediastinal {noun}" + after)]
+    if not single_word and noun.endswith("s") is False:
+        after = re.sub(r"^ are\b", " is", after)  # "cardiac and mediastinal silhouettes are" -> "cardiac silhouette is"
     return [("heart", before + f"cardiac {noun}" + after), ("mediastinal", before + f"mediastinal {noun}" + after)]
 
 
@@ -110,6 +113,8 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
     if not m:
         return None
     subjects = [x for x in re.split(r",\s*(?:and )?|\s+and\s+", m.group("a")) if x.strip()] + [m.group("b")]
+    if any(x.strip().lower() in ("cardiac", "mediastinal", "hilar", "pulmonary") for x in subjects):
+        return None  # "Cardiac and mediastinal contours": adjectives sharing one noun
     regions = [region_of(x) for x in subjects]
     if None in regions or len(set(regions)) < 2:
         return None
@@ -203,7 +208,8 @@ def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
     return [(region_of(sentence) or "others", sentence)]
 
 
-_EXAM = re.compile(r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
+_EXAM = re.compile(r"^\d+ images?$|^.{0,40}\b(?:chest )?(?:examination|exam|views?|radiographs?) (?:was|were) obtained$|"
+                   r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
                    r"(?:views?|radiographs?|images?)(?: of the chest)?(?: (?:show|shows|demonstrate|demonstrates|"
                    r"were obtained|are provided|obtained))?\s*|^(?:the )?(?:xxxx )?examination consists of .*$",
                    re.IGNORECASE)
