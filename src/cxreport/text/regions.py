@@ -190,8 +190,11 @@ _XXXX_SUBJECT = re.compile(r"^(?:the |both |visualized )?(?:pulmonary |bony |oss
                            r"within|grossly|intact|clear)\b", re.IGNORECASE)
 
 
+_XXXX_PRED = re.compile(r"\b(?:is|are|remains?|appears?)(?: in)? x{4}$|\bno x{4} of\b", re.IGNORECASE)
+
+
 def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
-    if _XXXX_SUBJECT.match(sentence):
+    if _XXXX_SUBJECT.match(sentence) or _XXXX_PRED.search(sentence):
         return [("others", sentence)]
     for splitter in (_split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
                      _split_segments):
