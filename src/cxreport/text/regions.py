@@ -123,6 +123,8 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         return [("others", sentence)]  # "The heart and lungs have XXXX XXXX ...": predicate de-identified
     grouped: dict[str, list[str]] = {}
     for i, (subj, region) in enumerate(zip(subjects, regions)):
+        if i and region == "others":
+            region = regions[0]  # "Bony thorax and soft tissues are unremarkable" stays together
         grouped.setdefault(region, []).append(subj.strip())
     if len(grouped) < 2:
         return None
