@@ -42,3 +42,17 @@ def test_content_f1_and_scorer():
     s = score_regions(pred, gold)
     assert s["regions"]["heart"]["f1"] == 0.0 and s["regions"]["bone"]["mention_precision"] == 0.0
     assert abs(s["f1"] - 3 / 5) < 1e-9
+
+
+def test_negated_adjectives_share_their_noun():
+    out = split_regions("No acute bony or pulmonary abnormality. No acute bony or soft tissue abnormality.")
+    assert out["lung"] == "No pulmonary abnormality."
+    # the first bone clause is subsumed by the second sentence, so only the longer one is kept
+    assert out["bone"] == "No acute bony or soft tissue abnormality."
+    assert out["others"] == ""
+
+
+def test_cardiac_and_mediastinal_keep_their_noun():
+    out = split_regions("The cardiac and mediastinal silhouettes are normal.")
+    assert out["heart"] == "Cardiac silhouette is normal."
+    assert out["mediastinal"] == "Mediastinal silhouette is normal."

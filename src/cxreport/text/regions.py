@@ -145,11 +145,18 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     if len(items) < 2:
         return None
     by_region: dict[str, list[str]] = {}
+    first = region_of(items[0]) or "lung"
     for item in items:
-        by_region.setdefault(region_of(item) or "lung", []).append(item.strip())
+        region = region_of(item) or "lung"
+        # "No bony or soft tissue abnormality": an others item stays with the list's first region
+        by_region.setdefault(first if region == "others" else region, []).append(item.strip())
     if len(by_region) < 2:
         return None
     neg = m.group("neg")
+    shared = re.search(r"\b(abnormalit(?:y|ies)|findings?|disease|process|injury|change)$", items[-1])
+    if shared:  # "No acute bony or pulmonary abnormality": adjectives share the last noun
+        by_region = {r: [i if i.endswith(shared.group(1)) else f"{i} {shared.group(1)}" for i in its]
+                     for r, its in by_region.items()}
     out = []
     for region, its in by_region.items():
         joined = its[0] if len(its) == 1 else ", ".join(its[:-1]) + " or " + its[-1]
