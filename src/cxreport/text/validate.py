@@ -212,7 +212,7 @@ NOTES = """## What the disagreements show
 Compound subjects are split per region ("Heart size and mediastinal contours are normal"), a normal
 cardiomediastinal silhouette becomes the curators' house phrase ("Cardiac contours are within normal
 limits." + "Mediastinal contours are within normal limits."), negated lists are split by region
-("No effusion or adenopathy"), comma / "with" clauses naming different regions are split, XXXX is
+("No effusion or adenopathy"), comma clauses naming different regions are split, XXXX is
 dropped except where it is the subject (those sentences go to `others` whole, as the curators did),
 and "This may represent ..." follows the previous sentence's region. The curated texts are noisy
 (pulmonary vascularity goes to lung, mediastinal or heart; granulomas to lung or mediastinal), which
