@@ -70,6 +70,7 @@ class LoopConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (GPU only)
     channels_last: bool = False
     seed: int = 0
+    threads: int = 0  # CPU threads for torch; 0 = torch's default (set 1 on a busy shared machine)
     log_every: int = 10
     eval_every: int = 0  # optimizer steps between evaluations + checkpoints; 0 = once per epoch
     metric: str = "val_loss"  # val_loss | val_lm_loss | val_finding_loss | val_auroc

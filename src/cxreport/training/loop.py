@@ -97,6 +97,8 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(loop.seed)
+        if loop.threads:
+            torch.set_num_threads(loop.threads)
         resume = (self.out / "last" / "trainer_state.pt").is_file()
         if resume:
             _, self.tokenizer, _ = load_checkpoint(self.out / "last")
