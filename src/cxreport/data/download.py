@@ -44,6 +44,7 @@ from cxreport.fsio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+
 # --- a whole run ---------------------------------------------------------------------------------
 
 
