@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from cxreport.text.region_rules import rewrite
+
 REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 
 # Keyword -> region; the earliest keyword in a sentence decides. Longer phrases first so that
@@ -60,7 +62,7 @@ _ABNORMAL = re.compile(r"\b(?:enlarg\w*|but|except|with|widen\w*|prominen\w*|tor
 _HEART_AND_MED = re.compile(r"\b(?:the )?heart and (?:the )?mediastinum\b", re.IGNORECASE)
 _VERB = r"(?:is|are|appears?|remains?|was|were|within|of|normal|unremarkable|stable|unchanged|grossly|have|has|demonstrates?)"
 _COMPOUND = re.compile(
-    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? (?:and|x{4}) (?:the )?(?P<b>[a-z][\w\- ]*?)"
+    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? (?:and|x{4}(?! and\b)) (?:the )?(?P<b>[a-z][\w\- ]*?)"
     r"(?P<pred> " + _VERB + r"\b.*)$", re.IGNORECASE)
 _NEG_LIST = re.compile(r"^(?P<neg>(?:there is |there are )?(?:no|negative for|without) (?:evidence of |definite )?)"
                        r"(?P<items>.+)$", re.IGNORECASE)
@@ -115,10 +117,18 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
     subjects = [x for x in re.split(r",\s*(?:and )?|\s+and\s+", m.group("a")) if x.strip()] + [m.group("b")]
     if any(x.strip().lower() in ("cardiac", "mediastinal", "hilar", "pulmonary") for x in subjects):
         return None  # "Cardiac and mediastinal contours": adjectives sharing one noun
+    pred = m.group("pred")
+    named = [x for x in subjects if not _PULMONARY_XXXX.fullmatch(x.strip())]
+    if len(named) == 1 and len(subjects) > 1:  # "Heart and pulmonary XXXX are normal" -> "Heart is normal"
+        return [(region_of(named[0]), named[0].strip() + _singular(pred, named[0]))]
+    subjects = named or subjects
     regions = [region_of(x) for x in subjects]
     if None in regions or len(set(regions)) < 2:
         return None
-    pred = m.group("pred")
+    if (len(subjects) == 2 and regions[0] == "heart" and _VASCULAR.search(subjects[1])
+            and not re.search(r"mediastin", subjects[0], re.IGNORECASE) and not region_of(pred)):
+        # "Heart size and pulmonary vascularity appear within normal limits" stays whole, in heart
+        return [("heart", sentence)]
     if re.match(r"^ \w+ x{4}", pred, re.IGNORECASE):
         return [("others", sentence)]  # "The heart and lungs have XXXX XXXX ...": predicate de-identified
     grouped: dict[str, list[str]] = {}
@@ -130,11 +140,21 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         return None
     out = []
     for region, subs in grouped.items():
-        verb = pred
-        if len(subs) == 1 and not subs[0].endswith("s"):  # "heart and mediastinum are" -> "heart is"
-            verb = re.sub(r"^ are\b", " is", re.sub(r"^ appear\b", " appears", pred))
+        verb = _singular(pred, subs[0]) if len(subs) == 1 else pred
         out.append((region, " and ".join(subs) + verb))
     return out
+
+
+# A de-identified pulmonary subject in a list ("The heart, pulmonary XXXX and mediastinum are normal"):
+# the curators dropped it.
+_PULMONARY_XXXX = re.compile(r"(?:the )?pulmonary x{4}", re.IGNORECASE)
+
+
+def _singular(pred: str, subject: str) -> str:
+    """"heart and mediastinum are" -> "heart is": the verb agrees with one remaining subject."""
+    if subject.strip().endswith("s"):
+        return pred
+    return re.sub(r"^ are\b", " is", re.sub(r"^ appear\b", " appears", pred))
 
 
 def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
@@ -221,6 +241,7 @@ def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
 
 
 _EXAM = re.compile(r"^\d+ images?$|^.{0,40}\b(?:chest )?(?:examination|exam|views?|radiographs?) (?:was|were) obtained$|"
+                   r"^(?:two-view )?chest$|^.{0,40}\b(?:views?|radiographs?)(?: of)? the chest (?:was|were) obtained\b.*$|"
                    r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
                    r"(?:views?|radiographs?|images?)(?: of the chest)?(?: (?:show|shows|demonstrate|demonstrates|"
                    r"were obtained|are provided|obtained))?\s*|^(?:the )?(?:xxxx )?examination consists of .*$",
@@ -234,7 +255,7 @@ _NORMAL_AND = re.compile(r"^(?P<adj>(?:mildly |mild |grossly )?(?:normal|stable|
 def _sentences(text: str) -> list[str]:
     out = []
     for s in _SENT_SPLIT.split(text or ""):
-        s = _EXAM.sub("", _LIST_NUM.sub("", s).strip()).strip()
+        s = rewrite(_EXAM.sub("", _LIST_NUM.sub("", s).strip()).strip())
         if s:
             out.append(s)
     return out
