@@ -21,6 +21,8 @@ _REWRITES: list[tuple[re.Pattern, str]] = [(re.compile(rx, re.IGNORECASE), repl)
     (r"\bmediastinal x{4}(?= (?:are|appear|is|within|normal|unremarkable)\b)", "mediastinal contours"),
     (r"\bwithin normal x{4}", "within normal limits"),
     (r"^specifically,? ", ""),
+    # "Heart size mediastinal contours are normal": the "and" was lost with a de-identified word
+    (r"\b(heart size|heart|cardiac silhouette|cardiac contours?) (mediastinal (?:contours?|silhouette))", r"\1 and \2"),
 )]
 
 

@@ -35,7 +35,7 @@ _KEYWORDS: list[tuple[str, str]] = [
      r"pectus|excavatum|carinatum|amputation|scaphoid|hands?|wrists?|elbows?|forearms?|knees?|ankles?|feet|"
      r"foot|metatars\w*|hips?|pelvi\w*", "bone"),
     (r"lungs?|pulmonary|pleura\w*|pneumothora\w*|effusions?|consolidat\w*|opacit\w*|air[- ]?space|"
-     r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysema|scar\w*|"
+     r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysem\w*|scar\w*|"
      r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
      r"apical|bas(?:e|es|ilar)|bibasilar|lobe|lingula\w*|perihilar|bronch\w*|alveol\w*|copd|fibros\w*|"
      r"densit\w*|lucen\w*|volumes?|fluid|airspace|cyst\w*|cavit\w*|midlung|congestion|tuberculosis|"
@@ -222,10 +222,26 @@ _XXXX_SUBJECT = re.compile(r"^(?:the |both |visualized )?(?:pulmonary |bony |oss
 _XXXX_PRED = re.compile(r"\b(?:is|are|remains?|appears?)(?: in)? x{4}$|\bno x{4} of\b", re.IGNORECASE)
 
 
+# Remarks on technique that open a sentence about an organ: the curators filed them under others
+# ("Considering technical factors, heart size within normal limits").
+_LEAD_CLAUSE = re.compile(
+    r"^(?P<lead>(?:[\w ]*?\brotat\w*[\w ]*?,\s*)?(?:considering|accounting for|allowing for|given)"
+    r"(?: differences in)? (?:technical factors|technique)(?: x{4})?|(?:with )?overlying external cardiac monitor leads)"
+    r",?\s+(?:shows? )?(?P<rest>\w.+)$", re.IGNORECASE)
+
+
+def _split_lead_clause(sentence: str) -> list[tuple[str | None, str]] | None:
+    m = _LEAD_CLAUSE.match(sentence)
+    if not m:
+        return None
+    lead = re.sub(r"^with ", "", m.group("lead"), flags=re.IGNORECASE)
+    return [("others", lead), (None, m.group("rest"))]
+
+
 def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
     if _XXXX_SUBJECT.match(sentence) or _XXXX_PRED.search(sentence):
         return [("others", sentence)]
-    for splitter in (_split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
+    for splitter in (_split_lead_clause, _split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
                      _split_segments):
         parts = splitter(sentence) if depth < 3 else None
         if parts:
