@@ -101,6 +101,8 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
         return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
     noun = m.group(0).split()[-1].lower()
     noun = "silhouette" if noun.startswith("silhouette") else "contours" if noun == "xxxx" else noun
+    if single_word and re.fullmatch(r"\s*normal\s*", before, re.IGNORECASE) and not after.strip():
+        noun = "contours"  # "Normal cardiomediastinal silhouette" -> "Normal cardiac contours."
     if re.search(r"\b(?:heart|cardiac)\b", before + after, re.IGNORECASE):
         # "Heart size and cardiomediastinal silhouette are normal": the heart already has a subject
         return [(None, before + f"mediastinal {noun}" + after)]
@@ -119,6 +121,9 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         return None  # "Cardiac and mediastinal contours": adjectives sharing one noun
     pred = m.group("pred")
     named = [x for x in subjects if not _PULMONARY_XXXX.fullmatch(x.strip())]
+    if re.search(r"cardio[- ]?mediastinal", subjects[0], re.IGNORECASE):
+        # "The cardiomediastinal silhouette and vasculature are normal": the curators kept the silhouette
+        named = [x for x in named if not _VASCULAR.search(x)]
     if len(named) == 1 and len(subjects) > 1:  # "Heart and pulmonary XXXX are normal" -> "Heart is normal"
         return [(region_of(named[0]), named[0].strip() + _singular(pred, named[0]))]
     subjects = named or subjects
