@@ -24,7 +24,7 @@ REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 _KEYWORDS: list[tuple[str, str]] = [
     (r"cardiomediastinal|cardio[- ]mediastinal", "heart"),
     (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascul(?:arity|ature)", "lung"),
-    (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
+    (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus|cardiopulmonary silhouettes?", "mediastinal"),
     (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
      r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
     (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve|atrial septal", "heart"),
@@ -138,7 +138,7 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
         return [("others", sentence)]  # "The heart and lungs have XXXX XXXX ...": predicate de-identified
     grouped: dict[str, list[str]] = {}
     for i, (subj, region) in enumerate(zip(subjects, regions)):
-        if i and region == "others":
+        if i and region == "others" and re.search(r"soft tissue", subj, re.IGNORECASE):
             region = regions[0]  # "Bony thorax and soft tissues are unremarkable" stays together
         grouped.setdefault(region, []).append(subj.strip())
     if len(grouped) < 2:
@@ -220,6 +220,7 @@ def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
 
 # "Pulmonary XXXX normal", "The XXXX are intact": the curators kept sentences whose subject was
 # de-identified whole, in others.
+_XXXX_BONES = re.compile(r"^x{4} x{4} (?:are|is) (?:grossly )?intact\b", re.IGNORECASE)
 _XXXX_SUBJECT = re.compile(r"^(?:the |both |visualized )?(?:pulmonary |bony |osseous )?x{4}(?: x{4})? (?:is|are|have|has|appears?|normal|unremarkable|"
                            r"within|grossly|intact|clear)\b", re.IGNORECASE)
 
@@ -244,6 +245,8 @@ def _split_lead_clause(sentence: str) -> list[tuple[str | None, str]] | None:
 
 
 def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
+    if _XXXX_BONES.match(sentence):
+        return [("bone", sentence)]  # "XXXX XXXX are intact": the bony structures, de-identified
     if _XXXX_SUBJECT.match(sentence) or _XXXX_PRED.search(sentence):
         return [("others", sentence)]
     for splitter in (_split_lead_clause, _split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
@@ -261,7 +264,7 @@ def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
     return [(region_of(sentence) or "others", sentence)]
 
 
-_EXAM = re.compile(r"^\d+ images?$|^.{0,40}\b(?:chest )?(?:examination|exam|views?|radiographs?) (?:was|were) obtained$|"
+_EXAM = re.compile(r"^(?:\d+|two|three|four) images?(?: submitted| obtained)?$|^.{0,40}\b(?:chest )?(?:examination|exam|views?|radiographs?) (?:was|were) obtained$|"
                    r"^(?:two-view )?chest$|^.{0,40}\b(?:views?|radiographs?)(?: of)? the chest (?:was|were) obtained\b.*$|"
                    r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
                    r"(?:views?|radiographs?|images?)(?: of the chest)?(?: (?:show|shows|demonstrate|demonstrates|"
@@ -304,7 +307,7 @@ def split_regions(text: str) -> dict[str, str]:
             pieces = [(last_region, sentence)]  # "This may represent ..." follows what it describes
         for region, piece in pieces:
             last_region = region
-            tidy = _tidy(piece, keep_xxxx=region == "others")
+            tidy = _tidy(piece, keep_xxxx=region == "others" or bool(_XXXX_BONES.match(piece)))
             key = (region, tidy.lower())
             if tidy and key not in seen:  # repeated impression sentences are written once
                 seen.add(key)
