@@ -7,7 +7,10 @@ contours are normal."; "cardiomediastinal silhouette" -> cardiac + mediastinal c
 lists are split by region ("No effusion or adenopathy" -> lung "No effusion." + mediastinal "No
 adenopathy."), and de-identification tokens are dropped except in sentences about nothing nameable
 (those go to ``others`` as they are). Each sentence goes to the region of its first region keyword
-(the subject of a report sentence comes first).
+(the subject of a report sentence comes first). Lists that pair the heart with pulmonary
+vascularity stay whole in heart, de-identified list subjects ("pulmonary XXXX") are dropped, and
+opening remarks on technique ("Considering technical factors, ...") go to ``others``.
+The keyword table and word-level rewrites live in `cxreport.text.region_rules`.
 """
 
 from __future__ import annotations
@@ -15,39 +18,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from cxreport.text.region_rules import rewrite
+from cxreport.text.region_rules import region_of, rewrite
 
 REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 
-# Keyword -> region; the earliest keyword in a sentence decides. Longer phrases first so that
-# "pulmonary vascularity" is not read as "pulmonary".
-_KEYWORDS: list[tuple[str, str]] = [
-    (r"cardiomediastinal|cardio[- ]mediastinal", "heart"),
-    (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascul(?:arity|ature)", "lung"),
-    (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus|cardiopulmonary silhouettes?", "mediastinal"),
-    (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
-     r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
-    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|coronary|valve|atrial septal", "heart"),
-    (r"bon(?:e|es|y)|osse?o?us|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
-     r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
-     r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
-     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar|dislocations?|joints?|sternotomy|"
-     r"pectus|excavatum|carinatum|amputation|scaphoid|hands?|wrists?|elbows?|forearms?|knees?|ankles?|feet|"
-     r"foot|metatars\w*|hips?|pelvi\w*", "bone"),
-    (r"lungs?|pulmonary|pleura\w*|pneumothora\w*|effusions?|consolidat\w*|opacit\w*|air[- ]?space|"
-     r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysem\w*|scar\w*|"
-     r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
-     r"apical|bas(?:e|es|ilar)|bibasilar|lobe|lingula\w*|perihilar|bronch\w*|alveol\w*|copd|fibros\w*|"
-     r"densit\w*|lucen\w*|volumes?|fluid|airspace|cyst\w*|cavit\w*|midlung|congestion|tuberculosis|"
-     r"blunting|sulc\w*|pneumoni\w*|bullae|bulla|blebs?|lobectomy|pneumonectomy|lucency|hyperlucen\w*|"
-     r"septal lines|fissures?",
-     "lung"),
-    # named things outside the four organ groups (the curators' "others")
-    (r"abdom\w*|(?:hemi)?diaphragms?|soft tissues?|hernia|breasts?|nipples?|bowel|stomach|gastric|"
-     r"chest wall|axill\w*|neck|clips?|catheters?|picc|tubes?|lines?|leads?|pacemaker|stimulator|"
-     r"cholecystectomy|piercings?|foreign bod\w*|bullet|shrapnel", "others"),
-]
-_KEYWORD_RX = [(re.compile(r"\b(?:" + rx + r")\b", re.IGNORECASE), region) for rx, region in _KEYWORDS]
 
 _SENT_SPLIT = re.compile(r"(?<!\d)\.(?!\d)\s*|[?!;]\s*")
 _LIST_NUM = re.compile(r"^\s*\d{1,2}[.)]\s+")
@@ -66,16 +40,6 @@ _COMPOUND = re.compile(
     r"(?P<pred> " + _VERB + r"\b.*)$", re.IGNORECASE)
 _NEG_LIST = re.compile(r"^(?P<neg>(?:there is |there are )?(?:no|negative for|without) (?:evidence of |definite )?)"
                        r"(?P<items>.+)$", re.IGNORECASE)
-
-
-def region_of(text: str) -> str | None:
-    """Region of the earliest region keyword in ``text`` (None when there is none)."""
-    best = None
-    for rx, region in _KEYWORD_RX:
-        m = rx.search(text)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), region)
-    return best[1] if best else None
 
 
 def _tidy(text: str, keep_xxxx: bool = False) -> str:
@@ -174,7 +138,9 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     for item in items:
         region = region_of(item) or "lung"
         # "No bony or soft tissue abnormality": an others item stays with the list's first region
-        by_region.setdefault(first if region == "others" else region, []).append(item.strip())
+        if region == "others" and not re.search(r"soft tissue", item, re.IGNORECASE):
+            region = first
+        by_region.setdefault(region, []).append(item.strip())
     if len(by_region) < 2:
         return None
     neg = m.group("neg")
