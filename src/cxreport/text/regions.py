@@ -245,7 +245,7 @@ _NORMAL_AND = re.compile(r"^(?P<adj>(?:mildly |mild |grossly )?(?:normal|stable|
 def _sentences(text: str) -> list[str]:
     out = []
     for s in _SENT_SPLIT.split(text or ""):
-        s = rewrite(_EXAM.sub("", _LIST_NUM.sub("", s).strip()).strip())
+        s = _EXAM.sub("", _LIST_NUM.sub("", s).strip()).strip()
         if s:
             out.append(s)
     return out
@@ -267,7 +267,7 @@ def split_regions(text: str) -> dict[str, str]:
     parts: dict[str, list[str]] = {r: [] for r in REGIONS}
     seen: set[tuple[str, str]] = set()
     last_region = None
-    for sentence in _sentences(text):
+    for sentence in map(rewrite, _sentences(text)):
         pieces = _pieces(sentence)
         if len(pieces) == 1 and last_region and _CONTINUATION.match(sentence) and not region_of(sentence):
             pieces = [(last_region, sentence)]  # "This may represent ..." follows what it describes
