@@ -109,3 +109,23 @@ def test_scorer_through_endpoint_and_summary():
 def test_scorer_custom_generator():
     scorer = GreenScorer(GreenConfig(), generate=lambda prompts: [TYPICAL for _ in prompts])
     assert [r.green for r in scorer.score(["a"], ["b"])] == [pytest.approx(0.6)]
+
+
+def test_green_cli(tmp_path, capsys):
+    import csv
+    import json
+
+    from cxreport.cli import main
+
+    path = tmp_path / "pairs.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["uid", "reference", "candidate"])
+        w.writerows([("1", "Small left effusion. Cardiomegaly.", "A1"), ("2", "Clear lungs.", "B2"), ("3", "", "")])
+    with ScriptedOpenAIServer(lambda req: TYPICAL if "A1" in req["messages"][0]["content"] else "n/a") as srv:
+        assert main(["green", "--input", str(path), "--base-url", srv.base_url, "--model", "green",
+                     "--out", str(tmp_path / "g.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert [r["green"] for r in rows] == [pytest.approx(0.6), None, 1.0]
+    assert rows[0]["significant_errors"] == [0, 1, 0, 1, 0, 0] and rows[0]["response"] == TYPICAL
+    assert "GREEN 0.8000 over 2 of 3 pairs (1 unparseable)" in capsys.readouterr().out

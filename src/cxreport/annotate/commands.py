@@ -54,6 +54,20 @@ def register(sub) -> None:
     vsub = v.add_subparsers(dest="vlm_command", metavar="ACTION", required=True)
     _register_vlm(vsub)
 
+    g = sub.add_parser("green", help="GREEN scores of candidate vs reference reports (a GREEN model as judge)")
+    g.add_argument("--input", required=True, metavar="PAIRS.csv", help="CSV with reference and candidate columns")
+    g.add_argument("--reference-column", default="reference")
+    g.add_argument("--candidate-column", default="candidate")
+    g.add_argument("--id-column", default="uid")
+    g.add_argument("--base-url", help="OpenAI-compatible endpoint serving the GREEN model")
+    g.add_argument("--model", default="StanfordAIMI/GREEN-RadLlama2-7b", help="served name, or folder/hub id with --local")
+    g.add_argument("--local", action="store_true", help="load --model with transformers instead of an endpoint")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    g.add_argument("--concurrency", type=int, default=4)
+    g.add_argument("--timeout", type=float, default=300.0)
+    g.add_argument("--out", required=True, metavar="OUT.jsonl", help="per-row scores, counts and the judge's answer")
+    g.set_defaults(func=_green)
+
 
 def _llm_config(args):
     from cxreport.annotate.llm import LLMConfig
@@ -183,14 +197,17 @@ def format_table(results: list[dict], metric: str) -> str:
     def f(x):
         return "-" if x is None else f"{x:.3f}"
 
-    head = ["prompt", "n", *REGIONS, "mean", "failed", "tokens in/out", "cost $"]
+    head = ["prompt", "n", *REGIONS, "mean", "failed", "requests", "cached", "malformed", "tokens in/out", "cost $"]
     lines = [f"{metric} per region", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in results:
         u, s = res["usage"], res["scores"]
-        tokens = f"{u['prompt_tokens']}/{u['completion_tokens']}" if u.get("backend") == "llm" else "-"
-        cost = f"{u['cost_usd']:.4f}" if u.get("backend") == "llm" else "-"
+        if u.get("backend") == "llm":
+            calls = [str(u["requests"]), str(u["cache_hits"]), str(u["malformed_answers"]),
+                     f"{u['prompt_tokens']}/{u['completion_tokens']}", f"{u['cost_usd']:.4f}"]
+        else:
+            calls = ["-"] * 5
         lines.append("| " + " | ".join([res["prompt"], str(res["n"]), *(f(s[r]) for r in REGIONS), f(s["mean"]),
-                                        str(res["failed"]), tokens, cost]) + " |")
+                                        str(res["failed"]), *calls]) + " |")
     return "\n".join(lines)
 
 
@@ -354,3 +371,24 @@ def _csv_with_images(args) -> list[tuple[str, str, list]]:
             raise InputError(f"{args.input}: image {missing[0]} of row {rid!r} not found")
         out.append((rid, text, [] if args.no_images else paths))
     return out
+
+
+def _green(args) -> int:
+    from cxreport import fsio
+    from cxreport.metrics.green import GreenConfig, GreenScorer, summarize
+    from cxreport.text.commands import read_report_csv
+
+    refs = read_report_csv(args.input, args.reference_column, args.id_column)
+    cands = read_report_csv(args.input, args.candidate_column, args.id_column)
+    if not args.local and not args.base_url:
+        raise InputError("give --base-url (an endpoint serving a GREEN model) or --local")
+    cfg = GreenConfig(base_url=args.base_url, model=args.model, local=args.local, api_key_env=args.api_key_env,
+                      concurrency=args.concurrency, timeout_s=args.timeout)
+    results = GreenScorer(cfg).score([t for _, t in refs], [t for _, t in cands])
+    fsio.atomic_write_jsonl(args.out, ({args.id_column: rid, **r.as_dict(), "response": r.response}
+                                       for (rid, _), r in zip(refs, results)))
+    s = summarize(results)
+    fsio.atomic_write_json(str(args.out) + ".summary.json", s)
+    mean = "-" if s["green"] is None else f"{s['green']:.4f}"
+    print(f"GREEN {mean} over {s['scored']} of {s['n']} pairs ({s['unparseable']} unparseable) -> {args.out}")
+    return 0
