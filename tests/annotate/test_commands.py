@@ -124,3 +124,17 @@ def test_compare_on_iu_xray(server, shared_data, tmp_path, capsys):
                  "--base-url", server.base_url, "--no-cache"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| rules") or ln.startswith("| v1")]
     assert len(lines) == 2
+
+
+def test_compare_with_green_metric(server, reports_csv, tmp_path, capsys):
+    from tests.annotate.test_green import TYPICAL
+
+    path, gold = reports_csv
+    with ScriptedOpenAIServer(lambda req: TYPICAL) as judge:
+        assert main(["annotate", "compare", "--prompts", "rules", "--input", str(path), "--gold", str(gold),
+                     "--metric", "green", "--green-base-url", judge.base_url, "--out", str(tmp_path / "g.json")]) == 0
+    res = json.loads((tmp_path / "g.json").read_text())["results"][0]["scores"]
+    # every non-empty region pair gets the scripted 3 matched / 2 significant errors; empty pairs count 1.0
+    assert res["lung"] == pytest.approx((4 * 0.6 + 1.0) / 5) and res["others"] == pytest.approx((0.6 + 4 * 1.0) / 5)
+    assert "green per region" in capsys.readouterr().out
+    assert all(req["messages"][0]["content"].startswith("Objective: Evaluate") for req in judge.requests)
