@@ -138,3 +138,18 @@ def test_compare_with_green_metric(server, reports_csv, tmp_path, capsys):
     assert res["lung"] == pytest.approx((4 * 0.6 + 1.0) / 5) and res["others"] == pytest.approx((0.6 + 4 * 1.0) / 5)
     assert "green per region" in capsys.readouterr().out
     assert all(req["messages"][0]["content"].startswith("Objective: Evaluate") for req in judge.requests)
+
+
+@pytest.mark.shared
+def test_iu_region_examples_join(shared_data):
+    from cxreport.annotate.data import load_iu_region_examples
+
+    ex = load_iu_region_examples(shared_data / "iu_xray", "train")
+    assert len(ex) == 2069  # every curated train item joins to its R2Gen findings
+    first = next(e for e in ex if e.id == "CXR2384_IM-0942")
+    assert first.regions["others"] == "A large hiatal hernia is noted." and "hiatal hernia" in first.text
+    with_images = [e for e in ex if e.image_paths]
+    assert with_images and all(p.is_file() for e in with_images for p in e.image_paths)
+    assert load_iu_region_examples(shared_data / "iu_xray", "val") == []  # val items carry no regions
+    sample = load_iu_region_examples(shared_data / "iu_xray", "train", limit=5)
+    assert len(sample) == 5 and sample == load_iu_region_examples(shared_data / "iu_xray", "train", limit=5)

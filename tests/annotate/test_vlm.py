@@ -149,3 +149,20 @@ def test_clear_errors(tiny, tmp_path, capsys, monkeypatch):
 
     with pytest.raises(MissingDependencyError, match=r"cxreport\[vlm\]"):
         _peft()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("CXREPORT_TEST_TORCHRUN"),
+                    reason="two-process torchrun run (~20 s on 2 cores); set CXREPORT_TEST_TORCHRUN=1")
+def test_torchrun_two_processes(tiny, tmp_path):
+    import os
+    import subprocess
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cxreport", "vlm", "finetune",
+           "--base", str(tiny["base"]), "--train-jsonl", str(tiny["train"]), "--out", str(out), "--max-steps", "3",
+           "--batch-size", "1", "--grad-accum", "2", "--lr", "1e-2", "--warmup-steps", "1"]
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 3
+    assert (out / "adapter_model.safetensors").is_file()

@@ -314,7 +314,8 @@ def _vlm_finetune(args) -> int:
                       gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, seed=args.seed,
                       lora=LoraSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout))
     with_images = sum(bool(e.image_paths) for e in ex)
-    print(f"fine-tuning {args.base} on {len(ex)} examples ({with_images} with images)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"fine-tuning {args.base} on {len(ex)} examples ({with_images} with images)")
     res = finetune(cfg, ex)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{res['steps']} steps, loss {res['losses'][0]:.4f} -> {res['losses'][-1]:.4f}; adapter -> {args.out}")

@@ -118,9 +118,9 @@ def finetune(cfg: TrainConfig, examples) -> dict:
             batch = {k: v.to(device) for k, v in next(it).items()}
             sync = micro == cfg.grad_accum - 1 or world == 1
             ctx = ddp.no_sync() if (world > 1 and not sync) else _null()
-            with ctx, amp:
-                loss = ddp(**batch).loss / cfg.grad_accum
-            with ctx:
+            with ctx:  # no gradient all-reduce until the last micro-batch
+                with amp:
+                    loss = ddp(**batch).loss / cfg.grad_accum
                 loss.backward()
             step_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -145,6 +145,7 @@ def finetune(cfg: TrainConfig, examples) -> dict:
         plot_losses(losses, out_dir / "loss.png", title=f"LoRA fine-tuning of {Path(cfg.base).name}")
     if world > 1:
         torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return {"losses": losses, "steps": total_steps, "trainable_params": trainable, "world_size": world}
 
 
