@@ -129,3 +129,22 @@ def test_green_cli(tmp_path, capsys):
     assert [r["green"] for r in rows] == [pytest.approx(0.6), None, 1.0]
     assert rows[0]["significant_errors"] == [0, 1, 0, 1, 0, 0] and rows[0]["response"] == TYPICAL
     assert "GREEN 0.8000 over 2 of 3 pairs (1 unparseable)" in capsys.readouterr().out
+
+
+def test_local_model_path_runs(tmp_path):
+    """The transformers path end to end on a tiny random causal LM (its answers are noise: None)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = sorted(set(make_prompt("a", "b").split())) + ["<unk>", "<eos>"]
+    wl = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    wl.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=wl, unk_token="<unk>", eos_token="<eos>")
+    tok.chat_template = "{% for m in messages %}USER: {{ m['content'] }}\n{% endfor %}ASSISTANT:"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=1024)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    scorer = GreenScorer(GreenConfig(model=str(tmp_path), local=True, max_new_tokens=5, batch_size=2))
+    res = scorer.score(["Clear lungs.", "Cardiomegaly.", "Effusion."], ["Clear lungs.", "Normal heart.", "None."])
+    assert len(res) == 3 and all(r.green is None and r.note.startswith("unparseable") for r in res)

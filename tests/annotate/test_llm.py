@@ -147,3 +147,10 @@ def test_empty_report_makes_no_request():
     with ScriptedOpenAIServer(lambda req: GOOD) as srv:
         res = LLMAnnotator(_cfg(srv.base_url), load_prompt("v1")).annotate("   ")
     assert res.regions == {r: "" for r in REGIONS} and not srv.requests
+
+
+def test_json_mode_rejection_hint():
+    body = b'{"error": {"message": "Unrecognized request argument supplied: response_format"}}'
+    with ScriptedOpenAIServer(lambda req: Reply(status=400, raw_body=body)) as srv:
+        res = LLMAnnotator(_cfg(srv.base_url), load_prompt("v1")).annotate(REPORT)
+    assert "HTTP 400" in res.error and "--no-json-mode" in res.error and len(srv.requests) == 1

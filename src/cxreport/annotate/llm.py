@@ -154,6 +154,8 @@ class ChatClient:
                 if exc.code in (401, 403):
                     raise EndpointError(f"{last} (set the API key in ${self.cfg.api_key_env})") from exc
                 if exc.code != 429 and exc.code < 500:
+                    if self.cfg.json_mode and "response_format" in detail:
+                        last += " (this server rejects response_format: use --no-json-mode)"
                     raise EndpointError(last) from exc
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
                 last = f"{self.url}: {getattr(exc, 'reason', exc)}"

@@ -268,9 +268,11 @@ class _LocalGreen:
         # GREEN's own tokenizers take {"from": "human", "value": ...} turns; others take role/content.
         for turn in ({"from": "human", "value": prompt}, {"role": "user", "content": prompt}):
             try:
-                return self.tok.apply_chat_template([turn], tokenize=False, add_generation_prompt=True)
+                text = self.tok.apply_chat_template([turn], tokenize=False, add_generation_prompt=True)
             except Exception:  # noqa: BLE001 - a template that does not know this turn format
                 continue
+            if prompt in text:  # a lenient template can render an unknown turn format as nothing
+                return text
         return prompt
 
     def generate(self, prompts: list[str]) -> list[str]:
