@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cxreport.models.commands",
     "cxreport.training.commands",
     "cxreport.metrics.findings",
+    "cxreport.annotate.commands",
 ]
 
 
