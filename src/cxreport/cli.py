@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cxreport.text.commands",
     "cxreport.models.commands",
     "cxreport.training.commands",
+    "cxreport.metrics.commands",
 ]
 
 

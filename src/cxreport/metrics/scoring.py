@@ -178,22 +178,6 @@ def _common(refs_raw, metrics, protocol, dataset, uncertain, labeler):
     return metrics, ref_labels, pos
 
 
-def score(hyps, refs, *, ids=None, metrics=None, protocol: str = "full", dataset: str = "iu",
-          uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000, seed: int = 0,
-          meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None, bertscore_idf: bool = False) -> dict:
-    """Score hypotheses against references; see the module docstring for the protocols.
-
-    ``bootstrap``: resamples for the 95% CIs (0: none), the same resamples for every metric."""
-    ids, hyps_raw, refs_raw, extra = align(hyps, refs, ids)
-    metrics = resolve_metrics(metrics)
-    with _meteor_session(metrics, meteor_timeout_s) as session:
-        metrics, ref_labels, pos = _common(refs_raw, metrics, protocol, dataset, uncertain, labeler)
-        h, r, pinfo = protocol_texts(hyps_raw, refs_raw, protocol, dataset)
-        opts = _opts(locals())
-        scored = _score_system(hyps_raw, h, r, metrics, ref_labels, opts)
-    return _assemble(ids, scored, pos, bootstrap, seed, pinfo, metrics, extra)
-
-
 def _opts(kw: dict) -> dict:
     return dict(meteor_timeout_s=kw["meteor_timeout_s"], labeler=kw["labeler"], uncertain=kw["uncertain"],
                 bertscore_model=kw["bertscore_model"], bertscore_idf=kw["bertscore_idf"], seed=kw["seed"],
@@ -212,25 +196,64 @@ def _meteor_session(metrics, timeout_s):
         yield session
 
 
-def compare(hyps_a, hyps_b, refs, *, metrics=None, protocol: str = "full", dataset: str = "iu",
-            uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000, permutations: int = 1000,
-            seed: int = 0, meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S,
-            bertscore_model: str | None = None, bertscore_idf: bool = False) -> dict:
-    """Score systems A and B on the same references, plus a paired approximate randomisation test."""
-    ids, a_raw, refs_raw, extra_a = align(hyps_a, refs)
-    ids_b, b_raw, _, extra_b = align(hyps_b, refs)
-    if ids_b != ids:
-        raise InputError("systems A and B must cover the same references")
+def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", dataset: str = "iu",
+                  uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
+                  permutations: int = 0, pairs: list[tuple[str, str]] | None = None, seed: int = 0,
+                  meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
+                  bertscore_idf: bool = False) -> dict:
+    """Score several systems ({name: hypotheses}) on the same references with one METEOR process.
+
+    With ``pairs`` [(a, b), ...] and ``permutations`` > 0, each pair is also compared by paired
+    approximate randomisation (diff = a - b): ``{"systems": {...}, "comparisons": {...}}``."""
+    if not systems:
+        raise InputError("no systems to score")
     metrics = resolve_metrics(metrics)
+    aligned = {name: align(h, refs) for name, h in systems.items()}
+    first = next(iter(aligned.values()))
+    ids, refs_raw = first[0], first[2]
+    for name, (ids_n, _, _, _) in aligned.items():
+        if ids_n != ids:
+            raise InputError(f"system {name!r} does not cover the same references as the others")
     with _meteor_session(metrics, meteor_timeout_s) as session:
         metrics, ref_labels, pos = _common(refs_raw, metrics, protocol, dataset, uncertain, labeler)
-        ha, r, pinfo = protocol_texts(a_raw, refs_raw, protocol, dataset)
-        hb, _, _ = protocol_texts(b_raw, refs_raw, protocol, dataset)
         opts = _opts(locals())
-        sa = _score_system(a_raw, ha, r, metrics, ref_labels, opts)
-        sb = _score_system(b_raw, hb, r, metrics, ref_labels, opts)
-    test = paired_randomisation(sa.blocks, sb.blocks, n_permutations=permutations, seed=seed)
-    return {"a": _assemble(ids, sa, pos, bootstrap, seed, pinfo, metrics, extra_a),
-            "b": _assemble(ids, sb, pos, bootstrap, seed, pinfo, metrics, extra_b),
-            "comparison": {"method": "paired approximate randomisation (swap A/B per study with p=1/2), two-sided",
-                           "permutations": permutations, "seed": seed, "metrics": test}}
+        scored, pinfo = {}, None
+        for name, (_, hyps_raw, _, _) in aligned.items():
+            h, r, pinfo = protocol_texts(hyps_raw, refs_raw, protocol, dataset)
+            scored[name] = _score_system(hyps_raw, h, r, metrics, ref_labels, opts)
+    out = {"systems": {name: _assemble(ids, sc, pos, bootstrap, seed, pinfo, metrics, aligned[name][3])
+                       for name, sc in scored.items()}}
+    if pairs and permutations > 0:
+        bad = [x for pair in pairs for x in pair if x not in scored]
+        if bad:
+            raise InputError(f"comparison of unknown system(s) {bad}; systems are {list(scored)}")
+        out["comparisons"] = {
+            "method": "paired approximate randomisation (swap the two systems' outputs per study with p=1/2), "
+                      "two-sided; diff = first - second",
+            "permutations": permutations, "seed": seed,
+            "results": {f"{a} vs {b}": paired_randomisation(scored[a].blocks, scored[b].blocks, permutations, seed)
+                        for a, b in pairs}}
+    return out
+
+
+def score(hyps, refs, *, ids=None, metrics=None, protocol: str = "full", dataset: str = "iu",
+          uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000, seed: int = 0,
+          meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
+          bertscore_idf: bool = False) -> dict:
+    """Score hypotheses against references (lists in the same order, {id: text} dicts or
+    [{"id", "text"}] rows); see the module docstring for the protocols. ``bootstrap``: resamples
+    for the 95% CIs (0: none), the same resamples for every metric."""
+    if ids is not None:
+        hyps, refs = dict(zip(map(str, ids), hyps)), dict(zip(map(str, ids), refs))
+    kw = {k: v for k, v in locals().items() if k not in ("hyps", "refs", "ids")}
+    return score_systems({"system": hyps}, refs, **kw)["systems"]["system"]
+
+
+def compare(hyps_a, hyps_b, refs, *, permutations: int = 1000, **kw) -> dict:
+    """Score systems A and B on the same references, plus a paired approximate randomisation test
+    (diff = A - B). Keywords as `score`."""
+    res = score_systems({"a": hyps_a, "b": hyps_b}, refs, permutations=permutations, pairs=[("a", "b")], **kw)
+    comp = res["comparisons"]
+    return {"a": res["systems"]["a"], "b": res["systems"]["b"],
+            "comparison": {"method": comp["method"].replace("first - second", "A - B"), "permutations": permutations,
+                           "seed": comp["seed"], "metrics": comp["results"]["a vs b"]}}
