@@ -85,7 +85,7 @@ def per_label_plot(systems: dict, path: str | Path, label_set: str = "chexpert14
     labels = [f"{x['label']} (n={x['support']})" for x in first]
     k = len(rows)
     height = 0.8 / k
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) * max(1, k / 2) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(labels) * max(1.0, k / 2) + 1.5))
     y = np.arange(len(labels))
     for j, (name, per) in enumerate(rows.items()):
         ax.barh(y + (j - (k - 1) / 2) * height, [x["f1"] for x in per], height=height, label=name)
