@@ -59,7 +59,8 @@ def protocol_texts(hyps: list[str], refs: list[str], protocol: str, dataset: str
         if dataset not in R2GEN_MAX_SEQ_LENGTH:
             raise InputError(f"--dataset {dataset!r}: choose iu or mimic for the r2gen protocol")
         keep = R2GEN_MAX_SEQ_LENGTH[dataset] - 1
-        h = [clean_report(t, "r2gen", dataset) for t in hyps]
+        # Single spaces, as R2Gen's decoded texts have (ROUGE-L splits on " ", so runs would count).
+        h = [" ".join(clean_report(t, "r2gen", dataset).split()) for t in hyps]
         r = [" ".join(clean_report(t, "r2gen", dataset).split()[:keep]) for t in refs]
         return h, r, {"name": "r2gen", "dataset": dataset, "cleaning": f"R2Gen clean_report ({dataset})",
                       "reference_truncation": f"first {keep} words (R2Gen max_seq_length {keep + 1} incl. BOS)",
