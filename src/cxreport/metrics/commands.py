@@ -73,8 +73,12 @@ def _score(args):
     per_study = {name: r.pop("per_study") for name, r in res["systems"].items()}
     if args.per_study:
         atomic_write_jsonl(args.per_study, ({"system": name, **row} for name, rows in per_study.items() for row in rows))
-    out = res["systems"]["system"] if not args.hyps_b else \
-        {"a": res["systems"]["A"], "b": res["systems"]["B"], "comparison": res["comparisons"]}
+    if args.hyps_b:
+        comp = dict(res["comparisons"])
+        comp["metrics"] = comp.pop("results")["A vs B"]
+        out = {"a": res["systems"]["A"], "b": res["systems"]["B"], "comparison": comp}
+    else:
+        out = res["systems"]["system"]
     if args.out:
         atomic_write_json(args.out, out)
     first = next(iter(res["systems"].values()))
