@@ -91,9 +91,9 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     systems = {"model": {r["id"]: r["text"] for r in rows}}
     notes = [f"checkpoint: {checkpoint}; split {split}; decoding: {'beam ' + str(beam) if beam > 1 else 'greedy'}, "
              f"max {max_len} tokens; {len(rows)} studies generated in {gen_s:.1f} s",
-             f"studies without an image: {sum(not r['has_image'] for r in rows)} "
-             + ("generated with every finding state unknown (flagged has_image=false)" if no_image == "generate"
-                else "(skipped)")]
+             f"studies without an image: {sum(not r['has_image'] for r in rows)} scored"
+             + (" (generated with every finding state unknown, flagged has_image=false)" if no_image == "generate"
+                else " (--no-image skip: left out)")]
     info = {}
     if baselines:
         _, base, info = baseline_reports(cache, split, field=text_field, seed=seed, allow_test=allow_test)

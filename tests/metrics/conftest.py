@@ -13,3 +13,14 @@ def direct_meteor():
     m = Meteor()
     yield m
     m.meteor_p.kill()
+
+
+@pytest.fixture(scope="session")
+def our_meteor():
+    """One cxreport MeteorSession for the whole session (its JVM start-up is most of a METEOR test)."""
+    if shutil.which("java") is None:
+        pytest.skip("METEOR needs java")
+    from cxreport.metrics.meteor import MeteorSession
+
+    with MeteorSession() as m:
+        yield m

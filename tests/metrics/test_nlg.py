@@ -57,9 +57,9 @@ def test_pairs_are_one_line_and_references_non_empty():
 
 @needs_java
 @pytest.mark.slow
-def test_meteor_equals_pycocoevalcap_and_resamples_are_exact(direct_meteor):
+def test_meteor_equals_pycocoevalcap_and_resamples_are_exact(our_meteor, direct_meteor):
+    value, block, per = nlg.meteor(HYPS, REFS, session=our_meteor)
     want, want_per = direct_meteor.compute_score(*_coco(HYPS, REFS))
-    value, block, per = nlg.meteor(HYPS, REFS)
     assert value == want and list(per) == list(want_per)
     assert "exact corpus METEOR" in block.method
     idx = [1, 1, 3, 4, 0, 0]  # a bootstrap resample with duplicates, scored by the jar itself
