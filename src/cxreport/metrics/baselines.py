@@ -8,7 +8,8 @@
   weight-free embedding); otherwise, in order, by the study's CheXpert labels from the dataset, by
   its MeSH terms (IU X-Ray), or at random (seeded). Labels and MeSH terms were coded from the very
   report being predicted, so those fallbacks are oracle-informed: they show what knowing the
-  findings buys, not what an image model can do. The method used is recorded per study.
+  findings buys, not what an image model can do (``retrieval_fallback="random"`` skips them). The
+  method used is recorded per study.
 """
 
 from __future__ import annotations
@@ -83,8 +84,16 @@ def _label_key(row: dict) -> tuple | None:
     return tuple(labels.get(k) for k in CHEXPERT_LABELS)
 
 
-def retrieval_reports(cache: Cache, train: list[dict], targets: list[dict], field: str, seed: int = 0):
-    """({study_id: text}, {study_id: method}) by the order described in the module docstring."""
+FALLBACKS = ("codes", "random")
+
+
+def retrieval_reports(cache: Cache, train: list[dict], targets: list[dict], field: str, seed: int = 0,
+                      fallback: str = "codes"):
+    """({study_id: text}, {study_id: method}) by the order described in the module docstring;
+    ``fallback="random"`` skips the oracle-informed label/MeSH steps."""
+    if fallback not in FALLBACKS:
+        raise InputError(f"--retrieval-fallback {fallback!r}: choose one of {list(FALLBACKS)}")
+    codes = fallback == "codes"
     rng = random.Random(seed)
     t_keep, t_vec = _thumbs(cache, train)
     q_keep, q_vec = _thumbs(cache, targets)
@@ -100,12 +109,12 @@ def retrieval_reports(cache: Cache, train: list[dict], targets: list[dict], fiel
         sid = r["study_id"]
         if i in by_image:
             j, how = by_image[i], "image"
-        elif _label_key(r) is not None and any(k is not None for k in train_labels):
+        elif codes and _label_key(r) is not None and any(k is not None for k in train_labels):
             key = _label_key(r)
             score = [sum(a == b for a, b in zip(key, k)) if k is not None else -1 for k in train_labels]
             best = max(score)
             j, how = rng.choice([n for n, s in enumerate(score) if s == best]), "labels (oracle)"
-        elif _mesh_terms(r) and any(train_mesh):
+        elif codes and _mesh_terms(r) and any(train_mesh):
             q = _mesh_terms(r)
             score = [len(q & m) / len(q | m) if m else -1.0 for m in train_mesh]
             best = max(score)
@@ -117,7 +126,7 @@ def retrieval_reports(cache: Cache, train: list[dict], targets: list[dict], fiel
 
 
 def baseline_reports(cache: Cache | str, split: str = "val", field: str = "findings", seed: int = 0,
-                     allow_test: bool = False, names=BASELINES) -> tuple[dict, dict, dict]:
+                     allow_test: bool = False, names=BASELINES, retrieval_fallback: str = "codes") -> tuple[dict, dict, dict]:
     """(refs {id: text}, {baseline: {id: text}}, info) for the studies of ``split`` with a report."""
     check_split(split, allow_test)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
@@ -138,7 +147,7 @@ def baseline_reports(cache: Cache | str, split: str = "val", field: str = "findi
             rng = random.Random(seed)
             out[name] = {sid: train[rng.randrange(len(train))][field].strip() for sid in refs}
         elif name == "retrieval":
-            texts, methods = retrieval_reports(cache, train, targets, field, seed)
+            texts, methods = retrieval_reports(cache, train, targets, field, seed, retrieval_fallback)
             out[name] = texts
             counts = dict(Counter(methods.values()))
             info["retrieval"] = {"methods": counts, "per_study": methods,
@@ -153,6 +162,8 @@ def _retrieval_note(counts: dict, n: int) -> str:
     if img == n:
         return "nearest neighbour by image thumbnail for every study"
     rest = ", ".join(f"{v} by {k}" for k, v in counts.items() if k != "image")
-    return (f"only {img} of {n} studies (and their neighbours) have images, so {n - img} fall back to a "
-            f"text-free method: {rest}. Label/MeSH fallbacks use codes derived from the target report "
-            "(oracle-informed).")
+    note = (f"{img} of {n} studies matched by image (few studies here have images); {n - img} fall back to a "
+            f"text-free method: {rest}.")
+    if any("oracle" in k for k in counts):
+        note += " Label/MeSH fallbacks use codes derived from the target report (oracle-informed)."
+    return note

@@ -99,7 +99,7 @@ def _baselines(args):
     cache = Cache(args.cache)
     out = Path(args.out)
     refs, systems, info = baseline_reports(cache, args.split, field=args.field, seed=args.seed,
-                                           allow_test=args.allow_test)
+                                           allow_test=args.allow_test, retrieval_fallback=args.retrieval_fallback)
     dataset = args.dataset or ("mimic" if "mimic" in str(cache.meta.get("source", "")) else "iu")
     res = score_systems(systems, refs, dataset=dataset, permutations=0, bertscore_model=args.bertscore_model,
                         **_kw(args, "r2gen"))
@@ -153,6 +153,9 @@ def register(sub) -> None:
     b.add_argument("--out", required=True, help="folder for hyps, metrics.json, summary.md, per_label_f1.png")
     b.add_argument("--field", default="findings", help="report field: findings or impression")
     b.add_argument("--allow-test", action="store_true", help="allow --split test (final evaluation only)")
+    b.add_argument("--retrieval-fallback", choices=["codes", "random"], default="codes",
+                   help="retrieval for studies without images: by dataset labels / MeSH codes (oracle-informed) "
+                        "or a seeded random report")
     _metric_args(b)
     b.set_defaults(func=_baselines)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from cxreport.errors import InputError, require
-from cxreport.metrics.meteor import METEOR_TIMEOUT_S, MetricError  # noqa: F401  (re-exported)
+from cxreport.metrics.meteor import METEOR_TIMEOUT_S
 from cxreport.metrics.stats import ItemStats
 
 BLEU_NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
