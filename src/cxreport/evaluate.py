@@ -65,7 +65,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
              limit: int | None = None, bertscore_model: str | None = None) -> dict:
     from cxreport.data.cache import Cache
-    from cxreport.metrics.baselines import baseline_reports, check_split
+    from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
     from cxreport.metrics.scoring import score_systems
     from cxreport.metrics.summary import per_label_plot, write_summary
     from cxreport.training.loop import load_trained
@@ -101,8 +101,8 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
             systems[name] = {sid: hyps[sid] for sid in refs}
         if "retrieval" in info:
             notes.append("retrieval baseline: " + info["retrieval"]["note"])
-    res = score_systems(systems, refs, metrics=metrics, protocol=protocol, dataset=dataset, uncertain=uncertain,
-                        labeler=labeler, bootstrap=bootstrap, permutations=permutations,
+    res = score_systems(systems, refs, r2gen_vocab=train_vocabulary(cache, text_field, dataset), metrics=metrics,
+                        protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
                         bertscore_model=bertscore_model)
     comparisons = res.get("comparisons")

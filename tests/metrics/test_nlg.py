@@ -105,3 +105,17 @@ def test_silent_jvm_times_out_with_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(MetricError, match="no answer within 1 s"):
         nlg.meteor(HYPS, REFS, timeout_s=1)
     assert time.monotonic() - t < 5
+
+
+def test_r2gen_protocol_cleans_truncates_and_maps_unk():
+    from cxreport.metrics.scoring import protocol_texts, r2gen_vocabulary
+
+    ref = "The heart is normal. " * 30 + "Tiny granuloma."
+    h, r, info = protocol_texts(["The HEART is normal."], [ref], "r2gen", "iu")
+    assert h == ["the heart is normal ."] and len(r[0].split()) == 59 and "not applied" in info["unk_mapping"]
+    vocab = r2gen_vocabulary(["The heart is normal."] * 3 + ["Rare word."], "iu")
+    assert vocab == {"the", "heart", "is", "normal", "."}
+    _, r, info = protocol_texts(["x"], ["The heart is very normal."], "r2gen", "iu", vocab)
+    assert r == ["the heart is <unk> normal ."] and info["unk_mapping"].startswith("applied")
+    _, r, _ = protocol_texts(["x"], ["Heart: normal (2.5 cm)."], "full", "iu")
+    assert r == ["heart : normal ( 2.5 cm ) ."]

@@ -34,6 +34,13 @@ def check_split(split: str, allow_test: bool) -> None:
                          "final, once-only evaluation)")
 
 
+def train_vocabulary(cache: Cache, field: str = "findings", dataset: str = "iu") -> set[str]:
+    """R2Gen's reference vocabulary (for its ``<unk>`` mapping) from a cache's training reports."""
+    from cxreport.metrics.scoring import r2gen_vocabulary
+
+    return r2gen_vocabulary([r[field] for r in _texts(cache.image_rows("train"), field)], dataset)
+
+
 def _texts(rows: list[dict], field: str) -> list[dict]:
     return [r for r in rows if (r.get(field) or "").strip()]
 

@@ -67,9 +67,15 @@ def _score(args):
     systems = {"A" if args.hyps_b else "system": read_texts(args.hyps, "hypotheses")}
     if args.hyps_b:
         systems["B"] = read_texts(args.hyps_b, "hypotheses")
+    vocab = None
+    if args.r2gen_vocab_from:
+        from cxreport.data.cache import Cache
+        from cxreport.metrics.baselines import train_vocabulary
+
+        vocab = train_vocabulary(Cache(args.r2gen_vocab_from), args.vocab_field, args.dataset or "iu")
     res = score_systems(systems, refs, dataset=args.dataset or "iu", permutations=args.permutations,
                         pairs=[("A", "B")] if args.hyps_b else None, bertscore_model=args.bertscore_model,
-                        **_kw(args, "full"))
+                        r2gen_vocab=vocab, **_kw(args, "full"))
     per_study = {name: r.pop("per_study") for name, r in res["systems"].items()}
     if args.per_study:
         atomic_write_jsonl(args.per_study, ({"system": name, **row} for name, rows in per_study.items() for row in rows))
@@ -91,7 +97,7 @@ def _score(args):
 def _baselines(args):
     from cxreport.data.cache import Cache
     from cxreport.fsio import atomic_write_json, atomic_write_jsonl
-    from cxreport.metrics.baselines import baseline_reports
+    from cxreport.metrics.baselines import baseline_reports, train_vocabulary
     from cxreport.metrics.scoring import score_systems
     from cxreport.metrics.summary import metrics_table, per_label_plot, write_summary
     from pathlib import Path
@@ -102,7 +108,7 @@ def _baselines(args):
                                            allow_test=args.allow_test, retrieval_fallback=args.retrieval_fallback)
     dataset = args.dataset or ("mimic" if "mimic" in str(cache.meta.get("source", "")) else "iu")
     res = score_systems(systems, refs, dataset=dataset, permutations=0, bertscore_model=args.bertscore_model,
-                        **_kw(args, "r2gen"))
+                        r2gen_vocab=train_vocabulary(cache, args.field, dataset), **_kw(args, "r2gen"))
     atomic_write_jsonl(out / "refs.jsonl", ({"id": k, "text": v} for k, v in refs.items()))
     for name, hyps in systems.items():
         atomic_write_jsonl(out / f"{name}.jsonl", ({"id": k, "text": v} for k, v in hyps.items()))
@@ -144,6 +150,9 @@ def register(sub) -> None:
     p.add_argument("--hyps-b", default=None, help="a second system: paired comparison (A - B) with p-values")
     p.add_argument("--out", default=None, help="METRICS.json to write")
     p.add_argument("--per-study", default=None, help="JSONL of per-study scores to write")
+    p.add_argument("--r2gen-vocab-from", default=None, metavar="CACHE",
+                   help="r2gen protocol: map reference words outside the cache's training vocabulary to <unk>")
+    p.add_argument("--vocab-field", default="findings", help="report field for --r2gen-vocab-from")
     _metric_args(p)
     p.set_defaults(func=_score)
 

@@ -4,9 +4,9 @@ Protocols say which texts the captioning metrics see:
 
 * ``r2gen``: R2Gen's cleaning (`cxreport.text.clean`, protocol ``r2gen``) of hypotheses and
   references, and R2Gen's truncation of references: its ``max_seq_length`` (60 IU X-Ray, 100
-  MIMIC-CXR) counts the BOS token, so a reference keeps its first 59 / 99 words. R2Gen also maps
-  words outside its training vocabulary to ``<unk>`` in references; we do not (that needs its
-  vocabulary), and the output says so.
+  MIMIC-CXR) counts the BOS token, so a reference keeps its first 59 / 99 words. With a training
+  vocabulary (``r2gen_vocab``, see `r2gen_vocabulary`) reference words outside it become
+  ``<unk>`` as in R2Gen; the output says whether that was applied.
 * ``full``: whole texts under our default cleaning, words and punctuation split by spaces.
 
 Clinical efficacy always labels the original texts.
@@ -51,8 +51,16 @@ def resolve_metrics(metrics) -> list[str]:
     return out
 
 
-def protocol_texts(hyps: list[str], refs: list[str], protocol: str, dataset: str):
-    """(hyps, refs, description) as the captioning metrics will see them."""
+def r2gen_vocabulary(train_texts, dataset: str = "iu") -> set[str]:
+    """R2Gen's reference vocabulary: cleaned training words seen at least 3 (IU) / 10 (MIMIC) times."""
+    from cxreport.text.tokenizer import SPECIALS, WordTokenizer
+
+    return set(WordTokenizer.build(list(train_texts), protocol="r2gen", dataset=dataset).vocab) - set(SPECIALS)
+
+
+def protocol_texts(hyps: list[str], refs: list[str], protocol: str, dataset: str, vocab=None):
+    """(hyps, refs, description) as the captioning metrics will see them. ``vocab`` (r2gen only):
+    reference words outside it become ``<unk>``, as R2Gen's tokenizer makes them."""
     from cxreport.text.clean import clean_report, split_words
 
     if protocol == "r2gen":
@@ -61,11 +69,18 @@ def protocol_texts(hyps: list[str], refs: list[str], protocol: str, dataset: str
         keep = R2GEN_MAX_SEQ_LENGTH[dataset] - 1
         # Single spaces, as R2Gen's decoded texts have (ROUGE-L splits on " ", so runs would count).
         h = [" ".join(clean_report(t, "r2gen", dataset).split()) for t in hyps]
-        r = [" ".join(clean_report(t, "r2gen", dataset).split()[:keep]) for t in refs]
-        return h, r, {"name": "r2gen", "dataset": dataset, "cleaning": f"R2Gen clean_report ({dataset})",
-                      "reference_truncation": f"first {keep} words (R2Gen max_seq_length {keep + 1} incl. BOS)",
-                      "hypothesis_truncation": None,
-                      "unk_mapping": "not applied (R2Gen maps out-of-vocabulary reference words to <unk>)"}
+        r = [clean_report(t, "r2gen", dataset).split()[:keep] for t in refs]
+        unk = "not applied (no training vocabulary given; R2Gen maps out-of-vocabulary reference words to <unk>)"
+        if vocab is not None:
+            vocab = set(vocab)
+            n_unk = sum(w not in vocab for words in r for w in words)
+            r = [[w if w in vocab else "<unk>" for w in words] for words in r]
+            unk = (f"applied: reference words outside the {len(vocab)}-word training vocabulary -> <unk> "
+                   f"({n_unk} words)")
+        return h, [" ".join(words) for words in r], {
+            "name": "r2gen", "dataset": dataset, "cleaning": f"R2Gen clean_report ({dataset})",
+            "reference_truncation": f"first {keep} words (R2Gen max_seq_length {keep + 1} incl. BOS)",
+            "hypothesis_truncation": None, "unk_mapping": unk}
     if protocol == "full":
         def one(t):
             return " ".join(split_words(clean_report(t, "default", dataset if dataset in ("iu", "mimic") else "iu")))
@@ -201,7 +216,7 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
                   uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
                   permutations: int = 0, pairs: list[tuple[str, str]] | None = None, seed: int = 0,
                   meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
-                  bertscore_idf: bool = False) -> dict:
+                  bertscore_idf: bool = False, r2gen_vocab=None) -> dict:
     """Score several systems ({name: hypotheses}) on the same references with one METEOR process.
 
     With ``pairs`` [(a, b), ...] and ``permutations`` > 0, each pair is also compared by paired
@@ -220,7 +235,7 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
         opts = _opts(locals())
         scored, pinfo = {}, None
         for name, (_, hyps_raw, _, _) in aligned.items():
-            h, r, pinfo = protocol_texts(hyps_raw, refs_raw, protocol, dataset)
+            h, r, pinfo = protocol_texts(hyps_raw, refs_raw, protocol, dataset, r2gen_vocab)
             scored[name] = _score_system(hyps_raw, h, r, metrics, ref_labels, opts)
     out = {"systems": {name: _assemble(ids, sc, pos, bootstrap, seed, pinfo, metrics, aligned[name][3])
                        for name, sc in scored.items()}}
@@ -240,10 +255,11 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
 def score(hyps, refs, *, ids=None, metrics=None, protocol: str = "full", dataset: str = "iu",
           uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000, seed: int = 0,
           meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
-          bertscore_idf: bool = False) -> dict:
+          bertscore_idf: bool = False, r2gen_vocab=None) -> dict:
     """Score hypotheses against references (lists in the same order, {id: text} dicts or
     [{"id", "text"}] rows); see the module docstring for the protocols. ``bootstrap``: resamples
-    for the 95% CIs (0: none), the same resamples for every metric."""
+    for the 95% CIs (0: none), the same resamples for every metric; ``r2gen_vocab``: R2Gen's
+    training vocabulary (`r2gen_vocabulary`) for its ``<unk>`` mapping of references."""
     if ids is not None:
         hyps, refs = dict(zip(map(str, ids), hyps)), dict(zip(map(str, ids), refs))
     kw = {k: v for k, v in locals().items() if k not in ("hyps", "refs", "ids")}
