@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cxreport.training.commands",
     "cxreport.metrics.findings",
     "cxreport.annotate.commands",
+    "cxreport.metrics.commands",
 ]
 
 
