@@ -24,8 +24,12 @@ log = logging.getLogger("cxreport.evaluate")
 
 def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "findings", batch_size: int = 16,
                      beam: int = 1, max_len: int = 100, no_image: str = "generate", device: str = "cpu",
-                     limit: int | None = None) -> list[dict]:
-    """[{"id", "text", "reference", "has_image", "finding_probs"}] for studies of ``split`` with a report."""
+                     limit: int | None = None, oracle_findings: bool = False) -> list[dict]:
+    """[{"id", "text", "reference", "has_image", "finding_probs"}] for studies of ``split`` with a report.
+
+    ``oracle_findings``: condition the decoder on the labeler's reading of each reference report
+    instead of predicted findings: measures the decoder alone (does it write what it is told?).
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -47,8 +51,14 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     out = []
     with torch.no_grad():
         for batch in loader:
+            findings = None
+            if oracle_findings:
+                from cxreport.text.labeler import label_reports
+
+                findings = label_reports(batch["text"])
             gen = model.generate(batch["images"].to(device), batch["image_mask"].to(device),
-                                 batch["view_ids"].to(device), max_len=max_len, method=method, num_beams=max(1, beam))
+                                 batch["view_ids"].to(device), findings=findings, max_len=max_len, method=method,
+                                 num_beams=max(1, beam))
             for sid, ref, has_img, g in zip(batch["study_id"], batch["text"], batch["has_image"].tolist(), gen):
                 out.append({"id": sid, "text": tokenizer.decode(g["token_ids"]), "reference": ref,
                             "has_image": bool(has_img), "finding_probs": g.get("finding_probs")})
@@ -63,7 +73,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              max_len: int | None = None, no_image: str = "generate", metrics=None, protocol: str = "r2gen",
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
-             limit: int | None = None, bertscore_model: str | None = None) -> dict:
+             limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False) -> dict:
     from cxreport.data.cache import Cache
     from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
     from cxreport.metrics.scoring import score_systems
@@ -85,12 +95,16 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
 
     t0 = time.perf_counter()
     rows = generate_reports(model, tok, cache, split, text_field=text_field, batch_size=batch_size, beam=beam,
-                            max_len=max_len, no_image=no_image, device=device, limit=limit)
+                            max_len=max_len, no_image=no_image, device=device, limit=limit,
+                            oracle_findings=oracle_findings)
     gen_s = time.perf_counter() - t0
     refs = {r["id"]: r["reference"] for r in rows}
     systems = {"model": {r["id"]: r["text"] for r in rows}}
     notes = [f"checkpoint: {checkpoint}; split {split}; decoding: {'beam ' + str(beam) if beam > 1 else 'greedy'}, "
              f"max {max_len} tokens; {len(rows)} studies generated in {gen_s:.1f} s",
+             "findings: " + ("ORACLE - the labeler's reading of each reference report conditions the decoder "
+                             "(measures the decoder, not the image model)" if oracle_findings
+                             else "predicted by the model's finding head"),
              f"studies without an image: {sum(not r['has_image'] for r in rows)} scored"
              + (" (generated with every finding state unknown, flagged has_image=false)" if no_image == "generate"
                 else " (--no-image skip: left out)")]
@@ -118,7 +132,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
         r.pop("per_study", None)
     metrics_json = {"checkpoint": str(checkpoint), "cache": str(cache.path), "split": split,
                     "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},
-                    "no_image": no_image, "generation_seconds": gen_s, **res["systems"]["model"],
+                    "no_image": no_image, "oracle_findings": oracle_findings, "generation_seconds": gen_s, **res["systems"]["model"],
                     "baselines": {k: v for k, v in res["systems"].items() if k != "model"},
                     "baselines_info": {k: v for k, v in info.items() if k != "retrieval"} |
                     ({"retrieval": {k: v for k, v in info["retrieval"].items() if k != "per_study"}}

@@ -90,3 +90,8 @@ def test_evaluate_cli_with_a_tiny_trained_model(syn_cache, tmp_path, capsys):
     assert set(m["comparisons"]["results"]) == {"model vs constant", "model vs random", "model vs retrieval"}
     hyps = read_jsonl(out / "hyps.jsonl")
     assert all(h["has_image"] and isinstance(h["text"], str) for h in hyps)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--cache", syn_cache, "--split", "val",
+                 "--out", str(tmp_path / "oracle"), "--max-len", "12", "--oracle-findings", "--no-baselines",
+                 *FAST]) == 0
+    m = json.loads((tmp_path / "oracle" / "metrics.json").read_text())
+    assert m["oracle_findings"] is True and "ORACLE" in (tmp_path / "oracle" / "summary.md").read_text()

@@ -136,7 +136,7 @@ def _evaluate(args):
                    batch_size=args.batch_size, max_len=args.max_len, no_image=args.no_image,
                    dataset=args.dataset, baselines=not args.no_baselines, permutations=args.permutations,
                    device=args.device, limit=args.limit, bertscore_model=args.bertscore_model,
-                   **_kw(args, "r2gen"))
+                   oracle_findings=args.oracle_findings, **_kw(args, "r2gen"))
     print(metrics_table({"model": res, **res["baselines"]}))
     print(f"\nwrote {args.out}/summary.md, metrics.json, hyps.jsonl, per_study.jsonl, per_label_f1.png",
           file=sys.stderr)
@@ -182,5 +182,7 @@ def register(sub) -> None:
     e.add_argument("--no-baselines", action="store_true", help="do not score the three baselines beside the model")
     e.add_argument("--device", default="cpu")
     e.add_argument("--limit", type=int, default=None, help="first N studies only (smoke tests)")
+    e.add_argument("--oracle-findings", action="store_true",
+                   help="condition the decoder on the labeler's reading of each reference (decoder-only measure)")
     _metric_args(e)
     e.set_defaults(func=_evaluate)
