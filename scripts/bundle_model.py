@@ -1,0 +1,82 @@
+"""Assemble the bundled default model from trained runs, tune finding thresholds on val, save fp16.
+
+    python scripts/bundle_model.py --decoder runs/default-decoder/best \
+        --findings runs/default-findings-ft/best --threshold-cache cache/nih_cxr14 \
+        --out src/cxreport/weights/default
+
+The decoder run was initialised from a findings run and trained on reports only, so its encoder,
+projector and finding head are those of that findings run. ``--findings`` grafts the image side
+of a later (fine-tuned) findings run onto it: the decoder never reads image tokens
+(``findings.image_memory=false``), so it only sees the image through the finding plan.
+Thresholds are tuned on the *validation* split only (F1-optimal, for findings with >= 5 positives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cxreport.checkpoint import load_checkpoint, save_checkpoint
+from cxreport.data.dataset import StudyDataset
+from cxreport.metrics.classification import auroc_table
+from cxreport.metrics.findings import predict_findings
+
+IMAGE_SIDE = ("encoder.", "projector.", "finding_head.", "view_embed.")
+
+
+def best_f1_threshold(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    best = (0.5, -1.0)
+    for t in np.unique(p):
+        pred = p >= t
+        tp = float((pred & y).sum())
+        f1 = 2 * tp / max(1.0, pred.sum() + y.sum())
+        if f1 > best[1]:
+            best = (float(t), f1)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--decoder", required=True)
+    ap.add_argument("--findings", default=None)
+    ap.add_argument("--threshold-cache", required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--min-positives", type=int, default=5)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    model, tok, cfg = load_checkpoint(args.decoder)
+    provenance = {"decoder_checkpoint": args.decoder, "decoder_step": cfg.get("step"),
+                  "decoder_metrics": cfg.get("metrics"), "decoder_run": cfg.get("run")}
+    if args.findings:
+        fmodel, _, fcfg = load_checkpoint(args.findings)
+        graft = {k: v for k, v in fmodel.state_dict().items() if k.startswith(IMAGE_SIDE)}
+        model.load_state_dict(graft, strict=False)
+        provenance.update(findings_checkpoint=args.findings, findings_step=fcfg.get("step"),
+                          findings_metrics=fcfg.get("metrics"), findings_run=fcfg.get("run"))
+    ds = StudyDataset(args.threshold_cache, args.split, require="image")
+    probs, targets, _ = predict_findings(model, ds)
+    thresholds = {}
+    for j, name in enumerate(model.labels):
+        keep = (targets[:, j] == 0) | (targets[:, j] == 1)
+        y = targets[keep, j] == 1
+        if y.sum() >= args.min_positives and (~y).sum():
+            thresholds[name] = round(best_f1_threshold(probs[keep, j], y)[0], 4)
+    model.cfg.findings.thresholds = thresholds
+    val = auroc_table(probs, targets, model.labels)
+    provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,
+                                      "min_positives": args.min_positives, "thresholds": thresholds,
+                                      "val_macro_auroc": val["macro_auroc"]}
+    out = save_checkpoint(args.out, model, tokenizer=tok, step=cfg.get("step", 0), metrics=provenance, half=True)
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    print(json.dumps({"out": str(out), "weights_mb": round(size, 2), "thresholds": thresholds,
+                      "val_macro_auroc": val["macro_auroc"]}, indent=1))
+    if size > 25:
+        raise SystemExit(f"weights are {size:.1f} MB: over the 25 MB budget of a bundled model")
+
+
+if __name__ == "__main__":
+    main()
