@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "cxreport.text.commands",
     "cxreport.models.commands",
     "cxreport.training.commands",
+    "cxreport.generate_commands",
+    "cxreport.serve.commands",
 ]
 
 
