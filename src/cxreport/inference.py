@@ -108,12 +108,6 @@ class PreparedStudy:
     preprocess_ms: float = 0.0
 
 
-def _describe(item, index: int) -> str:
-    if isinstance(item, (str, os.PathLike)):
-        return str(item)
-    return f"image {index + 1} ({type(item).__name__})"
-
-
 def _view_name(view: str | None, index: int) -> str:
     if view is None or str(view).strip() == "":
         # Without a label: the first image is the frontal film, the second the lateral.
@@ -127,15 +121,16 @@ def _view_name(view: str | None, index: int) -> str:
     return group
 
 
-def _as_gray(item, index: int, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str]:
+def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str]:
     """Any accepted input -> (uint8 H x W, original (H, W), where it came from).
 
-    Files and bytes decode like the cache decoded them (same limits, same JPEG draft size)."""
+    Files and bytes decode like the cache decoded them (same limits, same JPEG draft size);
+    ``label`` names an in-memory image in error messages."""
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
         if not data:
-            raise ImageError(f"image {index + 1}", "is empty (0 bytes)", "send the image file's contents")
-        gray, hw = load_image_with_size(f"image {index + 1}", data=data, max_pixels=max_pixels,
+            raise ImageError(label, "is empty (0 bytes)", "send the image file's contents")
+        gray, hw = load_image_with_size(label, data=data, max_pixels=max_pixels,
                                         min_side=min_side, draft_size=draft)
         return gray, hw, "bytes"
     if isinstance(item, (str, os.PathLike)):
@@ -146,15 +141,15 @@ def _as_gray(item, index: int, max_pixels: int, min_side: int, draft: int) -> tu
         if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
             arr = arr[..., :3].mean(-1) if arr.shape[-1] > 1 else arr[..., 0]
         if arr.ndim != 2:
-            raise ImageError(f"image {index + 1}", f"array of shape {item.shape}", "pass H x W or H x W x 3")
+            raise ImageError(label, f"array of shape {item.shape}", "pass H x W or H x W x 3")
         h, w = arr.shape
         if h * w > max_pixels or min(h, w) < min_side:
-            raise ImageError(f"image {index + 1}", f"array of {w}x{h} pixels is outside "
+            raise ImageError(label, f"array of {w}x{h} pixels is outside "
                              f"{min_side} px per side .. {max_pixels:,} pixels")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ImageError(f"image {index + 1}", "array has NaN or infinite values")
+            raise ImageError(label, "array has NaN or infinite values")
         return _to_uint8(np.ascontiguousarray(arr)), (h, w), "array"
-    raise InputError(f"image {index + 1}: unsupported input {type(item).__name__} "
+    raise InputError(f"{label}: unsupported input {type(item).__name__} "
                      "(give a file path, the file's bytes or a numpy array)")
 
 
@@ -188,8 +183,10 @@ class Pipeline:
                 "parameters": sum(p.numel() for p in self.model.parameters())}
 
     # ---- preprocessing ------------------------------------------------------------------
-    def prepare(self, images: Sequence, views: Sequence[str | None] | None = None) -> PreparedStudy:
-        """Load, check and letterbox one study's images (1..max_views of them)."""
+    def prepare(self, images: Sequence, views: Sequence[str | None] | None = None,
+                names: Sequence[str] | None = None) -> PreparedStudy:
+        """Load, check and letterbox one study's images (1..max_views of them); ``names`` label
+        in-memory images in errors (default 'image 1', 'image 2'...)."""
         import torch
 
         t0 = time.perf_counter()
@@ -208,7 +205,8 @@ class Pipeline:
         for i, (item, view) in enumerate(zip(images, views)):
             name = _view_name(view, i)
             size = self.info.letterbox_size
-            gray, (h, w), source = _as_gray(item, i, self.max_pixels, self.min_side, size)
+            label = names[i] if names is not None and i < len(names) else f"image {i + 1}"
+            gray, (h, w), source = _as_gray(item, label, self.max_pixels, self.min_side, size)
             arrays.append(letterbox(gray, size))
             infos.append({"index": i, "view": name, "source": source, "height": int(h), "width": int(w)})
             view_ids.append(VIEW_IDS[name])
