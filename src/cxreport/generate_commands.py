@@ -225,14 +225,15 @@ def run_batch(pipeline, args, opts) -> int:
     mine = [(s, n) for s, n in zip(studies, names) if s["index"] % world == rank]
     heat_root = Path(args.heatmaps) if args.heatmaps else None
     if not args.force:
-        targets = [out / SUMMARY, part_path(out, rank, world)] + [out / f"{n}.json" for _, n in mine]
+        targets = [out / SUMMARY] + [part_path(out, rank, world)] * (world > 1) + [out / f"{n}.json" for _, n in mine]
         targets += [heat_root / n for _, n in mine] if heat_root else []
         existing = [t for t in targets if t.exists()]
         if existing:
             raise InputError(f"{existing[0]} exists ({len(existing)} output(s) in the way): pass --force to "
                              "overwrite, or choose another --output-dir")
     part = part_path(out, rank, world)
-    part.unlink(missing_ok=True)  # a stale part from an earlier run must not be merged into this one
+    if world > 1:
+        part.unlink(missing_ok=True)  # a stale part from an earlier run must not be merged into this one
     out.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
     bar = tqdm(total=len(mine), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
@@ -255,8 +256,12 @@ def run_batch(pipeline, args, opts) -> int:
             rows.append(row)
         bar.update(len(chunk))
     bar.close()
-    fsio.atomic_write_jsonl(part, rows)
-    merged = merge_parts(out, world)
+    if world == 1:
+        fsio.atomic_write_jsonl(out / SUMMARY, rows)
+        merged = True
+    else:
+        fsio.atomic_write_jsonl(part, rows)
+        merged = merge_parts(out, world)
     where = out / SUMMARY if merged else part
     print(f"{len(rows) - failed} of {len(rows)} studies written to {out}"
           + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if merged else
