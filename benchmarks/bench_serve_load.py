@@ -60,7 +60,7 @@ async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int
     import httpx
 
     sem = asyncio.Semaphore(concurrency)
-    lat, statuses, health = [], {}, []
+    lat, statuses, health, words = [], {}, [], []
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=concurrency + 2)) as c:
         async def one(i):
             async with sem:
@@ -69,6 +69,8 @@ async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int
                     r = await c.post("/v1/reports", files=[("images", (f"{i}.png", body, "image/png"))],
                                      data={"max_len": str(max_len)})
                     key = r.status_code
+                    if key == 200:
+                        words.append(len(r.json()["report"].split()))
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
                 lat.append((time.perf_counter() - t0) * 1000)
@@ -94,7 +96,8 @@ async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int
             "req_per_s": round(n / wall, 2), "p50_ms": round(float(np.percentile(arr, 50)), 1),
             "p95_ms": round(float(np.percentile(arr, 95)), 1), "max_ms": round(float(arr.max()), 1),
             "healthz_max_ms": round(max((h[0] for h in health), default=0.0), 1),
-            "healthz_ok": all(h[1] == 200 for h in health)}
+            "healthz_ok": all(h[1] == 200 for h in health),
+            "words_per_report": float(np.median(words)) if words else 0.0}
 
 
 def main() -> int:
@@ -150,7 +153,8 @@ def main() -> int:
         tmp.cleanup()
     print(f"model: {model or 'server default'}" + (f"  [{note}]" if note else ""))
     print(f"{res['requests']} requests, {res['concurrency']} concurrent, {args.image_size} px PNG, max_len "
-          f"{args.max_len}: statuses {res['statuses']}, errors {res['errors']}")
+          f"{args.max_len} (~{res['words_per_report']:.0f} words/report): statuses {res['statuses']}, "
+          f"errors {res['errors']}")
     print(f"latency p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, max {res['max_ms']} ms; "
           f"{res['req_per_s']} req/s over {res['wall_s']} s; /healthz during load: max {res['healthz_max_ms']} ms, "
           f"all ok: {res['healthz_ok']}")
