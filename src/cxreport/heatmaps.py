@@ -125,6 +125,7 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
     cams = gradcam(pipeline.model, images, image_mask, view_ids, wanted)
     if cams is None:
         return out
+    cams, image_mask, view_ids = cams.cpu(), image_mask.cpu(), view_ids.cpu()
     names = {v: k for k, v in _view_ids().items()}
     for b, picks in enumerate(chosen):
         for j in picks:
@@ -133,7 +134,7 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
                 if not bool(image_mask[b, v]):
                     continue
                 film = (films[b][v].numpy() if films is not None
-                        else (images[b, v, 0].numpy() * 255 + 0.5).astype(np.uint8))
+                        else (images[b, v, 0].cpu().numpy() * 255 + 0.5).astype(np.uint8))
                 p = float(probs[b][labels[j]])
                 out[b].append({"finding": labels[j], "probability": round(p, 4), "positive": p >= threshold,
                                "view": names.get(int(view_ids[b, v]), "unknown"), "view_index": v,

@@ -260,7 +260,8 @@ class Pipeline:
         max_len = min(100, limit) if max_len is None else int(max_len)
         if not 1 <= max_len <= limit:
             raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
-        images, mask, view_ids = self.collate(prepared)
+        dev = next(self.model.parameters()).device
+        images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
         opts = dict(max_len=max_len, method="beam" if beam > 1 else "greedy", num_beams=int(beam))
         with self.lock:
             t0 = time.perf_counter()
