@@ -52,6 +52,9 @@ def _input_dir(root, xrays):
     shutil.copy(xrays["both"], root / "s3.jpg")
     (root / "broken.png").write_bytes(xrays["cardio"].read_bytes()[:500])
     (root / "notes.txt").write_text("ignored")
+    (root / "s4").mkdir()
+    for name in ("1.png", "2.png", "3.png"):
+        shutil.copy(xrays["cardio"], root / "s4" / name)
     return root
 
 
@@ -61,11 +64,12 @@ def test_batch_folder_summary_bad_file_and_no_overwrite(tiny_run, xrays, tmp_pat
             "--batch-size", "2", "--max-len", "20"]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "3 of 4 studies written" in err and "1 failed" in err
+    assert "3 of 5 studies written" in err and "2 failed" in err
     rows = read_jsonl(out / "summary.jsonl")
-    assert [r["study_id"] for r in rows] == ["s1", "s2", "broken", "s3"]
-    assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok"]
-    assert "broken.png: corrupt or truncated image" in rows[2]["error"]
+    assert [r["study_id"] for r in rows] == ["s1", "s2", "s4", "broken", "s3"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok"]
+    assert "at most 2 views" in rows[2]["error"]
+    assert "broken.png: corrupt or truncated image" in rows[3]["error"]
     s1 = json.loads((out / "s1.json").read_text())
     assert s1["study_id"] == "s1" and [v["view"] for v in s1["views"]] == ["frontal", "lateral"]
     assert sorted(p.name for p in out.glob("*.json")) == ["s1.json", "s2.json", "s3.json"]
@@ -109,12 +113,12 @@ def test_batch_shards_across_ranks(tiny_run, xrays, tmp_path, monkeypatch, capsy
     assert main(args) == 0
     assert not (out / "summary.jsonl").exists()
     part1 = read_jsonl(out / "summary.part-1-of-2.jsonl")
-    assert [r["study_id"] for r in part1] == ["s2", "s3"]
+    assert [r["study_id"] for r in part1] == ["s2", "broken"]
     monkeypatch.setenv("RANK", "0")
     assert main(args) == 0
     part0 = read_jsonl(out / "summary.part-0-of-2.jsonl")
-    assert [r["study_id"] for r in part0] == ["s1", "broken"]
-    assert [r["study_id"] for r in read_jsonl(out / "summary.jsonl")] == ["s1", "s2", "broken", "s3"]
+    assert [r["study_id"] for r in part0] == ["s1", "s4", "s3"]
+    assert [r["study_id"] for r in read_jsonl(out / "summary.jsonl")] == ["s1", "s2", "s4", "broken", "s3"]
     monkeypatch.setenv("RANK", "2")
     assert main(args) == 2
     assert "RANK=2 WORLD_SIZE=2" in capsys.readouterr().err

@@ -108,6 +108,16 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(keep) / "serve_page.png")
+        # A file that is not an image: the page shows the server's message instead of a report.
+        bad = tmp_path / "notes.png"
+        bad.write_text("not an image")
+        wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})  # a fresh page: file inputs append
+        wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": str(bad)})
+        wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
+        deadline = time.monotonic() + 30
+        while "Error" not in (error := wd.js("return document.getElementById('status').textContent")):
+            assert time.monotonic() < deadline, error
+            time.sleep(0.2)
         api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
                          files=[("images", (p.name, p.read_bytes(), "image/png")) for p in files]).json()
     finally:
@@ -120,3 +130,4 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
     assert page_report == api["report"] and page_report.strip()
     assert bars == 14 and heatmaps >= 2 and model_name == "Model: run."
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert error.startswith("Error 400:") and "not a readable image" in error
