@@ -112,7 +112,7 @@ def choose_findings(probs: dict | None, labels: list[str], threshold: float) -> 
 
 def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | None], threshold: float,
                      films: list | None = None):
-    """Per study: [{finding, probability, positive, view, view_index, overlay (uint8 S x S x 3)}].
+    """Per study: [{finding, probability, positive, view, view_index, has_signal, overlay (uint8 S x S x 3)}].
 
     ``images`` is the model batch; ``films`` (per study, uint8 V x S x S letterboxed views) are
     what the overlays are drawn on, by default the model input itself. One per (finding, view)."""
@@ -136,9 +136,11 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
                 film = (films[b][v].numpy() if films is not None
                         else (images[b, v, 0].cpu().numpy() * 255 + 0.5).astype(np.uint8))
                 p = float(probs[b][labels[j]])
+                cam = cams[b, v, col].numpy()
+                # An all-zero map means no region raised the logit: say so rather than show a blank film.
                 out[b].append({"finding": labels[j], "probability": round(p, 4), "positive": p >= threshold,
                                "view": names.get(int(view_ids[b, v]), "unknown"), "view_index": v,
-                               "overlay": overlay(film, cams[b, v, col].numpy())})
+                               "has_signal": bool(cam.max() > 0), "overlay": overlay(film, cam)})
     return out
 
 

@@ -70,7 +70,8 @@ function renderHeatmaps(maps) {
     const img = el("img");
     img.src = "data:image/png;base64," + h.png_base64;
     img.alt = "heatmap for " + h.finding + " on the " + h.view + " view";
-    fig.append(img, el("figcaption", null, `${h.finding} (${h.probability.toFixed(2)}), ${h.view} view`));
+    const note = h.has_signal ? "" : " (no region raised it)";
+    fig.append(img, el("figcaption", null, `${h.finding} (${h.probability.toFixed(2)}), ${h.view} view${note}`));
     box.appendChild(fig);
   }
 }
