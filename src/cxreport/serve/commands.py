@@ -39,6 +39,8 @@ def run(args) -> int:
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: choose 1..65535")
+    if args.max_upload_mb <= 0 or args.workers < 1 or args.max_queue < 1 or (args.max_pixels or 1) < 1:
+        raise InputError("--max-upload-mb, --max-pixels, --workers and --max-queue must be positive")
     if args.threads:
         import torch
 
