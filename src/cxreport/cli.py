@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "cxreport.text.commands",
     "cxreport.models.commands",
     "cxreport.training.commands",
+    "cxreport.metrics.findings",
+    "cxreport.annotate.commands",
+    "cxreport.metrics.commands",
     "cxreport.generate_commands",
     "cxreport.serve.commands",
 ]

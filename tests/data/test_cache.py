@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def make_csv_dataset(root, n=12, size=(96, 80), bad=()):
         if name in bad:
             (img / name).write_bytes(b"\x89PNG\r\n\x1a\n broken")
         else:
-            Image.fromarray((rng.random(size[::-1]) * 255).astype(np.uint8)).save(img / name)
+            # Smooth content compresses like a radiograph: fast to write even at 900 px.
+            small = Image.fromarray((rng.random((size[1] // 8 + 1, size[0] // 8 + 1)) * 255).astype(np.uint8))
+            small.resize(size).save(img / name)
         lines.append(f"{name},Report number {i}. No effusion.")
     (root / "reports.csv").write_text("\n".join(lines) + "\n")
     return root
@@ -63,7 +66,7 @@ def test_bad_image_stops_cleanly_then_resumes_with_skip_bad(tmp_path, caplog):
 
 
 def test_kill_9_leaves_no_cache_and_rerun_completes(tmp_path):
-    make_csv_dataset(tmp_path / "ds", n=150, size=(900, 900))
+    make_csv_dataset(tmp_path / "ds", n=80, size=(700, 700))
     cmd = [sys.executable, "-m", "cxreport", "data", "prepare", "--source", "csv", "--root", str(tmp_path / "ds"),
            "--out", str(tmp_path / "cache"), "--size", "64", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -71,14 +74,17 @@ def test_kill_9_leaves_no_cache_and_rerun_completes(tmp_path):
     deadline = time.monotonic() + 30
     while proc.poll() is None and not done.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert not (tmp_path / "cache").exists()
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert proc.poll() is None, "prepare finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cache").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0
+    todo = int(re.search(r"prepare: (\d+) of 80 images to process", rerun.stderr).group(1))
+    assert todo < 80  # what was done before the kill is kept
     c = Cache(tmp_path / "cache")
-    assert c.meta["counts"]["images_ok"] == 150 and not (tmp_path / ".cache.partial").exists()
-    assert all(c.images[i].max() > 0 for i in range(150))
+    assert c.meta["counts"]["images_ok"] == 80 and not (tmp_path / ".cache.partial").exists()
+    assert all(c.images[i].max() > 0 for i in range(80))
 
 
 def test_cli_prepare_and_report(tmp_path):

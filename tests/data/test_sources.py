@@ -47,7 +47,7 @@ def test_iu_kaggle_synthetic(tmp_path):
 def test_wrong_columns_name_file_and_columns(tmp_path):
     make_iu_kaggle(tmp_path)
     (tmp_path / "indiana_reports.csv").write_text("uid,report\n1,x\n")
-    with pytest.raises(InputError, match=r"indiana_reports.csv: missing column\(s\).*found \['uid', 'report'\]"):
+    with pytest.raises(InputError, match=r"indiana_reports.csv: missing column\(s\).*found columns \[uid, report\]"):
         load_source("iu-xray", tmp_path)
     with pytest.raises(InputError, match="folder not found"):
         load_source("iu-xray", tmp_path / "nowhere")

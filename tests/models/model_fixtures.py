@@ -18,13 +18,15 @@ TINY_OVERRIDES = {
                             decoder={"d_model": 32, "layers": 1, "heads": 2}),
     "effnet-transformer": dict(d_model=48, projector={"num_prefix": 4, "layers": 1, "heads": 2},
                                decoder={"d_model": 48, "layers": 1, "heads": 2}),
+    "effnet-small": dict(d_model=48, projector={"num_prefix": 4, "heads": 2},
+                         decoder={"d_model": 48, "layers": 1, "heads": 2}),
     "densenet-gpt2": dict(d_model=32, decoder={"hf_model": "", "hf_config": TINY_GPT2}),
     "vit-gpt2": dict(d_model=32, encoder={"hf_model": "", "hf_config": TINY_VIT},
                      decoder={"hf_model": "", "hf_config": TINY_GPT2}),
 }
 
 # Image side per config: the ImageNet CNNs are the slow part on CPU, so they see 32 px (1 x 1 map).
-TINY_SIZE = {"densenet-gpt2": 32, "effnet-transformer": 32}
+TINY_SIZE = {"densenet-gpt2": 32, "effnet-transformer": 32, "effnet-small": 32}
 
 
 def make_batch(b: int = 2, views: int = 2, size: int = 64, text: bool = True, image: bool = True, seed: int = 0):

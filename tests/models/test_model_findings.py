@@ -143,3 +143,18 @@ def test_parameter_groups_cover_every_trainable_parameter_once():
     torch.optim.AdamW(groups)  # accepted as is
     with pytest.raises(InputError, match="neither images nor input_ids"):
         model({})
+
+
+def test_per_finding_thresholds_and_findings_only_memory():
+    import torch
+
+    from cxreport.models import create_model
+    from cxreport.models.finding_head import POSITIVE, UNKNOWN
+
+    m = create_model("tiny", vocab_size=30, findings={"thresholds": {"Cardiomegaly": 0.2}, "image_memory": False})
+    probs = torch.full((1, 14), 0.3)
+    states = m._states_for(None, probs, torch.tensor([True]), 1)
+    card = m.labels.index("Cardiomegaly")
+    assert states[0, card] == POSITIVE and (states[0, [i for i in range(14) if i != card]] == UNKNOWN).all()
+    mem, mask = m.memory(torch.zeros(1, 5, m.cfg.d_model), torch.ones(1, 5, dtype=torch.bool), states)
+    assert mem.shape[1] == 14  # the finding plan only: image tokens left out

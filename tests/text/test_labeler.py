@@ -82,7 +82,8 @@ def test_no_finding_rule():
 def test_label_reports_shape_and_empty():
     out = label_reports(["Cardiomegaly.", "", None])
     assert len(out) == 3 and all(list(d) == list(CHEXPERT_LABELS) for d in out)
-    assert out[1]["No Finding"] == 1 and out[0]["Cardiomegaly"] == 1
+    assert out[0]["Cardiomegaly"] == 1 and out[0]["No Finding"] is None
+    assert all(v is None for v in out[1].values()) and all(v is None for v in out[2].values())
 
 
 def test_decimal_numbers_do_not_split_sentences():

@@ -44,3 +44,24 @@ def test_tiny_model_learns_findings_and_sentences(tmp_path):
         agree = np.mean([(g[name] == 1) == t for g, t in zip(gen_labels, y)])
         assert agree > 0.85, (name, agree, texts[:4])  # chance is about 0.5
     assert len(set(texts)) >= 3  # not one template for every image
+
+
+def test_evaluate_findings_cli_on_a_trained_run(tmp_path):
+    from cxreport.cli import main
+
+    make_synthetic_cxr(tmp_path / "syn", n=96, n_test=16)
+    cache = prepare_cache("csv", tmp_path / "syn", tmp_path / "cache", size=64, workers=1)
+    cfg = RunConfig(out_dir=str(tmp_path / "run"),
+                    data=DataConfig(sources=[SourceConfig(cache=str(cache))], augment=False, max_tokens=40),
+                    model=ModelSection(name="tiny"),
+                    train=LoopConfig(stage=2, max_steps=30, batch_size=16, lr=3e-3, encoder_lr=3e-3, warmup_steps=5,
+                                     eval_every=30, patience=0, progress=False))
+    train(cfg)
+    assert main(["evaluate-findings", "--checkpoint", str(tmp_path / "run" / "best"), "--cache", str(cache),
+                 "--split", "test"]) == 2  # test needs --allow-test
+    assert main(["evaluate-findings", "--checkpoint", str(tmp_path / "run" / "best"), "--cache", str(cache),
+                 "--split", "val", "--out", str(tmp_path / "ev")]) == 0
+    import json
+
+    res = json.loads((tmp_path / "ev" / "findings_auroc.json").read_text())
+    assert {"Cardiomegaly", "Pleural Effusion"} <= set(res["per_label"]) and res["macro_auroc"] > 0.5

@@ -122,3 +122,19 @@ def test_ddp_two_cpu_processes_keep_parameters_identical(syn_cache, tmp_path):
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_stage1_feature_cache_matches_uncached(syn_cache, tmp_path):
+    from cxreport.data.dataset import Collate, StudyDataset
+    from cxreport.training.feature_cache import enable_feature_cache
+
+    model = create_model("tiny", vocab_size=30).eval()
+    batch = Collate(image_size=64)([StudyDataset(syn_cache, "train")[i] for i in range(4)])
+    x = batch["images"][:, 0]
+    want = model.encoder(x)
+    store = enable_feature_cache(model.encoder, dtype=torch.float32)
+    first, again = model.encoder(x), model.encoder(x)
+    assert len(store) == 4 and torch.allclose(first.tokens, want.tokens) and torch.equal(first.tokens, again.tokens)
+    cfg = _cfg(syn_cache, tmp_path / "fc", stage=1, max_steps=3, cache_features=True)
+    cfg.data.augment = False
+    assert train(cfg)["step"] == 3

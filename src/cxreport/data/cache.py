@@ -102,7 +102,7 @@ def _run_images(work: Path, paths: list[str], size: int, workers: int, skip_bad:
         else:
             _init_worker(str(arr_path), size, max_pixels)
             results = map(_work, todo)
-        for idx, h, w, err in results:
+        for n_done, (idx, h, w, err) in enumerate(results, start=1):
             if err:
                 if not skip_bad:
                     save_state()
@@ -113,7 +113,7 @@ def _run_images(work: Path, paths: list[str], size: int, workers: int, skip_bad:
             else:
                 state[idx] = (1, h, w)
             bar.update(1)
-            if time.monotonic() - last > 2.0:
+            if time.monotonic() - last > 2.0 or n_done == 1:  # also early: a resume point from the start
                 save_state()
                 last = time.monotonic()
     finally:

@@ -105,6 +105,12 @@ class FindingsConfig:
     # state given to a finding predicted below threshold at inference: unknown | negative.
     # Training sees "unknown" for findings a report does not mention, which is most negatives.
     below_threshold: str = "unknown"
+    # Does the decoder cross-attend to the image tokens as well as to the finding plan? False when
+    # the decoder learns only from reports without images (IU here): it must not meet image tokens
+    # at inference that it never saw in training; the images then speak through the findings.
+    image_memory: bool = True
+    # Per-finding decision thresholds (e.g. tuned on a validation split); others use ``threshold``.
+    thresholds: dict = field(default_factory=dict)
 
 
 @dataclass

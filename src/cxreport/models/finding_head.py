@@ -27,7 +27,7 @@ def targets_to_states(targets: torch.Tensor) -> torch.Tensor:
     return states
 
 
-def probs_to_states(probs: torch.Tensor, threshold: float) -> torch.Tensor:
+def probs_to_states(probs: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     return torch.where(probs >= threshold, POSITIVE, NEGATIVE).long()
 
 

@@ -64,12 +64,16 @@ def list_models() -> list[str]:
     return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".json"))
 
 
+# Dict-valued fields whose keys are data (config kwargs, label names), not config sections.
+_FREE_FORM = ("hf_config", "thresholds")
+
+
 def _deep_merge(base: dict, extra: dict, where: str = "") -> dict:
     out = dict(base)
     for key, value in extra.items():
         if key not in out:
             raise InputError(f"model override {where}{key!r}: no such key; valid keys: {sorted(out)}")
-        if isinstance(value, dict) and isinstance(out[key], dict) and key not in ("hf_config",):
+        if isinstance(value, dict) and isinstance(out[key], dict) and key not in _FREE_FORM:
             out[key] = _deep_merge(out[key], value, f"{where}{key}.")
         else:
             out[key] = value

@@ -106,6 +106,8 @@ class ReportModel(nn.Module):
         else:
             prefix = self.null_memory.expand(b, -1, -1)
         pmask = torch.ones(b, prefix.shape[1], dtype=torch.bool, device=img_tokens.device)
+        if self.finding_tokens is not None and not self.cfg.findings.image_memory:
+            return prefix, pmask
         return torch.cat([prefix, img_tokens], 1), torch.cat([pmask, img_mask], 1)
 
     # ---- training -------------------------------------------------------------------------
@@ -167,6 +169,14 @@ class ReportModel(nn.Module):
     def _device(self):
         return next(self.parameters()).device
 
+    def thresholds(self) -> torch.Tensor:
+        """Decision threshold per finding: ``findings.thresholds`` where given, else ``threshold``."""
+        fc = self.cfg.findings
+        unknown = set(fc.thresholds) - set(self.labels)
+        if unknown:
+            raise InputError(f"findings.thresholds: unknown label(s) {sorted(unknown)}")
+        return torch.tensor([float(fc.thresholds.get(n, fc.threshold)) for n in self.labels])
+
     def _states_for(self, findings, probs, has_image, b):
         fc = self.cfg.findings
         per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b
@@ -174,9 +184,10 @@ class ReportModel(nn.Module):
             raise InputError(f"findings: got {len(per_study)} entries for {b} studies")
         states = torch.full((b, len(self.labels)), UNKNOWN, dtype=torch.long)
         if probs is not None:
-            pred = probs_to_states(probs.cpu(), fc.threshold)
+            thr = self.thresholds()
+            pred = probs_to_states(probs.cpu(), thr)
             if fc.below_threshold == "unknown":
-                pred = pred.masked_fill(probs.cpu() < fc.threshold, UNKNOWN)
+                pred = pred.masked_fill(probs.cpu() < thr, UNKNOWN)
             states[has_image.cpu()] = pred[has_image.cpu()]
         for i, f in enumerate(per_study):
             if f is not None:

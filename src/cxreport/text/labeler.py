@@ -133,6 +133,8 @@ class RuleLabeler:
     name = "rules"
 
     def label(self, text: str) -> dict[str, int | None]:
+        if not text or not text.strip():
+            return {k: None for k in CHEXPERT_LABELS}  # no report is not a normal report
         found: dict[str, int] = {}
         for sentence in SENTENCE_SPLIT.split(_prepare(text)):
             for clause in CLAUSE_SPLIT.split(sentence):

@@ -7,7 +7,10 @@ contours are normal."; "cardiomediastinal silhouette" -> cardiac + mediastinal c
 lists are split by region ("No effusion or adenopathy" -> lung "No effusion." + mediastinal "No
 adenopathy."), and de-identification tokens are dropped except in sentences about nothing nameable
 (those go to ``others`` as they are). Each sentence goes to the region of its first region keyword
-(the subject of a report sentence comes first).
+(the subject of a report sentence comes first). Lists that pair the heart with pulmonary
+vascularity stay whole in heart, de-identified list subjects ("pulmonary XXXX") are dropped, and
+opening remarks on technique ("Considering technical factors, ...") go to ``others``.
+The keyword table and word-level rewrites live in `cxreport.text.region_rules`.
 """
 
 from __future__ import annotations
@@ -15,61 +18,28 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from cxreport.text.region_rules import region_of, rewrite
+
 REGIONS = ("lung", "heart", "mediastinal", "bone", "others")
 
-# Keyword -> region; the earliest keyword in a sentence decides. Longer phrases first so that
-# "pulmonary vascularity" is not read as "pulmonary".
-_KEYWORDS: list[tuple[str, str]] = [
-    (r"cardiomediastinal|cardio[- ]mediastinal", "heart"),
-    (r"pulmonary (?:vascularity|vasculature|vessels|xxxx)|vascular(?:ity|ature)", "lung"),
-    (r"pulmonary (?:arteries|artery)|hila|hilar|hilum|hilus", "mediastinal"),
-    (r"mediastin\w*|aort\w*|trachea\w*|paratracheal|subcarinal|carina|lymph\w*|adenopathy|atheroscl\w*|"
-     r"thoracic inlet|esophag\w*|thyroid|azygos|epicardial", "mediastinal"),
-    (r"heart|cardiac|cardiomegaly|pericardial|ventric\w*|atri(?:um|al)|coronary|valve", "heart"),
-    (r"bon(?:e|es|y)|osse?ous|skelet\w*|spin(?:e|al)|vertebr\w*|\bt\d+\b|\bl\d+\b|ribs?|fractur\w*|clavicl\w*|"
-     r"shoulder\w*|humer\w*|scapul\w*|sternum|sternal|scolio\w*|kyphos\w*|kyphotic|spondyl\w*|osteo\w*|"
-     r"degenerative|arthriti\w*|arthropath\w*|dextroscoliosis|levoscoliosis|syndesmophyte\w*|"
-     r"acromioclavicular|glenohumeral|costochondral|cervical|lumbar", "bone"),
-    (r"lungs?|pulmonary|pleura\w*|pneumothora\w*|effusions?|consolidat\w*|opacit\w*|air[- ]?space|"
-     r"atelecta\w*|granulom\w*|nodul\w*|mass(?:es)?|infiltrat\w*|edema|pneumonia|emphysema|scar\w*|"
-     r"interstiti\w*|hyperexpan\w*|hyperinfla\w*|hypoinfla\w*|costophrenic|parenchym\w*|apex|apices|"
-     r"apical|bas(?:e|es|ilar)|bibasilar|lobe|lingula\w*|perihilar|bronch\w*|alveol\w*|copd|fibros\w*|"
-     r"densit\w*|lucen\w*|volumes?|fluid|airspace|cyst\w*|cavit\w*|midlung|congestion|tuberculosis|"
-     r"blunting|sulc\w*|pneumoni\w*|bullae|bulla|blebs?|lobectomy|pneumonectomy|lucency|hyperlucen\w*",
-     "lung"),
-    # named things outside the four organ groups (the curators' "others")
-    (r"abdom\w*|(?:hemi)?diaphragms?|soft tissues?|hernia|breasts?|nipples?|bowel|stomach|gastric|"
-     r"chest wall|axill\w*|neck|clips?|catheters?|picc|tubes?|lines?|leads?|pacemaker|stimulator|"
-     r"sternotomy|cholecystectomy|piercings?|foreign bod\w*|bullet|shrapnel", "others"),
-]
-_KEYWORD_RX = [(re.compile(r"\b(?:" + rx + r")\b", re.IGNORECASE), region) for rx, region in _KEYWORDS]
 
 _SENT_SPLIT = re.compile(r"(?<!\d)\.(?!\d)\s*|[?!;]\s*")
 _LIST_NUM = re.compile(r"^\s*\d{1,2}[.)]\s+")
 _XXXX = re.compile(r"\s*\bx{2,}\b[-,]?", re.IGNORECASE)
 _CARDIOMED = re.compile(
     r"\b(?:the )?(?:cardiomediastinal|cardio[- ]mediastinal|cardiac and mediastinal|heart and mediastinal)"
-    r" (?:silhouettes?|contours?|structures|shadows?|borders?|size)\b", re.IGNORECASE)
+    r" (?:silhouettes?|contours?|structures|shadows?|borders?|size|x{4})\b", re.IGNORECASE)
+_VASCULAR = re.compile(r"\bvascul\w*|\bvessels\b|\bpulmonary x{4}", re.IGNORECASE)
 _NORMAL_PRED = re.compile(r"^\s*(?:is|are|appears?|remains?)?\s*(?:grossly |otherwise |again |both )?"
                           r"(?:normal|within (?:the )?normal limits|unremarkable|within limits)", re.IGNORECASE)
 _ABNORMAL = re.compile(r"\b(?:enlarg\w*|but|except|with|widen\w*|prominen\w*|tortuous|calcifi\w*)\b", re.IGNORECASE)
 _HEART_AND_MED = re.compile(r"\b(?:the )?heart and (?:the )?mediastinum\b", re.IGNORECASE)
 _VERB = r"(?:is|are|appears?|remains?|was|were|within|of|normal|unremarkable|stable|unchanged|grossly|have|has|demonstrates?)"
 _COMPOUND = re.compile(
-    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\- ]*?),? and (?:the )?(?P<b>[a-z][\w\- ]*?)"
+    r"^(?P<lead>(?:the |both |there is |there are )?)(?P<a>[a-z][\w\-, ]*?),? (?:and|x{4}(?! and\b)) (?:the )?(?P<b>[a-z][\w\- ]*?)"
     r"(?P<pred> " + _VERB + r"\b.*)$", re.IGNORECASE)
 _NEG_LIST = re.compile(r"^(?P<neg>(?:there is |there are )?(?:no|negative for|without) (?:evidence of |definite )?)"
                        r"(?P<items>.+)$", re.IGNORECASE)
-
-
-def region_of(text: str) -> str | None:
-    """Region of the earliest region keyword in ``text`` (None when there is none)."""
-    best = None
-    for rx, region in _KEYWORD_RX:
-        m = rx.search(text)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), region)
-    return best[1] if best else None
 
 
 def _tidy(text: str, keep_xxxx: bool = False) -> str:
@@ -88,13 +58,20 @@ def _split_cardiomediastinal(sentence: str) -> list[tuple[str | None, str]] | No
     if _HEART_AND_MED.fullmatch(m.group(0)):
         return [("heart", before + "heart" + after), ("mediastinal", before + "mediastinum" + after)]
     # The curators' house phrase for a normal cardiomediastinal silhouette.
-    if not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
-        pred = "are unremarkable" if "unremarkable" in after.lower() else "are within normal limits"
+    single_word = re.search(r"cardio[- ]?mediastinal", m.group(0), re.IGNORECASE)
+    if single_word and not before.strip() and _NORMAL_PRED.match(after) and not _ABNORMAL.search(after):
+        # even "unremarkable" was rewritten to "within normal limits"
+        pred = "are within normal limits"
         return [("heart", f"cardiac contours {pred}"), ("mediastinal", f"mediastinal contours {pred}")]
-    noun = m.group(0).split()[-1]
+    noun = m.group(0).split()[-1].lower()
+    noun = "silhouette" if noun.startswith("silhouette") else "contours" if noun == "xxxx" else noun
+    if single_word and re.fullmatch(r"\s*normal\s*", before, re.IGNORECASE) and not after.strip():
+        noun = "contours"  # "Normal cardiomediastinal silhouette" -> "Normal cardiac contours."
     if re.search(r"\b(?:heart|cardiac)\b", before + after, re.IGNORECASE):
         # "Heart size and cardiomediastinal silhouette are normal": the heart already has a subject
         return [(None, before + f"mediastinal {noun}" + after)]
+    if not single_word and noun.endswith("s") is False:
+        after = re.sub(r"^ are\b", " is", after)  # "cardiac and mediastinal silhouettes are" -> "cardiac silhouette is"
     return [("heart", before + f"cardiac {noun}" + after), ("mediastinal", before + f"mediastinal {noun}" + after)]
 
 
@@ -104,14 +81,49 @@ def _split_compound(sentence: str) -> list[tuple[str | None, str]] | None:
     if not m:
         return None
     subjects = [x for x in re.split(r",\s*(?:and )?|\s+and\s+", m.group("a")) if x.strip()] + [m.group("b")]
+    if any(x.strip().lower() in ("cardiac", "mediastinal", "hilar", "pulmonary") for x in subjects):
+        return None  # "Cardiac and mediastinal contours": adjectives sharing one noun
+    pred = m.group("pred")
+    named = [x for x in subjects if not _PULMONARY_XXXX.fullmatch(x.strip())]
+    if re.search(r"cardio[- ]?mediastinal", subjects[0], re.IGNORECASE):
+        # "The cardiomediastinal silhouette and vasculature are normal": the curators kept the silhouette
+        named = [x for x in named if not _VASCULAR.search(x)]
+    if len(named) == 1 and len(subjects) > 1:  # "Heart and pulmonary XXXX are normal" -> "Heart is normal"
+        return [(region_of(named[0]), named[0].strip() + _singular(pred, named[0]))]
+    subjects = named or subjects
     regions = [region_of(x) for x in subjects]
     if None in regions or len(set(regions)) < 2:
         return None
-    pred = m.group("pred")
+    if (len(subjects) == 2 and regions[0] == "heart" and _VASCULAR.search(subjects[1])
+            and not re.search(r"mediastin", subjects[0], re.IGNORECASE) and not region_of(pred)):
+        # "Heart size and pulmonary vascularity appear within normal limits" stays whole, in heart
+        return [("heart", sentence)]
+    if re.match(r"^ \w+ x{4}", pred, re.IGNORECASE):
+        return [("others", sentence)]  # "The heart and lungs have XXXX XXXX ...": predicate de-identified
     grouped: dict[str, list[str]] = {}
-    for subj, region in zip(subjects, regions):
+    for i, (subj, region) in enumerate(zip(subjects, regions)):
+        if i and region == "others" and re.search(r"soft tissue", subj, re.IGNORECASE):
+            region = regions[0]  # "Bony thorax and soft tissues are unremarkable" stays together
         grouped.setdefault(region, []).append(subj.strip())
-    return [(region, " and ".join(subs) + pred) for region, subs in grouped.items()]
+    if len(grouped) < 2:
+        return None
+    out = []
+    for region, subs in grouped.items():
+        verb = _singular(pred, subs[0]) if len(subs) == 1 else pred
+        out.append((region, " and ".join(subs) + verb))
+    return out
+
+
+# A de-identified pulmonary subject in a list ("The heart, pulmonary XXXX and mediastinum are normal"):
+# the curators dropped it.
+_PULMONARY_XXXX = re.compile(r"(?:the )?pulmonary x{4}", re.IGNORECASE)
+
+
+def _singular(pred: str, subject: str) -> str:
+    """"heart and mediastinum are" -> "heart is": the verb agrees with one remaining subject."""
+    if subject.strip().endswith("s"):
+        return pred
+    return re.sub(r"^ are\b", " is", re.sub(r"^ appear\b", " appears", pred))
 
 
 def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
@@ -122,11 +134,20 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     if len(items) < 2:
         return None
     by_region: dict[str, list[str]] = {}
+    first = region_of(items[0]) or "lung"
     for item in items:
-        by_region.setdefault(region_of(item) or "lung", []).append(item.strip())
+        region = region_of(item) or "lung"
+        # "No bony or soft tissue abnormality": an others item stays with the list's first region
+        if region == "others" and not re.search(r"soft tissue", item, re.IGNORECASE):
+            region = first
+        by_region.setdefault(region, []).append(item.strip())
     if len(by_region) < 2:
         return None
     neg = m.group("neg")
+    shared = re.search(r"\b(abnormalit(?:y|ies)|findings?|disease|process|injury|change)$", items[-1])
+    if shared:  # "No acute bony or pulmonary abnormality": adjectives share the last noun
+        by_region = {r: [i if i.endswith(shared.group(1)) else f"{i} {shared.group(1)}" for i in its]
+                     for r, its in by_region.items()}
     out = []
     for region, its in by_region.items():
         joined = its[0] if len(its) == 1 else ", ".join(its[:-1]) + " or " + its[-1]
@@ -134,7 +155,8 @@ def _split_negated_list(sentence: str) -> list[tuple[str | None, str]] | None:
     return out
 
 
-_SEGMENT = re.compile(r",\s+|\s+with\s+(?!(?:no|the exception)\b)|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
+_PREPOSITION_START = re.compile(r"^(?:in|within|at|on|over|along|overlying|projecting)\b", re.IGNORECASE)
+_SEGMENT = re.compile(r",\s+|\s+and\s+(?=(?:mild|moderate|severe|stable|small|"
                       r"large|calcified|tortuous|unfolded|ectatic|atherosclerotic)\b)|"
                       r"\s+and\s+(?=(?:the )?[\w\- ]{0,30}?\b(?:is|are)\b)")
 
@@ -145,6 +167,8 @@ def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
     Only when the comma / "with" segments name different regions; a segment naming none stays
     with the one before it.
     """
+    if _PREPOSITION_START.match(sentence):
+        return None  # "Within the heart, there is a small density": one finding, one region
     segs = [x for x in _SEGMENT.split(sentence) if x and x.strip()]
     if len(segs) < 2:
         return None
@@ -162,14 +186,36 @@ def _split_segments(sentence: str) -> list[tuple[str | None, str]] | None:
 
 # "Pulmonary XXXX normal", "The XXXX are intact": the curators kept sentences whose subject was
 # de-identified whole, in others.
+_XXXX_BONES = re.compile(r"^x{4} x{4} (?:are|is) (?:grossly )?intact\b", re.IGNORECASE)
 _XXXX_SUBJECT = re.compile(r"^(?:the |both |visualized )?(?:pulmonary |bony |osseous )?x{4}(?: x{4})? (?:is|are|have|has|appears?|normal|unremarkable|"
                            r"within|grossly|intact|clear)\b", re.IGNORECASE)
 
 
+_XXXX_PRED = re.compile(r"\b(?:is|are|remains?|appears?)(?: in)? x{4}$|\bno x{4} of\b", re.IGNORECASE)
+
+
+# Remarks on technique that open a sentence about an organ: the curators filed them under others
+# ("Considering technical factors, heart size within normal limits").
+_LEAD_CLAUSE = re.compile(
+    r"^(?P<lead>(?:[\w ]*?\brotat\w*[\w ]*?,\s*)?(?:considering|accounting for|allowing for|given)"
+    r"(?: differences in)? (?:technical factors|technique)(?: x{4})?|(?:with )?overlying external cardiac monitor leads)"
+    r",?\s+(?:shows? )?(?P<rest>\w.+)$", re.IGNORECASE)
+
+
+def _split_lead_clause(sentence: str) -> list[tuple[str | None, str]] | None:
+    m = _LEAD_CLAUSE.match(sentence)
+    if not m:
+        return None
+    lead = re.sub(r"^with ", "", m.group("lead"), flags=re.IGNORECASE)
+    return [("others", lead), (None, m.group("rest"))]
+
+
 def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
-    if _XXXX_SUBJECT.match(sentence):
+    if _XXXX_BONES.match(sentence):
+        return [("bone", sentence)]  # "XXXX XXXX are intact": the bony structures, de-identified
+    if _XXXX_SUBJECT.match(sentence) or _XXXX_PRED.search(sentence):
         return [("others", sentence)]
-    for splitter in (_split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
+    for splitter in (_split_lead_clause, _split_compound, _split_cardiomediastinal, _split_normal_and, _split_negated_list,
                      _split_segments):
         parts = splitter(sentence) if depth < 3 else None
         if parts:
@@ -184,7 +230,9 @@ def _pieces(sentence: str, depth: int = 0) -> list[tuple[str, str]]:
     return [(region_of(sentence) or "others", sentence)]
 
 
-_EXAM = re.compile(r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
+_EXAM = re.compile(r"^(?:\d+|two|three|four) images?(?: submitted| obtained)?$|^.{0,40}\b(?:chest )?(?:examination|exam|views?|radiographs?) (?:was|were) obtained$|"
+                   r"^(?:two-view )?chest$|^.{0,40}\b(?:views?|radiographs?)(?: of)? the chest (?:was|were) obtained\b.*$|"
+                   r"^(?:the )?(?:xxxx )?(?:(?:pa|ap|frontal|portable|upright)(?: and lateral)?|two) "
                    r"(?:views?|radiographs?|images?)(?: of the chest)?(?: (?:show|shows|demonstrate|demonstrates|"
                    r"were obtained|are provided|obtained))?\s*|^(?:the )?(?:xxxx )?examination consists of .*$",
                    re.IGNORECASE)
@@ -219,18 +267,29 @@ def split_regions(text: str) -> dict[str, str]:
     parts: dict[str, list[str]] = {r: [] for r in REGIONS}
     seen: set[tuple[str, str]] = set()
     last_region = None
-    for sentence in _sentences(text):
+    for sentence in map(rewrite, _sentences(text)):
         pieces = _pieces(sentence)
         if len(pieces) == 1 and last_region and _CONTINUATION.match(sentence) and not region_of(sentence):
             pieces = [(last_region, sentence)]  # "This may represent ..." follows what it describes
         for region, piece in pieces:
             last_region = region
-            tidy = _tidy(piece, keep_xxxx=region == "others")
+            tidy = _tidy(piece, keep_xxxx=region == "others" or bool(_XXXX_BONES.match(piece)))
             key = (region, tidy.lower())
             if tidy and key not in seen:  # repeated impression sentences are written once
                 seen.add(key)
                 parts[region].append(tidy)
-    return {r: " ".join(parts[r]) for r in REGIONS}
+    return {r: " ".join(_drop_subsumed(parts[r])) for r in REGIONS}
+
+
+def _drop_subsumed(sentences: list[str]) -> list[str]:
+    """Drop a sentence whose content words all appear in another sentence of the same region (a
+    clause split can give "Normal hilar contours." beside "Normal mediastinal ... and hilar contours.")."""
+    words = [set(content_words(s)) for s in sentences]
+    keep = []
+    for i, s in enumerate(sentences):
+        if not any(j != i and words[i] < words[j] for j in range(len(sentences))):
+            keep.append(s)
+    return keep
 
 
 # --- scoring -----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class ModelSection:
 class LoopConfig:
     stage: int = 1  # 1: encoder frozen; 2: everything trains (init_from a stage-1 checkpoint)
     init_from: str = ""
+    cache_features: bool = False  # stage 1 without augmentation: encode each image once
     epochs: int = 10
     max_steps: int = 0  # optimizer steps; 0 = epochs decide
     batch_size: int = 16
@@ -69,6 +70,7 @@ class LoopConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (GPU only)
     channels_last: bool = False
     seed: int = 0
+    threads: int = 0  # CPU threads for torch; 0 = torch's default (set 1 on a busy shared machine)
     log_every: int = 10
     eval_every: int = 0  # optimizer steps between evaluations + checkpoints; 0 = once per epoch
     metric: str = "val_loss"  # val_loss | val_lm_loss | val_finding_loss | val_auroc

@@ -25,8 +25,7 @@ from cxreport.fsio import atomic_path
 from cxreport.metrics.classification import auroc_table
 from cxreport.training.config import RunConfig
 from cxreport.training.setup import (
-    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, param_groups,
-    train_texts,
+    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, train_texts,
 )
 
 log = logging.getLogger("cxreport.train")
@@ -98,14 +97,14 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(loop.seed)
+        if loop.threads:
+            torch.set_num_threads(loop.threads)
         resume = (self.out / "last" / "trainer_state.pt").is_file()
-        if resume:
-            _, self.tokenizer, _ = load_checkpoint(self.out / "last")
-        elif loop.init_from:
-            _, self.tokenizer, _ = load_checkpoint(loop.init_from)
-        else:
-            self.tokenizer = build_run_tokenizer(cfg, train_texts(cfg)) if any(
-                s.use != "findings" for s in cfg.data.sources) else None
+        self.tokenizer = None
+        if resume or loop.init_from:
+            _, self.tokenizer, _ = load_checkpoint(self.out / "last" if resume else loop.init_from)
+        if self.tokenizer is None and any(s.use != "findings" for s in cfg.data.sources):
+            self.tokenizer = build_run_tokenizer(cfg, train_texts(cfg))
         self.train_sets = build_datasets(cfg, self.tokenizer, "train_split")
         self.val_sets = build_datasets(cfg, self.tokenizer, "val_split")
         if not sum(len(d) for d in self.train_sets):
@@ -114,12 +113,16 @@ class Trainer:
         ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
         self.model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
         if loop.init_from and not resume:
-            init, _, _ = load_checkpoint(loop.init_from)
-            missing, unexpected = self.model.load_state_dict(init.state_dict(), strict=False)
-            log.info("initialised from %s (missing %d, unexpected %d keys)", loop.init_from, len(missing), len(unexpected))
+            self._init_from(loop.init_from)
         if loop.stage == 1:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
+            if loop.cache_features:
+                if cfg.data.augment:
+                    raise InputError("train.cache_features needs data.augment=false (augmented inputs never repeat)")
+                from cxreport.training.feature_cache import enable_feature_cache
+
+                enable_feature_cache(self.model.encoder)
         elif loop.stage != 2:
             raise InputError(f"train.stage {loop.stage}: choose 1 (frozen encoder) or 2 (fine-tune)")
         self.model.to(self.dist.device)
@@ -130,7 +133,8 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.local_rank] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=True)  # batches without text leave the decoder unused
-        self.opt = torch.optim.AdamW(param_groups(self.model, loop), betas=(0.9, 0.999))
+        self.opt = torch.optim.AdamW(self.model.parameter_groups(loop.lr, loop.weight_decay, loop.encoder_lr / loop.lr),
+                                     betas=(0.9, 0.999))
         per_epoch = math.ceil(sum(len(d) for d in self.train_sets) / (loop.batch_size * self.dist.world))
         self.steps_per_epoch = max(1, per_epoch // loop.grad_accum)
         self.total_steps = loop.max_steps or loop.epochs * self.steps_per_epoch
@@ -154,6 +158,16 @@ class Trainer:
             except ImportError as exc:
                 raise InputError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from exc
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    def _init_from(self, path) -> None:
+        """Start from another run's weights; tensors whose shape changed (a new vocabulary) stay fresh."""
+        init, _, _ = load_checkpoint(path)
+        own = self.model.state_dict()
+        take = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(take, strict=False)
+        fresh = sorted(set(own) - set(take))
+        log.info("initialised from %s: %d tensors loaded, %d kept fresh%s", path, len(take), len(fresh),
+                 f" (e.g. {fresh[:3]})" if fresh else "")
 
     # ---- state ----------------------------------------------------------------------------
     def _trainer_state(self) -> dict:

@@ -115,23 +115,6 @@ def epoch_indices(sizes: list[int], weights: list[float], epoch: int, seed: int)
     return [pairs[i] for i in order]
 
 
-def param_groups(model, loop: LoopConfig) -> list[dict]:
-    """Encoder and the rest at their own learning rates; no weight decay on biases, norms, embeddings."""
-    groups = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        enc = name.startswith("encoder.")
-        decay = p.ndim >= 2 and "embed" not in name
-        key = (enc, decay)
-        if key not in groups:
-            groups[key] = {"params": [], "lr": loop.encoder_lr if enc else loop.lr,
-                           "weight_decay": loop.weight_decay if decay else 0.0,
-                           "name": f"{'encoder' if enc else 'head'}{'' if decay else '_no_decay'}"}
-        groups[key]["params"].append(p)
-    return list(groups.values())
-
-
 def lr_lambda(loop: LoopConfig, total_steps: int):
     warm = max(0, loop.warmup_steps)
 

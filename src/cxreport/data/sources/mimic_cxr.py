@@ -17,14 +17,13 @@ Studies whose images are missing are kept for text-only use unless ``require_ima
 
 from __future__ import annotations
 
-import csv
-import gzip
 import logging
 import os
 from collections import defaultdict
 from pathlib import Path
 
 from cxreport.data.sources import register_source
+from cxreport.data.sources._common import iter_csv as _iter_csv
 from cxreport.data.study import CHEXPERT_LABELS, Study, normalise_ws, view_group
 from cxreport.errors import InputError
 from cxreport.text.sections import parse_report_sections
@@ -51,24 +50,7 @@ def find_csv(root: Path, kind: str) -> Path | None:
 
 
 def iter_csv(path: Path, required: tuple[str, ...]):
-    """Rows of a (possibly gzipped) CSV, streamed, after checking that ``required`` columns exist.
-
-    Streaming matters: the real metadata CSV has 377k rows and we keep two fields of each.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            found = reader.fieldnames or []
-            missing = [c for c in required if c not in found]
-            if missing:
-                raise InputError(
-                    f"{path}: missing column(s) {', '.join(missing)}; found columns [{', '.join(found)}], "
-                    f"expected at least [{', '.join(required)}] (is this the MIMIC-CXR-JPG 2.x file?)"
-                )
-            yield from reader
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read ({exc}); download the file again") from exc
+    return _iter_csv(path, required, "(is this the MIMIC-CXR-JPG 2.x file?)")
 
 
 def view_rank(view: str) -> int:

@@ -1,0 +1,132 @@
+"""`cxreport evaluate`: generate reports for a split with a trained model and score them.
+
+Writes into ``OUT/``: ``hyps.jsonl`` (id, text, has_image, finding probabilities), ``refs.jsonl``,
+``per_study.jsonl`` (every per-study score and label), ``metrics.json`` (model and baselines, CIs,
+paired tests model vs baselines), ``summary.md`` and ``per_label_f1.png``.
+
+Studies without an image are generated from the decoder alone with every finding state "unknown"
+(``no_image="generate"``, flagged ``has_image: false``) or left out (``no_image="skip"``). The test
+split is refused unless ``allow_test``: the project never scores test while developing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from cxreport.errors import InputError
+from cxreport.fsio import atomic_write_json, atomic_write_jsonl
+
+log = logging.getLogger("cxreport.evaluate")
+
+
+def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "findings", batch_size: int = 16,
+                     beam: int = 1, max_len: int = 100, no_image: str = "generate", device: str = "cpu",
+                     limit: int | None = None) -> list[dict]:
+    """[{"id", "text", "reference", "has_image", "finding_probs"}] for studies of ``split`` with a report."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from cxreport.data.dataset import Collate, StudyDataset
+
+    if no_image not in ("generate", "skip"):
+        raise InputError(f"--no-image {no_image!r}: choose generate or skip")
+    ds = StudyDataset(cache, split, text_field=text_field, max_views=model.cfg.views.max_views,
+                      require="both" if no_image == "skip" else "text")
+    if limit:
+        ds.rows, ds.labels = ds.rows[:limit], ds.labels[:limit]
+    if not len(ds):
+        raise InputError(f"{getattr(cache, 'path', cache)}: no {split!r} studies with a {text_field!r} report"
+                         + (" and an image" if no_image == "skip" else ""))
+    collate = Collate(image_size=model.cfg.preprocess.image_size, max_views=model.cfg.views.max_views)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    method = "beam" if beam > 1 else "greedy"
+    model.eval().to(device)
+    out = []
+    with torch.no_grad():
+        for batch in loader:
+            gen = model.generate(batch["images"].to(device), batch["image_mask"].to(device),
+                                 batch["view_ids"].to(device), max_len=max_len, method=method, num_beams=max(1, beam))
+            for sid, ref, has_img, g in zip(batch["study_id"], batch["text"], batch["has_image"].tolist(), gen):
+                out.append({"id": sid, "text": tokenizer.decode(g["token_ids"]), "reference": ref,
+                            "has_image": bool(has_img), "finding_probs": g.get("finding_probs")})
+    return out
+
+
+def _dataset_of(cache) -> str:
+    return "mimic" if "mimic" in str(cache.meta.get("source", "")).lower() else "iu"
+
+
+def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, beam: int = 1, batch_size: int = 16,
+             max_len: int | None = None, no_image: str = "generate", metrics=None, protocol: str = "r2gen",
+             dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
+             permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
+             limit: int | None = None, bertscore_model: str | None = None) -> dict:
+    from cxreport.data.cache import Cache
+    from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
+    from cxreport.metrics.scoring import score_systems
+    from cxreport.metrics.summary import per_label_plot, write_summary
+    from cxreport.training.loop import load_trained
+
+    check_split(split, allow_test)
+    out = Path(out)
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    model, tok = load_trained(checkpoint, device=device)
+    if tok is None:
+        raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
+    cfg = json.loads((Path(checkpoint) / "best" / "config.json").read_text()) if (Path(checkpoint) / "best").is_dir() \
+        else json.loads((Path(checkpoint) / "config.json").read_text())
+    run = cfg.get("run") or {}
+    text_field = (run.get("data") or {}).get("text_field", "findings")
+    max_len = max_len or (run.get("data") or {}).get("max_tokens", 100)
+    dataset = dataset or _dataset_of(cache)
+
+    t0 = time.perf_counter()
+    rows = generate_reports(model, tok, cache, split, text_field=text_field, batch_size=batch_size, beam=beam,
+                            max_len=max_len, no_image=no_image, device=device, limit=limit)
+    gen_s = time.perf_counter() - t0
+    refs = {r["id"]: r["reference"] for r in rows}
+    systems = {"model": {r["id"]: r["text"] for r in rows}}
+    notes = [f"checkpoint: {checkpoint}; split {split}; decoding: {'beam ' + str(beam) if beam > 1 else 'greedy'}, "
+             f"max {max_len} tokens; {len(rows)} studies generated in {gen_s:.1f} s",
+             f"studies without an image: {sum(not r['has_image'] for r in rows)} scored"
+             + (" (generated with every finding state unknown, flagged has_image=false)" if no_image == "generate"
+                else " (--no-image skip: left out)")]
+    info = {}
+    if baselines:
+        _, base, info = baseline_reports(cache, split, field=text_field, seed=seed, allow_test=allow_test)
+        for name, hyps in base.items():
+            systems[name] = {sid: hyps[sid] for sid in refs}
+        if "retrieval" in info:
+            notes.append("retrieval baseline: " + info["retrieval"]["note"])
+    res = score_systems(systems, refs, r2gen_vocab=train_vocabulary(cache, text_field, dataset), metrics=metrics,
+                        protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
+                        pairs=[("model", b) for b in systems if b != "model"], seed=seed,
+                        bertscore_model=bertscore_model)
+    comparisons = res.get("comparisons")
+    model_res = res["systems"]["model"]
+    per_study = model_res.pop("per_study")
+    for r, p in zip(rows, per_study):
+        p.update(has_image=r["has_image"])
+    atomic_write_jsonl(out / "hyps.jsonl", ({"id": r["id"], "text": r["text"], "has_image": r["has_image"],
+                                             "finding_probs": r["finding_probs"]} for r in rows))
+    atomic_write_jsonl(out / "refs.jsonl", ({"id": r["id"], "text": r["reference"]} for r in rows))
+    atomic_write_jsonl(out / "per_study.jsonl", per_study)
+    for name, r in res["systems"].items():
+        r.pop("per_study", None)
+    metrics_json = {"checkpoint": str(checkpoint), "cache": str(cache.path), "split": split,
+                    "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},
+                    "no_image": no_image, "generation_seconds": gen_s, **res["systems"]["model"],
+                    "baselines": {k: v for k, v in res["systems"].items() if k != "model"},
+                    "baselines_info": {k: v for k, v in info.items() if k != "retrieval"} |
+                    ({"retrieval": {k: v for k, v in info["retrieval"].items() if k != "per_study"}}
+                     if "retrieval" in info else {}),
+                    "comparisons": comparisons}
+    atomic_write_json(out / "metrics.json", metrics_json)
+    plot = per_label_plot(res["systems"], out / "per_label_f1.png")
+    write_summary(out / "summary.md", f"Evaluation on {split}", res["systems"], comparisons, notes,
+                  plot.name if plot else None)
+    return metrics_json
+

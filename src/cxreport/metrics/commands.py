@@ -1,0 +1,186 @@
+"""`cxreport score`, `cxreport baselines`, `cxreport evaluate` (heavy imports stay in the handlers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def read_texts(path: str, what: str) -> list[dict]:
+    """JSONL rows {"id", "text"}: every error names the file, the line and the fix."""
+    from cxreport.errors import InputError
+
+    rows, seen = [], set()
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} file ({exc.strerror})") from exc
+    with fh:
+        for no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{no}: not valid JSON ({exc.msg}); each line must be "
+                                 '{"id": ..., "text": ...}') from exc
+            if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("text"), str):
+                raise InputError(f'{path}:{no}: each line must be an object with "id" and a string "text"')
+            key = str(row["id"])
+            if key in seen:
+                raise InputError(f"{path}:{no}: id {key!r} appears twice")
+            seen.add(key)
+            rows.append({"id": key, "text": row["text"]})
+    if not rows:
+        raise InputError(f"{path}: no {what} in the file")
+    return rows
+
+
+def _metric_args(p) -> None:
+    p.add_argument("--metrics", default=None,
+                   help="comma list: BLEU, BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, CE, BERTScore, default, all "
+                        "(default: every metric but BERTScore)")
+    p.add_argument("--protocol", choices=["r2gen", "full"], default=None,
+                   help="r2gen: R2Gen cleaning + reference truncation (60 IU / 100 MIMIC tokens incl. BOS); "
+                        "full: whole texts, our cleaning (default: full for score, r2gen for evaluate/baselines)")
+    p.add_argument("--dataset", choices=["iu", "mimic"], default=None, help="which R2Gen cleaning/truncation")
+    p.add_argument("--uncertain", choices=["positive", "negative"], default="positive",
+                   help="how uncertain labeler mentions count in clinical efficacy")
+    p.add_argument("--labeler", default="rules", help="CheXpert labeler backend: rules or f1chexbert")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
+    p.add_argument("--permutations", type=int, default=1000, help="approximate randomisation permutations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bertscore-model", default=None, help="local HF model folder for BERTScore")
+
+
+def _kw(args, protocol_default: str) -> dict:
+    return dict(metrics=args.metrics, protocol=args.protocol or protocol_default, uncertain=args.uncertain,
+                labeler=args.labeler, bootstrap=args.bootstrap, seed=args.seed)
+
+
+def _score(args):
+    from cxreport.fsio import atomic_write_json, atomic_write_jsonl
+    from cxreport.metrics.scoring import score_systems
+    from cxreport.metrics.summary import comparisons_table, describe, metrics_table
+
+    refs = read_texts(args.refs, "references")
+    systems = {"A" if args.hyps_b else "system": read_texts(args.hyps, "hypotheses")}
+    if args.hyps_b:
+        systems["B"] = read_texts(args.hyps_b, "hypotheses")
+    vocab = None
+    if args.r2gen_vocab_from:
+        from cxreport.data.cache import Cache
+        from cxreport.metrics.baselines import train_vocabulary
+
+        vocab = train_vocabulary(Cache(args.r2gen_vocab_from), args.vocab_field, args.dataset or "iu")
+    res = score_systems(systems, refs, dataset=args.dataset or "iu", permutations=args.permutations,
+                        pairs=[("A", "B")] if args.hyps_b else None, bertscore_model=args.bertscore_model,
+                        r2gen_vocab=vocab, **_kw(args, "full"))
+    per_study = {name: r.pop("per_study") for name, r in res["systems"].items()}
+    if args.per_study:
+        atomic_write_jsonl(args.per_study, ({"system": name, **row} for name, rows in per_study.items() for row in rows))
+    if args.hyps_b:
+        comp = dict(res["comparisons"])
+        comp["metrics"] = comp.pop("results")["A vs B"]
+        out = {"a": res["systems"]["A"], "b": res["systems"]["B"], "comparison": comp}
+    else:
+        out = res["systems"]["system"]
+    if args.out:
+        atomic_write_json(args.out, out)
+    first = next(iter(res["systems"].values()))
+    print("\n".join(describe(first)) + "\n\n" + metrics_table(res["systems"]))
+    if args.hyps_b:
+        print("\n" + comparisons_table(res["comparisons"]))
+    return 0
+
+
+def _baselines(args):
+    from cxreport.data.cache import Cache
+    from cxreport.fsio import atomic_write_json, atomic_write_jsonl
+    from cxreport.metrics.baselines import baseline_reports, train_vocabulary
+    from cxreport.metrics.scoring import score_systems
+    from cxreport.metrics.summary import metrics_table, per_label_plot, write_summary
+    from pathlib import Path
+
+    cache = Cache(args.cache)
+    out = Path(args.out)
+    refs, systems, info = baseline_reports(cache, args.split, field=args.field, seed=args.seed,
+                                           allow_test=args.allow_test, retrieval_fallback=args.retrieval_fallback)
+    dataset = args.dataset or ("mimic" if "mimic" in str(cache.meta.get("source", "")) else "iu")
+    res = score_systems(systems, refs, dataset=dataset, permutations=0, bertscore_model=args.bertscore_model,
+                        r2gen_vocab=train_vocabulary(cache, args.field, dataset), **_kw(args, "r2gen"))
+    atomic_write_jsonl(out / "refs.jsonl", ({"id": k, "text": v} for k, v in refs.items()))
+    for name, hyps in systems.items():
+        atomic_write_jsonl(out / f"{name}.jsonl", ({"id": k, "text": v} for k, v in hyps.items()))
+        atomic_write_jsonl(out / f"{name}.per_study.jsonl", res["systems"][name].pop("per_study"))
+    if "retrieval" in info:
+        atomic_write_jsonl(out / "retrieval.methods.jsonl",
+                           ({"id": k, "method": v} for k, v in info["retrieval"].pop("per_study").items()))
+    atomic_write_json(out / "metrics.json", {"baselines": res["systems"], "info": info})
+    plot = per_label_plot(res["systems"], out / "per_label_f1.png")
+    notes = [f"cache {cache.path}, split {args.split}, field {args.field}, seed {args.seed}"]
+    if "retrieval" in info:
+        notes.append("retrieval baseline: " + info["retrieval"]["note"])
+    write_summary(out / "summary.md", f"Baselines on {args.split}", res["systems"], None, notes,
+                  plot.name if plot else None)
+    print(metrics_table(res["systems"]))
+    print(f"\nwrote {out}/summary.md, metrics.json, per_label_f1.png", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args):
+    from cxreport.evaluate import evaluate
+    from cxreport.metrics.summary import metrics_table
+
+    res = evaluate(args.checkpoint, args.cache, args.split, args.out, allow_test=args.allow_test, beam=args.beam,
+                   batch_size=args.batch_size, max_len=args.max_len, no_image=args.no_image,
+                   dataset=args.dataset, baselines=not args.no_baselines, permutations=args.permutations,
+                   device=args.device, limit=args.limit, bertscore_model=args.bertscore_model,
+                   **_kw(args, "r2gen"))
+    print(metrics_table({"model": res, **res["baselines"]}))
+    print(f"\nwrote {args.out}/summary.md, metrics.json, hyps.jsonl, per_study.jsonl, per_label_f1.png",
+          file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("score", help="score generated reports against references (NLG + clinical, with CIs)")
+    p.add_argument("--hyps", required=True, help="JSONL of {\"id\", \"text\"}: generated reports")
+    p.add_argument("--refs", required=True, help="JSONL of {\"id\", \"text\"}: reference reports")
+    p.add_argument("--hyps-b", default=None, help="a second system: paired comparison (A - B) with p-values")
+    p.add_argument("--out", default=None, help="METRICS.json to write")
+    p.add_argument("--per-study", default=None, help="JSONL of per-study scores to write")
+    p.add_argument("--r2gen-vocab-from", default=None, metavar="CACHE",
+                   help="r2gen protocol: map reference words outside the cache's training vocabulary to <unk>")
+    p.add_argument("--vocab-field", default="findings", help="report field for --r2gen-vocab-from")
+    _metric_args(p)
+    p.set_defaults(func=_score)
+
+    b = sub.add_parser("baselines", help="constant / random / retrieval baselines of a cache's split, scored")
+    b.add_argument("--cache", required=True)
+    b.add_argument("--split", default="val")
+    b.add_argument("--out", required=True, help="folder for hyps, metrics.json, summary.md, per_label_f1.png")
+    b.add_argument("--field", default="findings", help="report field: findings or impression")
+    b.add_argument("--allow-test", action="store_true", help="allow --split test (final evaluation only)")
+    b.add_argument("--retrieval-fallback", choices=["codes", "random"], default="random",
+                   help="retrieval for studies without images: by dataset labels / MeSH codes (oracle-informed) "
+                        "or a seeded random report")
+    _metric_args(b)
+    b.set_defaults(func=_baselines)
+
+    e = sub.add_parser("evaluate", help="generate reports for a split with a checkpoint and score them")
+    e.add_argument("--checkpoint", required=True, help="checkpoint folder or run folder (uses its best/)")
+    e.add_argument("--cache", required=True)
+    e.add_argument("--split", default="val")
+    e.add_argument("--out", required=True)
+    e.add_argument("--allow-test", action="store_true", help="allow --split test (final evaluation only)")
+    e.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--max-len", type=int, default=None, help="max generated tokens (default: the run's max_tokens)")
+    e.add_argument("--no-image", choices=["generate", "skip"], default="generate",
+                   help="studies without an image: generate with unknown findings (flagged) or skip")
+    e.add_argument("--no-baselines", action="store_true", help="do not score the three baselines beside the model")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--limit", type=int, default=None, help="first N studies only (smoke tests)")
+    _metric_args(e)
+    e.set_defaults(func=_evaluate)
