@@ -95,11 +95,14 @@ def run_single(pipeline, args, opts) -> int:
 
 def format_text(result: dict) -> str:
     views = ", ".join(v["view"] for v in result["views"])
+    uniform = result["threshold"]
+    at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
     lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
-             f"Findings (probability; * = positive at threshold {result['threshold']:.2f}):"]
+             f"Findings (probability; * = positive at {at}):"]
     for name, f in sorted(result["findings"].items(), key=lambda kv: -kv[1]["probability"]):
         bar = "#" * round(20 * f["probability"])
-        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}  {bar}")
+        own = f" [{f['threshold']:.2f}]" if uniform is None else ""
+        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}{own}  {bar}")
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
     return "\n".join(lines)

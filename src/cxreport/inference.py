@@ -167,8 +167,10 @@ class Pipeline:
         self.labels = list(model.labels)
         self.image_size = int(model.cfg.preprocess.image_size)
         self.max_views = int(model.cfg.views.max_views)
-        self.model_threshold = float(model.cfg.findings.threshold)
-        self.threshold = self.model_threshold if threshold is None else _check_threshold(threshold)
+        # Per-finding decision thresholds from the checkpoint (findings.thresholds, else .threshold);
+        # ``threshold`` overrides them all with one value.
+        self.model_thresholds = dict(zip(self.labels, (round(float(x), 6) for x in model.thresholds().tolist())))
+        self.threshold = None if threshold is None else _check_threshold(threshold)
         self.max_pixels, self.min_side = max_pixels, min_side
         self.lock = threading.Lock()
 
@@ -178,9 +180,16 @@ class Pipeline:
 
     def describe(self) -> dict:
         return {"name": self.name, "labels": self.labels, "image_size": self.image_size,
-                "max_views": self.max_views, "threshold": self.threshold, "step": self.info.step,
+                "max_views": self.max_views, "threshold": _uniform(self.thresholds()),
+                "thresholds": self.thresholds(), "step": self.info.step,
                 "encoder": self.model.cfg.encoder.name, "decoder": self.model.cfg.decoder.name,
                 "parameters": sum(p.numel() for p in self.model.parameters())}
+
+    def thresholds(self, threshold: float | None = None) -> dict[str, float]:
+        """The decision threshold of every finding: ``threshold`` for all, or the pipeline's
+        override, or the checkpoint's own (possibly per-finding) thresholds."""
+        t = self.threshold if threshold is None else _check_threshold(threshold)
+        return dict(self.model_thresholds) if t is None else {name: t for name in self.labels}
 
     # ---- preprocessing ------------------------------------------------------------------
     def prepare(self, images: Sequence, views: Sequence[str | None] | None = None,
@@ -253,7 +262,7 @@ class Pipeline:
     def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
             threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
         """The model part: prepared studies -> result dicts."""
-        t = self.threshold if threshold is None else _check_threshold(threshold)
+        thr = self.thresholds(threshold)
         if not 1 <= int(beam) <= 16:
             raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
         limit = self.model.cfg.decoder.max_len - 1
@@ -266,11 +275,12 @@ class Pipeline:
         with self.lock:
             t0 = time.perf_counter()
             findings = None
-            if abs(t - self.model_threshold) > 1e-9 and self.model.finding_tokens is not None:
-                # The model plans its sentences from findings at its own threshold; a user threshold
-                # needs the probabilities first, then generation from that plan (one more encoder pass).
-                findings = [self._plan(o["finding_probs"], t) for o in self.model.generate(images, mask, view_ids,
-                                                                                            max_len=1)]
+            if self.model.finding_tokens is not None and any(
+                    abs(thr[k] - self.model_thresholds[k]) > 1e-9 for k in self.labels):
+                # The model plans its sentences from findings at its own thresholds; other thresholds
+                # need the probabilities first, then generation from that plan (one more encoder pass).
+                findings = [self._plan(o["finding_probs"], thr) for o in self.model.generate(images, mask, view_ids,
+                                                                                              max_len=1)]
             outs = self.model.generate(images, mask, view_ids, findings, **opts)
             gen_ms = (time.perf_counter() - t0) * 1000
             maps = None
@@ -278,15 +288,16 @@ class Pipeline:
                 from cxreport.heatmaps import finding_heatmaps
 
                 t1 = time.perf_counter()
-                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], t,
+                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], thr,
                                         films=[p.images for p in prepared])
                 heat_ms = (time.perf_counter() - t1) * 1000
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
             probs = o["finding_probs"] or {}
             r = {"report": detokenize(self.tokenizer.decode(o["token_ids"])),
-                 "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= t)} for k, v in probs.items()},
-                 "views": p.views, "model": self.name, "threshold": t,
+                 "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= thr[k]), "threshold": thr[k]}
+                              for k, v in probs.items()},
+                 "views": p.views, "model": self.name, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
             if maps is not None:
                 r["heatmaps"] = maps[i]
@@ -295,15 +306,21 @@ class Pipeline:
             results.append(r)
         return results
 
-    def _plan(self, probs: dict, t: float) -> dict:
+    def _plan(self, probs: dict, thr: dict) -> dict:
         below = None if self.model.cfg.findings.below_threshold == "unknown" else 0
-        return {k: (1 if v >= t else below) for k, v in probs.items()}
+        return {k: (1 if v >= thr[k] else below) for k, v in probs.items()}
 
 
 def _nan_labels(n: int):
     import torch
 
     return torch.full((n,), float("nan"))
+
+
+def _uniform(thr: dict) -> float | None:
+    """The one threshold shared by every finding, or None when they differ."""
+    values = set(thr.values())
+    return values.pop() if len(values) == 1 else None
 
 
 def _check_threshold(t: float) -> float:

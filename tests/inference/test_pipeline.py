@@ -18,7 +18,7 @@ def _check_result(r, pipeline, n_views):
     assert isinstance(r["report"], str) and r["report"].strip()
     assert list(r["findings"]) == pipeline.labels
     for f in r["findings"].values():
-        assert 0.0 <= f["probability"] <= 1.0 and f["positive"] == (f["probability"] >= r["threshold"])
+        assert 0.0 <= f["probability"] <= 1.0 and f["positive"] == (f["probability"] >= f["threshold"])
     assert len(r["views"]) == n_views and r["timing_ms"]["total"] > 0
 
 
@@ -141,6 +141,23 @@ def test_threshold_and_beam(pipeline, xrays):
     assert low["threshold"] == 0.01 and all(f["positive"] for f in low["findings"].values())
     beam = pipeline.generate([xrays["cardio"]], beam=3, max_len=12)
     assert beam["report"] and len(beam["report"].split()) <= 12
+
+
+def test_per_finding_thresholds_from_the_checkpoint(tiny_run, xrays):
+    import dataclasses
+
+    from cxreport.checkpoint import load_checkpoint
+
+    model, tok, _ = load_checkpoint(tiny_run / "best")
+    fc = dataclasses.replace(model.cfg.findings, thresholds={"Cardiomegaly": 0.999})
+    model.cfg = dataclasses.replace(model.cfg, findings=fc)
+    p = Pipeline(model, tok)
+    r = p.generate([xrays["cardio"]])
+    assert r["threshold"] is None and r["findings"]["Cardiomegaly"]["threshold"] == 0.999
+    assert not r["findings"]["Cardiomegaly"]["positive"] and r["findings"]["Edema"]["threshold"] == 0.5
+    assert p.describe()["thresholds"]["Cardiomegaly"] == 0.999
+    r = p.generate([xrays["cardio"]], threshold=0.3)  # one threshold for every finding overrides them
+    assert r["threshold"] == 0.3 and r["findings"]["Cardiomegaly"]["positive"]
 
 
 def test_heatmaps_look_where_the_finding_is_drawn(pipeline, xrays):

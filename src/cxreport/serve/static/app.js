@@ -41,7 +41,7 @@ function renderFileList() {
   $("submit").disabled = files.length === 0;
 }
 
-function renderFindings(findings, threshold) {
+function renderFindings(findings) {
   const box = $("findings");
   box.replaceChildren();
   const rows = Object.entries(findings).sort((a, b) => b[1].probability - a[1].probability);
@@ -51,7 +51,8 @@ function renderFindings(findings, threshold) {
     const bar = el("div", "bar" + pos);
     bar.style.width = (100 * f.probability).toFixed(1) + "%";
     const tick = el("div", "tick");
-    tick.style.left = (100 * threshold).toFixed(1) + "%";
+    tick.style.left = (100 * f.threshold).toFixed(1) + "%";
+    tick.title = "threshold " + f.threshold.toFixed(2);
     track.append(bar, tick);
     box.append(el("span", "name" + pos, (f.positive ? "● " : "") + name), track,
                el("span", "value", f.probability.toFixed(2)));
@@ -107,7 +108,7 @@ async function submit(event) {
     $("report").textContent = body.report || "(empty report)";
     const views = body.views.map((v) => v.view).join(" + ");
     $("meta").textContent = `model ${body.model} · ${views} · ${Math.round(body.timing_ms.total)} ms on the server`;
-    renderFindings(body.findings, body.threshold);
+    renderFindings(body.findings);
     renderHeatmaps(body.heatmaps);
     setStatus(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
     document.body.dataset.state = "done";
