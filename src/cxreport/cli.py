@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "cxreport.metrics.findings",
     "cxreport.annotate.commands",
     "cxreport.metrics.commands",
+    "cxreport.generate_commands",
+    "cxreport.serve.commands",
 ]
 
 

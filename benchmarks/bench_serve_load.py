@@ -1,0 +1,165 @@
+"""Concurrent load on `cxreport serve` over loopback: errors and latency percentiles.
+
+    PYTHONPATH=src python benchmarks/bench_serve_load.py [--model PATH] [--requests 50] [--concurrency 50]
+    python benchmarks/bench_serve_load.py --url http://127.0.0.1:8000   # a server already running
+
+Starts the server as a subprocess on a free loopback port (unless --url), sends --requests
+report requests with at most --concurrency in flight, and prints status counts, p50/p95/max
+latency and throughput; meanwhile it checks that /healthz keeps answering (the event loop is not
+blocked by model work). Model: --model, else the bundled one, else an UNTRAINED
+effnet-transformer checkpoint written to a temp folder (said in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def untrained_checkpoint(folder: Path) -> Path:
+    from cxreport.checkpoint import save_checkpoint
+    from cxreport.models import create_model
+    from cxreport.text.tokenizer import SPECIALS, WordTokenizer
+
+    tok = WordTokenizer(list(SPECIALS) + [f"w{i}" for i in range(4000 - len(SPECIALS))])
+    model = create_model("effnet-transformer", vocab_size=tok.vocab_size, pad_id=0, bos_id=1, eos_id=2,
+                         pretrained=False)
+    return save_checkpoint(folder / "untrained-effnet-transformer", model, tokenizer=tok, half=True)
+
+
+def film_png(size: int = 1024) -> bytes:
+    import io
+
+    from PIL import Image
+
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = 120 + 60 * np.sin(6 * x) * np.cos(4 * y) + np.random.default_rng(0).normal(0, 10, (size, size))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int) -> dict:
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    lat, statuses, health, words = [], {}, [], []
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=concurrency + 2)) as c:
+        async def one(i):
+            async with sem:
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post("/v1/reports", files=[("images", (f"{i}.png", body, "image/png"))],
+                                     data={"max_len": str(max_len)})
+                    key = r.status_code
+                    if key == 200:
+                        words.append(len(r.json()["report"].split()))
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                lat.append((time.perf_counter() - t0) * 1000)
+                statuses[key] = statuses.get(key, 0) + 1
+
+        async def probe(done: asyncio.Event):
+            while not done.is_set():
+                t0 = time.perf_counter()
+                r = await c.get("/healthz")
+                health.append(((time.perf_counter() - t0) * 1000, r.status_code))
+                await asyncio.sleep(0.2)
+
+        done = asyncio.Event()
+        prober = asyncio.create_task(probe(done))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+        done.set()
+        await prober
+    arr = np.asarray(lat)
+    return {"requests": n, "concurrency": concurrency, "statuses": statuses,
+            "errors": sum(v for k, v in statuses.items() if k != 200), "wall_s": round(wall, 2),
+            "req_per_s": round(n / wall, 2), "p50_ms": round(float(np.percentile(arr, 50)), 1),
+            "p95_ms": round(float(np.percentile(arr, 95)), 1), "max_ms": round(float(arr.max()), 1),
+            "healthz_max_ms": round(max((h[0] for h in health), default=0.0), 1),
+            "healthz_ok": all(h[1] == 200 for h in health),
+            "words_per_report": float(np.median(words)) if words else 0.0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--url", default=None, help="an already running server (skips starting one)")
+    ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--max-len", type=int, default=60)
+    ap.add_argument("--image-size", type=int, default=1024, help="side of the synthetic PNG sent")
+    ap.add_argument("--threads", type=int, default=0, help="server torch threads (0 = torch default)")
+    args = ap.parse_args()
+
+    proc, note, tmp = None, "", tempfile.TemporaryDirectory()
+    url = args.url
+    model = args.model
+    try:
+        if url is None:
+            sys.path.insert(0, str(SRC))
+            from cxreport.errors import InputError
+            from cxreport.inference import resolve_model_path
+
+            if model is None:
+                try:
+                    resolve_model_path(None)
+                except InputError:
+                    model = str(untrained_checkpoint(Path(tmp.name)))
+                    note = "bundled model absent: serving an UNTRAINED effnet-transformer checkpoint"
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            cmd = [sys.executable, "-m", "cxreport", "serve", "--port", str(port), "--log-level", "warning"]
+            cmd += ["--model", model] if model else []
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+            proc = subprocess.Popen(cmd, env=env)
+            import httpx
+
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("server did not start")
+                time.sleep(0.3)
+        res = asyncio.run(run_load(url, film_png(args.image_size), args.requests, args.concurrency, args.max_len))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        tmp.cleanup()
+    print(f"model: {model or 'server default'}" + (f"  [{note}]" if note else ""))
+    print(f"{res['requests']} requests, {res['concurrency']} concurrent, {args.image_size} px PNG, max_len "
+          f"{args.max_len} (~{res['words_per_report']:.0f} words/report): statuses {res['statuses']}, "
+          f"errors {res['errors']}")
+    print(f"latency p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, max {res['max_ms']} ms; "
+          f"{res['req_per_s']} req/s over {res['wall_s']} s; /healthz during load: max {res['healthz_max_ms']} ms, "
+          f"all ok: {res['healthz_ok']}")
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Grad-CAM heatmaps: where in each view the finding head looked for a finding.
+
+The encoder's last feature map (its tokens on the h x w grid) is the Grad-CAM layer: each channel
+is weighted by the mean gradient of the finding's logit over the map, the weighted sum is
+rectified and scaled to [0, 1], then upsampled onto the letterboxed film the model saw. The
+gradient stops at the feature map, so frozen encoders work and no weights change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+
+import numpy as np
+
+# A jet-like ramp (dark blue -> cyan -> yellow -> red); matplotlib stays unimported in the server.
+_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_COLOURS = np.array([[0, 0, 128], [0, 64, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0]], dtype=np.float32)
+
+
+def _grid_of(n_tokens: int, grid) -> tuple[tuple[int, int], int] | None:
+    """(grid, number of leading non-grid tokens) for a token sequence; None when it is not a map."""
+    if grid is not None and grid[0] * grid[1] == n_tokens:
+        return tuple(grid), 0
+    for skip in (0, 1):  # ViT-like: a square of patches, possibly after a CLS token
+        side = math.isqrt(n_tokens - skip)
+        if side * side == n_tokens - skip and side > 1:
+            return (side, side), skip
+    return None
+
+
+def gradcam(model, images, image_mask, view_ids, label_indices: list[int]):
+    """Grad-CAM maps for the given finding indices.
+
+    Returns a float tensor B x V x len(label_indices) x h x w in [0, 1] (zeros for padded views),
+    or None when the encoder's tokens are not a spatial map.
+    """
+    import torch
+
+    captured = {}
+
+    def hook(module, inputs, out):
+        # A leaf copy of the map: gradients stop here, so frozen encoders need no grad.
+        tokens = out.tokens.detach().requires_grad_(True)
+        captured["tokens"], captured["grid"] = tokens, out.grid
+        return dataclasses.replace(out, tokens=tokens)
+
+    handle = model.encoder.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            tok, tok_mask = model.encode_images(images, image_mask, view_ids)
+            logits = model.finding_head(tok, tok_mask)
+            tokens = captured["tokens"]  # n_real_views x N x C
+            layout = _grid_of(tokens.shape[1], captured["grid"])
+            if layout is None:
+                return None
+            (gh, gw), skip = layout
+            fmap = tokens[:, skip:]
+            maps = []
+            for j in label_indices:
+                # Studies are independent in eval mode, so one backward serves the whole batch.
+                (grad,) = torch.autograd.grad(logits[:, j].sum(), tokens, retain_graph=True)
+                weights = grad[:, skip:].mean(1, keepdim=True)
+                cam = torch.relu((fmap * weights).sum(-1)).detach()
+                peak = cam.amax(1, keepdim=True)
+                maps.append(torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam))
+    finally:
+        handle.remove()
+    b, v = image_mask.shape
+    per_view = torch.stack(maps, 1).view(-1, len(label_indices), gh, gw)  # n_real x L x h x w
+    out = per_view.new_zeros(b * v, len(label_indices), gh, gw)
+    out[image_mask.reshape(-1)] = per_view
+    return out.view(b, v, len(label_indices), gh, gw)
+
+
+def colourise(cam: np.ndarray) -> np.ndarray:
+    """h x w in [0, 1] -> h x w x 3 uint8 on the jet-like ramp."""
+    c = np.clip(cam, 0, 1)
+    return np.stack([np.interp(c, _STOPS, _COLOURS[:, k]) for k in range(3)], -1).astype(np.uint8)
+
+
+def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend a heatmap onto a grayscale film (both S x S); weak activations leave the film visible."""
+    from PIL import Image
+
+    size = gray.shape[:2]
+    big = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F").resize((size[1], size[0]),
+                                                                               Image.Resampling.BILINEAR))
+    big = np.clip(big, 0, 1)
+    a = (alpha * big)[..., None]
+    film = np.repeat(gray[..., None].astype(np.float32), 3, -1)
+    return np.clip(film * (1 - a) + colourise(big).astype(np.float32) * a, 0, 255).astype(np.uint8)
+
+
+def to_png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def choose_findings(probs: dict | None, labels: list[str], thresholds: dict) -> list[int]:
+    """Positive findings, most probable first; the single most probable one when none is positive."""
+    if not probs:
+        return []
+    order = sorted(range(len(labels)), key=lambda j: -probs[labels[j]])
+    positive = [j for j in order if probs[labels[j]] >= thresholds[labels[j]]]
+    return positive or order[:1]
+
+
+def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | None], thresholds: dict,
+                     films: list | None = None):
+    """Per study: [{finding, probability, positive, view, view_index, has_signal, overlay (uint8 S x S x 3)}].
+
+    ``images`` is the model batch; ``films`` (per study, uint8 V x S x S letterboxed views) are
+    what the overlays are drawn on, by default the model input itself. One per (finding, view)."""
+    labels = pipeline.labels
+    chosen = [choose_findings(p, labels, thresholds) for p in probs]
+    wanted = sorted({j for c in chosen for j in c})
+    out: list[list[dict]] = [[] for _ in probs]
+    if not wanted:
+        return out
+    cams = gradcam(pipeline.model, images, image_mask, view_ids, wanted)
+    if cams is None:
+        return out
+    cams, image_mask, view_ids = cams.cpu(), image_mask.cpu(), view_ids.cpu()
+    names = {v: k for k, v in _view_ids().items()}
+    for b, picks in enumerate(chosen):
+        for j in picks:
+            col = wanted.index(j)
+            for v in range(images.shape[1]):
+                if not bool(image_mask[b, v]):
+                    continue
+                film = (films[b][v].numpy() if films is not None
+                        else (images[b, v, 0].cpu().numpy() * 255 + 0.5).astype(np.uint8))
+                p = float(probs[b][labels[j]])
+                cam = cams[b, v, col].numpy()
+                # An all-zero map means no region raised the logit: say so rather than show a blank film.
+                out[b].append({"finding": labels[j], "probability": round(p, 4), "positive": p >= thresholds[labels[j]],
+                               "view": names.get(int(view_ids[b, v]), "unknown"), "view_index": v,
+                               "has_signal": bool(cam.max() > 0), "overlay": overlay(film, cam)})
+    return out
+
+
+def _view_ids() -> dict:
+    from cxreport.inference import VIEW_IDS
+
+    return VIEW_IDS

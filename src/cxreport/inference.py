@@ -1,0 +1,340 @@
+"""Reports from X-ray files: ``load_model()`` -> ``Pipeline.generate([images]) -> dict``.
+
+    from cxreport import load_model
+    m = load_model()                      # the bundled model, CPU
+    out = m.generate(["pa.png", "lat.png"])
+    out["report"], out["findings"]["Cardiomegaly"]["probability"]
+
+Images are prepared exactly as the training cache prepared them (``load_image`` with the same
+safety limits, ``letterbox`` to the cache size, then the batch collate's bilinear+antialias resize
+to the model's input size), so a model sees at inference what it saw in training. Never flipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE, _to_uint8, letterbox, load_image_with_size
+from cxreport.data.study import view_group
+from cxreport.errors import ImageError, InputError
+
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "default"
+# The cache letterboxes to 256 px by default (`cxreport data prepare --size`); a checkpoint may
+# record another size in preprocessing.json as "letterbox_size".
+CACHE_SIZE = 256
+VIEW_IDS = {"frontal": 0, "lateral": 1, "unknown": 2}
+
+
+def default_model_dir() -> Path:
+    return PACKAGE_WEIGHTS / DEFAULT_MODEL
+
+
+def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
+    """A checkpoint folder from a bundled name, a checkpoint folder or a run folder (its ``best/``)."""
+    if name_or_path is None:
+        name_or_path = os.environ.get("CXREPORT_MODEL") or DEFAULT_MODEL
+    raw = str(name_or_path)
+    path = Path(raw).expanduser()
+    if not path.exists() and re.fullmatch(r"[A-Za-z0-9_.-]+", raw) and (PACKAGE_WEIGHTS / raw).exists():
+        path = PACKAGE_WEIGHTS / raw
+    if raw == DEFAULT_MODEL and not path.exists():
+        raise InputError(
+            f"the bundled default model is missing ({default_model_dir()} has no checkpoint): this install "
+            "ships without weights. Pass a trained checkpoint or run folder with --model PATH "
+            "(Python: load_model('PATH')), or set CXREPORT_MODEL=PATH")
+    if not path.exists():
+        raise InputError(f"{raw}: no such model (give a checkpoint folder, a run folder with best/, "
+                         f"or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
+    for cand in (path, path / "best"):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise InputError(f"{path}: not a cxreport checkpoint or run folder (needs config.json + model.safetensors, "
+                     "or best/ with them)")
+
+
+def bundled_models() -> list[str]:
+    if not PACKAGE_WEIGHTS.is_dir():
+        return []
+    return sorted(p.name for p in PACKAGE_WEIGHTS.iterdir() if (p / "config.json").is_file())
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu",
+               threshold: float | None = None) -> "Pipeline":
+    """The bundled model (no argument), a bundled name, a checkpoint folder or a run folder."""
+    from cxreport.checkpoint import load_checkpoint
+
+    path = resolve_model_path(name_or_path)
+    model, tok, cfg = load_checkpoint(path, map_location=device)
+    if tok is None:
+        raise InputError(f"{path}: checkpoint has no tokenizer/ folder, so its tokens cannot be turned into text")
+    model.eval()
+    prep = {}
+    if (path / "preprocessing.json").is_file():
+        prep = json.loads((path / "preprocessing.json").read_text())
+    name = path.parent.name if path.name == "best" else path.name
+    card = path / "MODEL_CARD.md"
+    return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
+                                             letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),
+                                             card=card.read_text(encoding="utf-8") if card.is_file() else ""),
+                    threshold=threshold)
+
+
+@dataclass
+class PipelineInfo:
+    name: str = "model"
+    path: str = ""
+    step: int = 0
+    letterbox_size: int = CACHE_SIZE
+    card: str = ""
+
+
+@dataclass
+class PreparedStudy:
+    """One study ready for the model: uint8 V x S x S letterboxed views + what they are."""
+
+    images: Any  # torch uint8 tensor V x S x S
+    view_ids: list[int]
+    views: list[dict] = field(default_factory=list)
+    preprocess_ms: float = 0.0
+
+
+def _view_name(view: str | None, index: int) -> str:
+    if view is None or str(view).strip() == "":
+        # Without a label: the first image is the frontal film, the second the lateral.
+        return "frontal" if index == 0 else ("lateral" if index == 1 else "unknown")
+    v = str(view).strip().lower()
+    if v in VIEW_IDS:
+        return v
+    group = view_group(v)
+    if group == "unknown" and v not in ("unknown", "?"):
+        raise InputError(f"view {view!r}: use frontal, lateral (or PA/AP/LL/LATERAL) or unknown")
+    return group
+
+
+def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str]:
+    """Any accepted input -> (uint8 H x W, original (H, W), where it came from).
+
+    Files and bytes decode like the cache decoded them (same limits, same JPEG draft size);
+    ``label`` names an in-memory image in error messages."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        if not data:
+            raise ImageError(label, "is empty (0 bytes)", "send the image file's contents")
+        gray, hw = load_image_with_size(label, data=data, max_pixels=max_pixels,
+                                        min_side=min_side, draft_size=draft)
+        return gray, hw, "bytes"
+    if isinstance(item, (str, os.PathLike)):
+        gray, hw = load_image_with_size(item, max_pixels=max_pixels, min_side=min_side, draft_size=draft)
+        return gray, hw, Path(item).name
+    if isinstance(item, np.ndarray):
+        arr = item
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+            arr = arr[..., :3].mean(-1) if arr.shape[-1] > 1 else arr[..., 0]
+        if arr.ndim != 2:
+            raise ImageError(label, f"array of shape {item.shape}", "pass H x W or H x W x 3")
+        h, w = arr.shape
+        if h * w > max_pixels or min(h, w) < min_side:
+            raise ImageError(label, f"array of {w}x{h} pixels is outside "
+                             f"{min_side} px per side .. {max_pixels:,} pixels")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ImageError(label, "array has NaN or infinite values")
+        return _to_uint8(np.ascontiguousarray(arr)), (h, w), "array"
+    raise InputError(f"{label}: unsupported input {type(item).__name__} "
+                     "(give a file path, the file's bytes or a numpy array)")
+
+
+class Pipeline:
+    """A loaded model + tokenizer + the preprocessing it was trained with.
+
+    Thread-safe: preprocessing runs in the caller's thread, the model runs under one lock (its
+    forward toggles eval mode and the heatmaps add hooks; one study at a time uses every core).
+    """
+
+    def __init__(self, model, tokenizer, info: PipelineInfo | None = None, *, threshold: float | None = None,
+                 max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE):
+        self.model, self.tokenizer = model, tokenizer
+        self.info = info or PipelineInfo()
+        self.labels = list(model.labels)
+        self.image_size = int(model.cfg.preprocess.image_size)
+        self.max_views = int(model.cfg.views.max_views)
+        # Per-finding decision thresholds from the checkpoint (findings.thresholds, else .threshold);
+        # ``threshold`` overrides them all with one value.
+        self.model_thresholds = dict(zip(self.labels, (round(float(x), 6) for x in model.thresholds().tolist())))
+        self.threshold = None if threshold is None else _check_threshold(threshold)
+        self.max_pixels, self.min_side = max_pixels, min_side
+        self.lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def describe(self) -> dict:
+        return {"name": self.name, "labels": self.labels, "image_size": self.image_size,
+                "max_views": self.max_views, "threshold": _uniform(self.thresholds()),
+                "thresholds": self.thresholds(), "step": self.info.step,
+                "encoder": self.model.cfg.encoder.name, "decoder": self.model.cfg.decoder.name,
+                "parameters": sum(p.numel() for p in self.model.parameters())}
+
+    def thresholds(self, threshold: float | None = None) -> dict[str, float]:
+        """The decision threshold of every finding: ``threshold`` for all, or the pipeline's
+        override, or the checkpoint's own (possibly per-finding) thresholds."""
+        t = self.threshold if threshold is None else _check_threshold(threshold)
+        return dict(self.model_thresholds) if t is None else {name: t for name in self.labels}
+
+    # ---- preprocessing ------------------------------------------------------------------
+    def prepare(self, images: Sequence, views: Sequence[str | None] | None = None,
+                names: Sequence[str] | None = None) -> PreparedStudy:
+        """Load, check and letterbox one study's images (1..max_views of them); ``names`` label
+        in-memory images in errors (default 'image 1', 'image 2'...)."""
+        import torch
+
+        t0 = time.perf_counter()
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)):
+            images = [images]
+        images = list(images)
+        if not images:
+            raise InputError("no images given: a study needs at least one X-ray")
+        if len(images) > self.max_views:
+            raise InputError(f"{len(images)} images given, but this model reads at most {self.max_views} views "
+                             "per study (a frontal and a lateral)")
+        views = list(views) if views is not None else [None] * len(images)
+        if len(views) != len(images):
+            raise InputError(f"{len(views)} views given for {len(images)} images: give one per image, in order")
+        arrays, infos, view_ids = [], [], []
+        for i, (item, view) in enumerate(zip(images, views)):
+            name = _view_name(view, i)
+            size = self.info.letterbox_size
+            label = names[i] if names is not None and i < len(names) else f"image {i + 1}"
+            gray, (h, w), source = _as_gray(item, label, self.max_pixels, self.min_side, size)
+            arrays.append(letterbox(gray, size))
+            infos.append({"index": i, "view": name, "source": source, "height": int(h), "width": int(w)})
+            view_ids.append(VIEW_IDS[name])
+        return PreparedStudy(torch.from_numpy(np.stack(arrays)), view_ids, infos,
+                             (time.perf_counter() - t0) * 1000)
+
+    def collate(self, studies: list[PreparedStudy]):
+        """The training collate turns letterboxed uint8 views into the model's float batch."""
+        from cxreport.data.dataset import Collate
+
+        items = [{"images": s.images, "view_ids": s.view_ids, "input_ids": [], "study_id": str(i), "text": "",
+                  "labels": _nan_labels(len(self.labels))} for i, s in enumerate(studies)]
+        batch = Collate(image_size=self.image_size, max_views=self.max_views)(items)
+        return batch["images"], batch["image_mask"], batch["view_ids"]
+
+    # ---- generation ---------------------------------------------------------------------
+    def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int = 1,
+                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False) -> dict:
+        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps)."""
+        return self.generate_batch([{"images": images, "views": views}], beam=beam, max_len=max_len,
+                                   threshold=threshold, heatmaps=heatmaps)[0]
+
+    def generate_batch(self, studies: Sequence, *, beam: int = 1, max_len: int | None = None,
+                       threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
+        """Several studies in one forward pass. Each study: a list of images, or a dict with
+        ``images`` and optional ``views``. ``on_error="record"`` returns ``{"error": msg}`` for a
+        study whose images cannot be read instead of raising."""
+        if on_error not in ("raise", "record"):
+            raise InputError(f"on_error={on_error!r}: use raise or record")
+        prepared: list[PreparedStudy | str] = []
+        for s in studies:
+            imgs, views = (s.get("images"), s.get("views")) if isinstance(s, dict) else (s, None)
+            try:
+                prepared.append(self.prepare(imgs, views))
+            except InputError as exc:
+                if on_error == "raise":
+                    raise
+                prepared.append(str(exc))
+        good = [p for p in prepared if isinstance(p, PreparedStudy)]
+        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
+                    if good else [])
+        return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
+
+    def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
+            threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
+        """The model part: prepared studies -> result dicts."""
+        thr = self.thresholds(threshold)
+        if not 1 <= int(beam) <= 16:
+            raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
+        limit = self.model.cfg.decoder.max_len - 1
+        max_len = min(100, limit) if max_len is None else int(max_len)
+        if not 1 <= max_len <= limit:
+            raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
+        dev = next(self.model.parameters()).device
+        images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
+        opts = dict(max_len=max_len, method="beam" if beam > 1 else "greedy", num_beams=int(beam))
+        with self.lock:
+            t0 = time.perf_counter()
+            findings = None
+            if self.model.finding_tokens is not None and any(
+                    abs(thr[k] - self.model_thresholds[k]) > 1e-9 for k in self.labels):
+                # The model plans its sentences from findings at its own thresholds; other thresholds
+                # need the probabilities first, then generation from that plan (one more encoder pass).
+                findings = [self._plan(o["finding_probs"], thr) for o in self.model.generate(images, mask, view_ids,
+                                                                                              max_len=1)]
+            outs = self.model.generate(images, mask, view_ids, findings, **opts)
+            gen_ms = (time.perf_counter() - t0) * 1000
+            maps = None
+            if heatmaps:
+                from cxreport.heatmaps import finding_heatmaps
+
+                t1 = time.perf_counter()
+                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], thr,
+                                        films=[p.images for p in prepared])
+                heat_ms = (time.perf_counter() - t1) * 1000
+        results = []
+        for i, (p, o) in enumerate(zip(prepared, outs)):
+            probs = o["finding_probs"] or {}
+            r = {"report": detokenize(self.tokenizer.decode(o["token_ids"])),
+                 "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= thr[k]), "threshold": thr[k]}
+                              for k, v in probs.items()},
+                 "views": p.views, "model": self.name, "threshold": _uniform(thr),
+                 "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            if maps is not None:
+                r["heatmaps"] = maps[i]
+                r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)
+            r["timing_ms"]["total"] = round(sum(r["timing_ms"].values()), 1)
+            results.append(r)
+        return results
+
+    def _plan(self, probs: dict, thr: dict) -> dict:
+        below = None if self.model.cfg.findings.below_threshold == "unknown" else 0
+        return {k: (1 if v >= thr[k] else below) for k, v in probs.items()}
+
+
+def _nan_labels(n: int):
+    import torch
+
+    return torch.full((n,), float("nan"))
+
+
+def _uniform(thr: dict) -> float | None:
+    """The one threshold shared by every finding, or None when they differ."""
+    values = set(thr.values())
+    return values.pop() if len(values) == 1 else None
+
+
+def _check_threshold(t: float) -> float:
+    t = float(t)
+    if not 0.0 < t < 1.0:
+        raise InputError(f"threshold={t}: choose a probability strictly between 0 and 1")
+    return t
+
+
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+
+
+def detokenize(text: str) -> str:
+    """Word tokenizers decode as 'the heart is enlarged .': join punctuation, capitalise sentences."""
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split()))
+    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)

@@ -1,0 +1,60 @@
+"""`cxreport serve`: the report service and its web page on http://HOST:PORT/ (docs at /docs)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("cxreport.serve")
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve reports over HTTP, with a web page (needs cxreport[serve])")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default=None, metavar="NAME|PATH",
+                   help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
+    p.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="require the key held in environment variable VAR (header X-API-Key or "
+                        "Authorization: Bearer KEY) on /v1/ endpoints")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body, in MB")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="largest image, in pixels (default: cxreport.data.images.MAX_PIXELS)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="requests decoded in parallel; the model itself runs one study at a time")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting before new ones get 503")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cxreport.errors import InputError, require
+
+    require("fastapi", "serve", "the HTTP service")
+    uvicorn = require("uvicorn", "serve", "the HTTP service")
+    require("multipart", "serve", "file uploads (python-multipart)")
+    from cxreport.serve.app import ServeConfig, create_app, read_api_key
+
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port}: choose 1..65535")
+    if args.max_upload_mb <= 0 or args.workers < 1 or args.max_queue < 1 or (args.max_pixels or 1) < 1:
+        raise InputError("--max-upload-mb, --max-pixels, --workers and --max-queue must be positive")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cfg = ServeConfig(api_key=read_api_key(args.api_key_env), max_upload_mb=args.max_upload_mb,
+                      workers=args.workers, max_queue=args.max_queue,
+                      **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+    from cxreport.inference import load_model
+
+    pipeline = load_model(args.model)
+    if args.host not in LOOPBACK and cfg.api_key is None:
+        log.warning("listening on %s without an API key: anyone who can reach this port can use the model "
+                    "(see --api-key-env)", args.host)
+    app = create_app(pipeline, cfg)
+    log.info("model %s ready; open http://%s:%d/ (API docs at /docs)", pipeline.name, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,133 @@
+"""`cxreport generate`: one study, batches from folders and manifests, no-overwrite, sharding."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from cxreport.cli import main
+from cxreport.fsio import read_jsonl
+from cxreport.generate_commands import safe_name
+
+
+def test_single_study_text_json_and_heatmaps(tiny_run, xrays, tmp_path, capsys):
+    assert main(["generate", str(xrays["cardio"]), str(xrays["effusion"]), "--model", str(tiny_run)]) == 0
+    out = capsys.readouterr().out
+    assert "Report (model run; views: frontal, lateral)" in out and "Cardiomegaly" in out
+
+    maps = tmp_path / "maps"
+    args = ["generate", str(xrays["effusion"]), "--model", str(tiny_run), "--json", "--heatmaps", str(maps),
+            "--beam", "2", "--threshold", "0.6"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["threshold"] == 0.6 and r["heatmaps"] and r["views"][0]["view"] == "frontal"
+    for h in r["heatmaps"]:
+        assert Image.open(h["file"]).size == (256, 256) and "overlay" not in h
+    assert main(args) == 2  # the overlays exist: no silent overwrite
+    assert "pass --force" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+
+
+def test_single_study_errors(tiny_run, xrays, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    assert main(["generate", str(bad), "--model", str(tiny_run)]) == 2
+    assert "bad.png" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tiny_run)]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    assert main(["generate", str(xrays["cardio"]), "--view", "lateral", "--view", "frontal",
+                 "--model", str(tiny_run)]) == 2
+    assert "2 --view given for 1 images" in capsys.readouterr().err
+    assert main(["generate", str(xrays["cardio"]), "--model", str(tmp_path / "nope")]) == 2
+    assert "no such model" in capsys.readouterr().err
+
+
+def _input_dir(root, xrays):
+    (root / "s1").mkdir(parents=True)
+    shutil.copy(xrays["cardio"], root / "s1" / "a_pa.png")
+    shutil.copy(xrays["both"], root / "s1" / "b_lat.jpg")
+    (root / "s2").mkdir()
+    shutil.copy(xrays["effusion"], root / "s2" / "x.png")
+    shutil.copy(xrays["both"], root / "s3.jpg")
+    (root / "broken.png").write_bytes(xrays["cardio"].read_bytes()[:500])
+    (root / "notes.txt").write_text("ignored")
+    (root / "s4").mkdir()
+    for name in ("1.png", "2.png", "3.png"):
+        shutil.copy(xrays["cardio"], root / "s4" / name)
+    return root
+
+
+def test_batch_folder_summary_bad_file_and_no_overwrite(tiny_run, xrays, tmp_path, capsys):
+    src, out = _input_dir(tmp_path / "in", xrays), tmp_path / "out"
+    args = ["generate", "--input-dir", str(src), "--output-dir", str(out), "--model", str(tiny_run),
+            "--batch-size", "2", "--max-len", "20"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "3 of 5 studies written" in err and "2 failed" in err
+    rows = read_jsonl(out / "summary.jsonl")
+    assert [r["study_id"] for r in rows] == ["s1", "s2", "s4", "broken", "s3"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok"]
+    assert "at most 2 views" in rows[2]["error"]
+    assert "broken.png: corrupt or truncated image" in rows[3]["error"]
+    s1 = json.loads((out / "s1.json").read_text())
+    assert s1["study_id"] == "s1" and [v["view"] for v in s1["views"]] == ["frontal", "lateral"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["s1.json", "s2.json", "s3.json"]
+    assert not list(out.glob(".*tmp"))  # atomic writes leave no temp files
+
+    before = (out / "s1.json").read_text()
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err and (out / "s1.json").read_text() == before
+    assert main(args + ["--force"]) == 0
+
+
+def test_batch_manifest_views_and_safe_names(tiny_run, xrays, tmp_path, capsys):
+    shutil.copy(xrays["cardio"], tmp_path / "f.png")
+    shutil.copy(xrays["both"], tmp_path / "l.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("study_id,path,view\n../../evil,f.png,\na/b,l.jpg,lateral\na/b,f.png,frontal\n"
+                        f"ok,{xrays['effusion']},\n")
+    out = tmp_path / "deep" / "out"
+    assert main(["generate", "--manifest", str(manifest), "--output-dir", str(out), "--model", str(tiny_run),
+                 "--max-len", "15", "--heatmaps", str(tmp_path / "maps")]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted([f"{safe_name('../../evil')}.json", f"{safe_name('a/b')}.json", "ok.json",
+                            "summary.jsonl"])
+    assert not (tmp_path / "evil.json").exists() and all("/" not in f and not f.startswith(".") for f in files)
+    ab = json.loads((out / f"{safe_name('a/b')}.json").read_text())
+    assert ab["study_id"] == "a/b" and [v["view"] for v in ab["views"]] == ["lateral", "frontal"]
+    assert all((tmp_path / "maps").glob(f"{safe_name('a/b')}/*.png"))
+    assert safe_name("a/b") != safe_name("a_b") and safe_name("..") != ".."
+
+    manifest.write_text("id,file\nx,f.png\n")
+    assert main(["generate", "--manifest", str(manifest), "--output-dir", str(out), "--model", str(tiny_run)]) == 2
+    assert "needs the columns study_id,path" in capsys.readouterr().err
+
+
+def test_batch_shards_across_ranks(tiny_run, xrays, tmp_path, monkeypatch, capsys):
+    src, out = _input_dir(tmp_path / "in", xrays), tmp_path / "out"
+    args = ["generate", "--input-dir", str(src), "--output-dir", str(out), "--model", str(tiny_run),
+            "--max-len", "15"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # rank 1 finishes first: it cannot merge yet
+    assert main(args) == 0
+    assert not (out / "summary.jsonl").exists()
+    part1 = read_jsonl(out / "summary.part-1-of-2.jsonl")
+    assert [r["study_id"] for r in part1] == ["s2", "broken"]
+    monkeypatch.setenv("RANK", "0")
+    assert main(args) == 0
+    part0 = read_jsonl(out / "summary.part-0-of-2.jsonl")
+    assert [r["study_id"] for r in part0] == ["s1", "s4", "s3"]
+    assert [r["study_id"] for r in read_jsonl(out / "summary.jsonl")] == ["s1", "s2", "s4", "broken", "s3"]
+    monkeypatch.setenv("RANK", "2")
+    assert main(args) == 2
+    assert "RANK=2 WORLD_SIZE=2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input-dir", "X", "img.png"], "not both"),
+    (["--input-dir", "X"], "needs --output-dir"),
+])
+def test_batch_argument_errors(tiny_run, argv, message, capsys):
+    assert main(["generate", *argv]) == 2
+    assert message in capsys.readouterr().err

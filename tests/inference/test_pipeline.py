@@ -1,0 +1,215 @@
+"""The inference pipeline end to end on a tiny trained checkpoint."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxreport.errors import ImageError, InputError
+from cxreport.inference import Pipeline, detokenize, load_model
+
+
+def _check_result(r, pipeline, n_views):
+    assert set(r) >= {"report", "findings", "views", "model", "timing_ms", "threshold"}
+    assert isinstance(r["report"], str) and r["report"].strip()
+    assert list(r["findings"]) == pipeline.labels
+    for f in r["findings"].values():
+        assert 0.0 <= f["probability"] <= 1.0 and f["positive"] == (f["probability"] >= f["threshold"])
+    assert len(r["views"]) == n_views and r["timing_ms"]["total"] > 0
+
+
+def test_one_view_finds_what_is_drawn(pipeline, xrays):
+    cardio = pipeline.generate([xrays["cardio"]])
+    effusion = pipeline.generate(xrays["effusion"])  # a single path is one image
+    _check_result(cardio, pipeline, 1)
+    assert cardio["views"][0] == {"index": 0, "view": "frontal", "source": "cardio.png", "height": 300, "width": 300}
+    assert cardio["findings"]["Cardiomegaly"]["probability"] > effusion["findings"]["Cardiomegaly"]["probability"]
+    assert effusion["findings"]["Pleural Effusion"]["probability"] > cardio["findings"]["Pleural Effusion"]["probability"]
+
+
+def test_two_views_default_and_given_order(pipeline, xrays):
+    r = pipeline.generate([xrays["cardio"], xrays["both"]])
+    _check_result(r, pipeline, 2)
+    assert [v["view"] for v in r["views"]] == ["frontal", "lateral"]
+    r = pipeline.generate([xrays["cardio"], xrays["both"]], views=["LL", "PA"])
+    assert [v["view"] for v in r["views"]] == ["lateral", "frontal"]
+
+
+def test_preprocessing_is_the_cache_s(pipeline, tmp_path):
+    """Same letterboxed pixels as `prepare_cache` stored, and the model batch comes from Collate."""
+    from cxreport.data.cache import Cache, prepare_cache
+    from tests.fixtures.synthetic_cxr import make_synthetic_cxr
+
+    make_synthetic_cxr(tmp_path / "syn", n=6, n_test=2, size=300)
+    # A JPEG too: the cache decodes JPEGs with a draft size, so must we.
+    Image.open(tmp_path / "syn/images/s0000.png").save(tmp_path / "syn/images/s0000.png", format="JPEG")
+    cache = Cache(prepare_cache("csv", tmp_path / "syn", tmp_path / "cache", size=256, workers=1))
+    for row in cache.image_rows(None)[:3]:
+        path = tmp_path / "syn" / "images" / row["study_id"]
+        prepared = pipeline.prepare([path])
+        np.testing.assert_array_equal(prepared.images[0].numpy(), cache.images[row["image_index"][0]])
+    images, mask, view_ids = pipeline.collate([prepared])
+    assert images.shape == (1, 1, 1, pipeline.image_size, pipeline.image_size) and images.dtype == torch.float32
+    assert mask.tolist() == [[True]] and view_ids.tolist() == [[0]]
+
+
+def test_never_flipped(pipeline):
+    img = np.zeros((200, 200), np.uint8)
+    img[:, :60] = 255  # bright on the image's left only
+    x = pipeline.prepare([img]).images[0].numpy()
+    assert x[:, :100].mean() > 100 > x[:, 156:].mean()
+
+
+def test_dicom_bytes_and_array_inputs(pipeline, xrays, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    gray = np.asarray(Image.open(xrays["cardio"]))
+    # DICOM pixels are min-max scaled after the LUTs, so the reference film uses the full range.
+    full = ((gray - gray.min()) * (255.0 / (gray.max() - gray.min())) + 0.5).astype(np.uint8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "a.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
+    ds.Rows, ds.Columns = gray.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (full.astype(np.uint16) * 16).tobytes()
+    ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
+
+    by_path = pipeline.generate([xrays["cardio"]])
+    dicom = pipeline.generate([tmp_path / "a.dcm"])
+    raw = pipeline.generate([xrays["cardio"].read_bytes()])
+    arr = pipeline.generate([gray])
+    full_range = pipeline.generate([full])
+    assert dicom["views"][0]["source"] == "a.dcm" and raw["views"][0]["source"] == "bytes"
+    for a, b in ((dicom, full_range), (raw, by_path), (arr, by_path)):
+        assert a["report"] == b["report"]
+        for name, f in a["findings"].items():
+            assert abs(f["probability"] - b["findings"][name]["probability"]) < 1e-3
+
+
+def test_bad_inputs_name_the_problem(pipeline, xrays, tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    data = xrays["cardio"].read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="text.png: not a readable image"):
+        pipeline.generate([tmp_path / "text.png"])
+    with pytest.raises(ImageError, match="cut.png: corrupt or truncated"):
+        pipeline.generate([tmp_path / "cut.png"])
+    with pytest.raises(ImageError, match="missing.png: file not found"):
+        pipeline.generate([tmp_path / "missing.png"])
+    with pytest.raises(ImageError, match="image 1: is empty"):
+        pipeline.generate([b""])
+    with pytest.raises(InputError, match="at most 2 views"):
+        pipeline.generate([xrays["cardio"]] * 3)
+    with pytest.raises(InputError, match="no images"):
+        pipeline.generate([])
+    with pytest.raises(InputError, match="view 'oblique'"):
+        pipeline.generate([xrays["cardio"]], views=["oblique"])
+    with pytest.raises(InputError, match="threshold"):
+        pipeline.generate([xrays["cardio"]], threshold=1.5)
+    with pytest.raises(InputError, match="max_len"):
+        pipeline.generate([xrays["cardio"]], max_len=10_000)
+    with pytest.raises(InputError, match="unsupported input"):
+        pipeline.generate([3.14])
+
+
+def test_batch_matches_single_and_records_bad_studies(pipeline, xrays):
+    studies = [[xrays["cardio"]], {"images": [xrays["effusion"], xrays["both"]], "views": ["frontal", "lateral"]},
+               [b"junk"], [xrays["both"]]]
+    out = pipeline.generate_batch(studies, on_error="record")
+    assert "image 1: not a readable image" in out[2]["error"]
+    for study, r in zip([studies[0], studies[1], studies[3]], [out[0], out[1], out[3]]):
+        single = pipeline.generate(**study) if isinstance(study, dict) else pipeline.generate(study)
+        assert r["report"] == single["report"]
+        for name, f in r["findings"].items():
+            assert abs(f["probability"] - single["findings"][name]["probability"]) < 1e-4
+    with pytest.raises(ImageError):
+        pipeline.generate_batch(studies)
+
+
+def test_threshold_and_beam(pipeline, xrays):
+    low = pipeline.generate([xrays["cardio"]], threshold=0.01)
+    assert low["threshold"] == 0.01 and all(f["positive"] for f in low["findings"].values())
+    beam = pipeline.generate([xrays["cardio"]], beam=3, max_len=12)
+    assert beam["report"] and len(beam["report"].split()) <= 12
+
+
+def test_per_finding_thresholds_from_the_checkpoint(tiny_run, xrays):
+    import dataclasses
+
+    from cxreport.checkpoint import load_checkpoint
+
+    model, tok, _ = load_checkpoint(tiny_run / "best")
+    fc = dataclasses.replace(model.cfg.findings, thresholds={"Cardiomegaly": 0.999})
+    model.cfg = dataclasses.replace(model.cfg, findings=fc)
+    p = Pipeline(model, tok)
+    r = p.generate([xrays["cardio"]])
+    assert r["threshold"] is None and r["findings"]["Cardiomegaly"]["threshold"] == 0.999
+    assert not r["findings"]["Cardiomegaly"]["positive"] and r["findings"]["Edema"]["threshold"] == 0.5
+    assert p.describe()["thresholds"]["Cardiomegaly"] == 0.999
+    r = p.generate([xrays["cardio"]], threshold=0.3)  # one threshold for every finding overrides them
+    assert r["threshold"] == 0.3 and r["findings"]["Cardiomegaly"]["positive"]
+
+
+def test_heatmaps_look_where_the_finding_is_drawn(pipeline, xrays):
+    from cxreport.heatmaps import gradcam
+
+    r = pipeline.generate([xrays["effusion"], xrays["cardio"]], heatmaps=True)
+    maps = r["heatmaps"]
+    assert maps and {m["view"] for m in maps} == {"frontal", "lateral"}
+    for m in maps:
+        assert m["overlay"].shape == (256, 256, 3) and m["overlay"].dtype == np.uint8
+    positives = [k for k, f in r["findings"].items() if f["positive"]]
+    assert {m["finding"] for m in maps} == set(positives or [max(r["findings"], key=lambda k: r["findings"][k]["probability"])])
+    # Fluid is drawn in the lower part of the image's left lung: the effusion map should sit there.
+    images, mask, view_ids = pipeline.collate([pipeline.prepare([xrays["effusion"]])])
+    cam = gradcam(pipeline.model, images, mask, view_ids, [pipeline.labels.index("Pleural Effusion")])[0, 0, 0]
+    h, w = cam.shape
+    assert cam[h // 2:, : w // 2].mean() > 1.5 * cam.mean()
+    assert not pipeline.model.encoder._forward_hooks
+    assert all(p.grad is None for p in pipeline.model.parameters())
+
+
+def test_load_model_resolution(tiny_run, tmp_path, monkeypatch):
+    import cxreport.inference as inf
+    from cxreport.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.setattr(inf, "PACKAGE_WEIGHTS", tmp_path / "weights")
+    monkeypatch.delenv("CXREPORT_MODEL", raising=False)
+    with pytest.raises(InputError, match="bundled default model is missing.*--model PATH"):
+        load_model()
+    with pytest.raises(InputError, match="no such model"):
+        load_model(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="not a cxreport checkpoint"):
+        load_model(tmp_path)
+    # A bundled default stored in fp16, as the package ships it, loads as fp32 on CPU.
+    model, tok, _ = load_checkpoint(tiny_run / "best")
+    save_checkpoint(tmp_path / "weights" / "default", model, tokenizer=tok, half=True)
+    (tmp_path / "weights" / "default" / "MODEL_CARD.md").write_text("# tiny\n")
+    m = load_model()
+    assert isinstance(m, Pipeline) and m.name == "default" and m.info.card.startswith("# tiny")
+    assert all(p.dtype == torch.float32 for p in m.model.parameters())
+    assert load_model("default").name == "default"
+    assert load_model(tiny_run).info.path.endswith("best")  # a run folder means its best/
+    monkeypatch.setenv("CXREPORT_MODEL", str(tiny_run / "last"))
+    assert load_model().info.path.endswith("last")
+
+
+def test_import_cxreport_stays_light():
+    code = ("import sys, cxreport; assert 'torch' not in sys.modules and 'numpy' not in sys.modules; "
+            "from cxreport import load_model; assert callable(load_model); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_detokenize():
+    assert detokenize("the heart is enlarged . no effusion , no edema .") == \
+        "The heart is enlarged. No effusion, no edema."

@@ -1,0 +1,163 @@
+"""The HTTP service through FastAPI's TestClient: endpoints, bad uploads, API key, quiet logs."""
+
+import base64
+import io
+import logging
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from cxreport.serve.app import ServeConfig, create_app, read_api_key  # noqa: E402
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height but carries no pixels (a decompression-bomb probe)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def client(pipeline):
+    with TestClient(create_app(pipeline, ServeConfig(max_upload_mb=1, max_pixels=4_000_000))) as c:
+        yield c
+
+
+def _files(*items):
+    return [("images", (name, data, "application/octet-stream")) for name, data in items]
+
+
+def test_endpoints(client, pipeline, xrays):
+    assert client.get("/healthz").json() == {"status": "ok", "model": "run", "version": "0.1.0"}
+    model = client.get("/v1/models").json()["models"][0]
+    assert model["labels"] == pipeline.labels and model["max_views"] == 2 and model["name"] == "run"
+    page = client.get("/")
+    assert page.status_code == 200 and "<form" in page.text and "default-src 'self'" in page.headers[
+        "content-security-policy"]
+    assert "cdn" not in page.text.lower()
+    assert client.get("/static/app.js").status_code == 200 and client.get("/static/style.css").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/v1/reports" in spec["paths"] and client.get("/docs").status_code == 200
+
+
+def test_report_one_and_two_views_with_heatmaps(client, pipeline, xrays):
+    one = client.post("/v1/reports", files=_files(("a.png", xrays["cardio"].read_bytes())))
+    assert one.status_code == 200
+    r = one.json()
+    assert r["report"] == pipeline.generate([xrays["cardio"]])["report"]
+    assert set(r["findings"]) == set(pipeline.labels) and r["views"][0]["view"] == "frontal"
+    assert "heatmaps" not in r
+
+    two = client.post("/v1/reports", files=_files(("l.jpg", xrays["both"].read_bytes()),
+                                                  ("f.png", xrays["effusion"].read_bytes())),
+                      data={"views": ["lateral", "frontal"], "heatmaps": "true", "beam": "2", "threshold": "0.4"})
+    assert two.status_code == 200, two.text
+    r = two.json()
+    assert [v["view"] for v in r["views"]] == ["lateral", "frontal"] and r["threshold"] == 0.4
+    assert r["heatmaps"]
+    img = Image.open(io.BytesIO(base64.b64decode(r["heatmaps"][0]["png_base64"])))
+    assert img.size == (256, 256) and img.mode == "RGB"
+
+
+def test_bad_uploads_get_4xx_with_a_message(client, xrays):
+    png = xrays["cardio"].read_bytes()
+    cases = {
+        "not an image": (dict(files=_files(("a.png", b"hello, I am text" * 10))), 400, "not a readable image"),
+        "truncated PNG": (dict(files=_files(("cut.png", png[: len(png) // 2]))), 400, "corrupt or truncated"),
+        "30000x30000 header": (dict(files=_files(("bomb.png", png_header_only(30000, 30000)))), 400, "bomb"),
+        "over --max-pixels": (dict(files=_files(("big.png", png_header_only(3000, 3000)))), 400, "exceeds the limit"),
+        "empty file": (dict(files=_files(("e.png", b""))), 400, "is empty"),
+        "empty body": (dict(content=b""), 422, "no images"),
+        "wrong field name": (dict(files=[("file", ("a.png", png, "image/png"))]), 422, "field 'images'"),
+        "JSON body": (dict(json={"images": "a.png"}), 422, "no images"),
+        "too many views": (dict(files=_files(*[("a.png", png)] * 3)), 400, "at most 2 views"),
+        "bad view": (dict(files=_files(("a.png", png)), data={"views": "oblique"}), 400, "view 'oblique'"),
+        "bad beam": (dict(files=_files(("a.png", png)), data={"beam": "99"}), 422, "field 'beam'"),
+        "over --max-upload-mb": (dict(files=_files(("a.png", b"\0" * (2 << 20)))), 413, "upload limit of 1 MB"),
+    }
+    for name, (kwargs, status, message) in cases.items():
+        resp = client.post("/v1/reports", **kwargs)
+        assert resp.status_code == status, (name, resp.text)
+        assert message in resp.json()["error"], (name, resp.json())
+
+
+def test_streamed_body_without_length_is_cut_off(client):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 65536  # 2.5 MB, no Content-Length
+
+    boundary = "b0undary"
+    resp = client.post("/v1/reports", content=chunks(),
+                       headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 413 and "upload limit" in resp.json()["error"]
+
+
+def test_api_key(pipeline, xrays, monkeypatch):
+    monkeypatch.setenv("CXR_KEY", "s3cret-key")
+    app = create_app(pipeline, ServeConfig(api_key=read_api_key("CXR_KEY")))
+    files = _files(("a.png", xrays["cardio"].read_bytes()))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"}):
+            resp = c.post("/v1/reports", files=files, headers=headers)
+            assert resp.status_code == 401 and "API key" in resp.json()["error"]
+        assert c.get("/v1/models").status_code == 401
+        assert c.post("/v1/reports", files=files, headers={"X-API-Key": "s3cret-key"}).status_code == 200
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+    monkeypatch.delenv("CXR_KEY")
+    from cxreport.errors import InputError
+
+    with pytest.raises(InputError, match="CXR_KEY"):
+        read_api_key("CXR_KEY")
+    assert read_api_key(None) is None
+
+
+def test_busy_server_answers_503(pipeline, xrays):
+    with TestClient(create_app(pipeline, ServeConfig(max_queue=0))) as c:
+        resp = c.post("/v1/reports", files=_files(("a.png", xrays["cardio"].read_bytes())))
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "1" and "busy" in resp.json()["error"]
+
+
+def test_logs_hold_no_report_text_file_names_or_pixels(client, pipeline, xrays, caplog):
+    png = xrays["cardio"].read_bytes()
+    with caplog.at_level(logging.DEBUG):
+        ok = client.post("/v1/reports", files=_files(("Doe_John_1957.png", png)), data={"heatmaps": "true"})
+        client.post("/v1/reports", files=_files(("Roe_Jane.png", png[:300])))
+    report = ok.json()["report"]
+    text = caplog.text
+    assert "POST /v1/reports 200" in text and "POST /v1/reports 400" in text
+    assert report not in text and "Doe_John" not in text and "Roe_Jane" not in text
+    assert ok.json()["heatmaps"][0]["png_base64"][:40] not in text
+    for record in caplog.records:
+        assert "heart" not in record.getMessage().lower()
+
+
+def test_dicom_upload_and_blank_views_from_a_plain_form(client, xrays, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    gray = __import__("numpy").asarray(Image.open(xrays["cardio"]))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = gray.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = gray.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    resp = client.post("/v1/reports", files=_files(("study.dcm", buf.getvalue()), ("l.jpg", xrays["both"].read_bytes())),
+                       data={"views": ["", ""]})
+    assert resp.status_code == 200, resp.text
+    assert [v["view"] for v in resp.json()["views"]] == ["frontal", "lateral"]
+    assert resp.json()["views"][0]["height"] == gray.shape[0]

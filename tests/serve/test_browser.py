@@ -1,0 +1,133 @@
+"""The web page in headless Chromium: upload a study, read the report, see bars and heatmaps.
+
+Drives chromedriver over its W3C WebDriver HTTP API with httpx (no Selenium needed). Skips where
+Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver).
+Set CXREPORT_SCREENSHOT_DIR to keep the screenshot.
+"""
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("uvicorn")
+
+from tests.serve.server_process import free_port, start_server, stop_server  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1500"]
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromedriver not installed")
+
+
+class WebDriver:
+    """The few WebDriver calls this test needs."""
+
+    def __init__(self, port: int, profile: str):
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        caps = {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": CHROMIUM, "args": FLAGS + [f"--user-data-dir={profile}"]}}
+        self.sid = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+
+    def _call(self, method, path, body=None):
+        resp = self.http.request(method, path, json=body)
+        data = resp.json()
+        if resp.status_code != 200:
+            raise AssertionError(f"webdriver {method} {path}: {data}")
+        return data["value"]
+
+    def cmd(self, method, path, body=None):
+        return self._call(method, f"/session/{self.sid}{path}", body)
+
+    def find(self, css):
+        return self.cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
+
+    def js(self, script, *args):
+        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def quit(self):
+        try:
+            self.cmd("DELETE", "")
+        finally:
+            self.http.close()
+
+
+def wait_for_driver(port: int, proc) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("chromedriver exited")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).json()["value"]["ready"]:
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            time.sleep(0.2)
+    raise AssertionError("chromedriver did not start")
+
+
+def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
+    port, driver_port = free_port(), free_port()
+    server = start_server(tiny_run, port)
+    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
+    wd = None
+    try:
+        wait_for_driver(driver_port, driver_proc)
+        wd = WebDriver(driver_port, profile)
+        wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
+        files = [xrays["cardio"], xrays["effusion"]]
+        wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": "\n".join(str(p) for p in files)})
+        assert wd.js("return document.querySelectorAll('#file-list select.view').length") == 2
+        wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
+        deadline = time.monotonic() + 60
+        while wd.js("return document.body.dataset.state || ''") != "done":
+            status = wd.js("return document.getElementById('status').textContent")
+            assert "Error" not in status, status
+            assert time.monotonic() < deadline, f"no report after 60 s; status: {status!r}"
+            time.sleep(0.2)
+        page_report = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
+        bars = wd.js("return document.querySelectorAll('#findings .bar').length")
+        heatmaps = wd.js("return Array.from(document.querySelectorAll('#heatmap-list img'))"
+                         ".filter(i => i.complete && i.naturalWidth === 256).length")
+        model_name = wd.js("return document.getElementById('model-name').textContent")
+        png = base64.b64decode(wd.cmd("GET", "/screenshot"))
+        shot = tmp_path / "page.png"
+        shot.write_bytes(png)
+        keep = os.environ.get("CXREPORT_SCREENSHOT_DIR")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / "serve_page.png")
+        # A file that is not an image: the page shows the server's message instead of a report.
+        bad = tmp_path / "notes.png"
+        bad.write_text("not an image")
+        wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})  # a fresh page: file inputs append
+        wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": str(bad)})
+        wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
+        deadline = time.monotonic() + 30
+        while "Error" not in (error := wd.js("return document.getElementById('status').textContent")):
+            assert time.monotonic() < deadline, error
+            time.sleep(0.2)
+        api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
+                         files=[("images", (p.name, p.read_bytes(), "image/png")) for p in files]).json()
+    finally:
+        if wd is not None:
+            wd.quit()
+        driver_proc.terminate()
+        driver_proc.wait(timeout=20)
+        stop_server(server)
+        shutil.rmtree(profile, ignore_errors=True)
+    assert page_report == api["report"] and page_report.strip()
+    assert bars == 14 and heatmaps >= 2 and model_name == "Model: run."
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert error.startswith("Error 400:") and "not a readable image" in error
