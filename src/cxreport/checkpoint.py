@@ -76,7 +76,11 @@ def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int =
             tokenizer.save(tmp / "tokenizer")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
+        # mkdtemp makes 0700 and some writers 0600: a checkpoint (the bundled model included) must be
+        # readable by every user of an installation.
         os.chmod(tmp, 0o755)
+        for f in tmp.rglob("*"):
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
         old = path.parent / f".{path.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():

@@ -138,3 +138,9 @@ def test_stage1_feature_cache_matches_uncached(syn_cache, tmp_path):
     cfg = _cfg(syn_cache, tmp_path / "fc", stage=1, max_steps=3, cache_features=True)
     cfg.data.augment = False
     assert train(cfg)["step"] == 3
+
+
+def test_checkpoint_files_are_world_readable(tmp_path):
+    save_checkpoint(tmp_path / "ck", create_model("tiny", vocab_size=20))
+    for f in (tmp_path / "ck").rglob("*"):
+        assert f.stat().st_mode & 0o004, f
