@@ -8,7 +8,7 @@ The decoder run was initialised from a findings run and trained on reports only,
 projector and finding head are those of that findings run. ``--findings`` grafts the image side
 of a later (fine-tuned) findings run onto it: the decoder never reads image tokens
 (``findings.image_memory=false``), so it only sees the image through the finding plan.
-Thresholds are tuned on the *validation* split only (F1-optimal, for findings with >= 5 positives).
+Thresholds are tuned on the *validation* split only (Youden's J, for findings with >= 5 positives).
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from cxreport.metrics.findings import predict_findings
 IMAGE_SIDE = ("encoder.", "projector.", "finding_head.", "view_embed.")
 
 
-def best_f1_threshold(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    best = (0.5, -1.0)
+def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (F1-optimal thresholds degenerate to
+    "everything positive" for findings present in half the studies, as Pneumonia is in NIH val)."""
+    best, best_j = 0.5, -1.0
     for t in np.unique(p):
         pred = p >= t
-        tp = float((pred & y).sum())
-        f1 = 2 * tp / max(1.0, pred.sum() + y.sum())
-        if f1 > best[1]:
-            best = (float(t), f1)
+        j = (pred & y).sum() / max(1, y.sum()) + (~pred & ~y).sum() / max(1, (~y).sum()) - 1
+        if j > best_j:
+            best, best_j = float(t), j
     return best
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--min-positives", type=int, default=5)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--no-repeat-ngram", type=int, default=3, help="default n-gram blocking of the bundled model")
     args = ap.parse_args()
 
     model, tok, cfg = load_checkpoint(args.decoder)
@@ -64,11 +66,20 @@ def main() -> None:
         keep = (targets[:, j] == 0) | (targets[:, j] == 1)
         y = targets[keep, j] == 1
         if y.sum() >= args.min_positives and (~y).sum():
-            thresholds[name] = round(best_f1_threshold(probs[keep, j], y)[0], 4)
+            thresholds[name] = youden_threshold(probs[keep, j], y)
+    # Findings the image side never saw a label for (NIH has no Fracture, Support Devices, Enlarged
+    # Cardiomediastinum): their logits are untrained, so they are never called positive.
+    train = StudyDataset(args.threshold_cache, "train", require="image")
+    seen = ~np.isnan(np.stack(train.labels)).all(axis=0)
+    for j, name in enumerate(model.labels):
+        if not seen[j]:
+            thresholds[name] = 1.01
     model.cfg.findings.thresholds = thresholds
+    model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
     val = auroc_table(probs, targets, model.labels)
     provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,
                                       "min_positives": args.min_positives, "thresholds": thresholds,
+                                      "never_positive": [n for j, n in enumerate(model.labels) if not seen[j]],
                                       "val_macro_auroc": val["macro_auroc"]}
     out = save_checkpoint(args.out, model, tokenizer=tok, step=cfg.get("step", 0), metrics=provenance, half=True)
     size = (out / "model.safetensors").stat().st_size / 2**20

@@ -103,7 +103,9 @@ def test_oracle_findings_override_predictions_and_condition_the_decoder():
         model.decoder.head.weight.mul_(8.0)
     images = make_batch(b=2, views=1)["images"]
     predicted = model.generate(images=images, max_len=6)
-    assert set(predicted[0]["finding_states"].values()) == {"positive"}  # threshold 0 -> all positive
+    states = dict(predicted[0]["finding_states"])
+    assert states.pop("No Finding") == "negative"  # CheXpert's rule: not beside positive findings
+    assert set(states.values()) == {"positive"}  # threshold 0 -> all positive
     all_neg = {name: 0 for name in CHEXPERT_LABELS}
     oracle = model.generate(images=images, findings=[all_neg, None], max_len=6)
     assert set(oracle[0]["finding_states"].values()) == {"negative"}
@@ -158,3 +160,19 @@ def test_per_finding_thresholds_and_findings_only_memory():
     assert states[0, card] == POSITIVE and (states[0, [i for i in range(14) if i != card]] == UNKNOWN).all()
     mem, mask = m.memory(torch.zeros(1, 5, m.cfg.d_model), torch.ones(1, 5, dtype=torch.bool), states)
     assert mem.shape[1] == 14  # the finding plan only: image tokens left out
+
+
+def test_predicted_no_finding_yields_to_a_positive_finding():
+    import torch
+
+    from cxreport.models import create_model
+    from cxreport.models.finding_head import NEGATIVE, POSITIVE
+
+    m = create_model("tiny", vocab_size=30)
+    probs = torch.full((2, 14), 0.1)
+    nf, eff = m.labels.index("No Finding"), m.labels.index("Pleural Effusion")
+    probs[:, nf] = 0.9
+    probs[0, eff] = 0.8
+    states = m._states_for(None, probs, torch.tensor([True, True]), 2)
+    assert states[0, nf] == NEGATIVE and states[0, eff] == POSITIVE
+    assert states[1, nf] == POSITIVE

@@ -82,6 +82,8 @@ class DecoderConfig:
     hf_model: str = ""
     hf_config: dict = field(default_factory=dict)
     mode: str = "cross"
+    # Default n-gram blocking when generating (0 = off); ``generate(no_repeat_ngram=...)`` overrides.
+    no_repeat_ngram: int = 0
 
 
 @dataclass

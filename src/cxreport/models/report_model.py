@@ -14,7 +14,7 @@ from cxreport.errors import InputError
 from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
-from cxreport.models.finding_head import (UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
                                           probs_to_states, STATE_NAMES, targets_to_states)
 from cxreport.models.generator import generate_tokens
 from cxreport.models.projectors import build_projector
@@ -188,6 +188,13 @@ class ReportModel(nn.Module):
             pred = probs_to_states(probs.cpu(), thr)
             if fc.below_threshold == "unknown":
                 pred = pred.masked_fill(probs.cpu() < thr, UNKNOWN)
+            if "No Finding" in self.labels:
+                # CheXpert's rule: no "No Finding" beside a positive finding (Support Devices aside), so
+                # the decoder never gets a contradictory plan.
+                others = [i for i, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
+                nf = self.labels.index("No Finding")
+                clash = (pred[:, others] == POSITIVE).any(1) & (pred[:, nf] == POSITIVE)
+                pred[clash, nf] = NEGATIVE
             states[has_image.cpu()] = pred[has_image.cpu()]
         for i, f in enumerate(per_study):
             if f is not None:
@@ -197,7 +204,7 @@ class ReportModel(nn.Module):
     @torch.no_grad()
     def generate(self, images: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
                  view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *, max_len: int = 60,
-                 method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int = 0,
+                 method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
                  generator: torch.Generator | None = None) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
@@ -219,7 +226,9 @@ class ReportModel(nn.Module):
             states = self._states_for(findings, probs, has_image, b) if self.finding_tokens is not None else None
             mem, mem_mask = self.memory(img_tok, img_mask, states)
             outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
-                                   length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
+                                   length_penalty=length_penalty,
+                                   no_repeat_ngram=self.cfg.decoder.no_repeat_ngram if no_repeat_ngram is None
+                                   else no_repeat_ngram,
                                    temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
                                    generator=generator)
         finally:
