@@ -76,6 +76,8 @@ def main() -> None:
             thresholds[name] = 1.01
     model.cfg.findings.thresholds = thresholds
     model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    unk = getattr(tok, "unk_id", None)
+    model.cfg.decoder.suppress_ids = [int(unk)] if unk is not None else []
     val = auroc_table(probs, targets, model.labels)
     provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,
                                       "min_positives": args.min_positives, "thresholds": thresholds,

@@ -128,3 +128,15 @@ def test_tiny_model_overfits_two_studies_and_generates_them_back(kind):
     for row, o in zip(range(2), out):
         ids = batch["input_ids"][row][batch["attention_mask"][row]].tolist()
         assert o["token_ids"] == ids[1:-1]  # without bos / eos
+
+
+def test_suppressed_ids_are_never_generated():
+    import torch
+
+    from cxreport.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("tiny", vocab_size=12, decoder={"suppress_ids": [3, 4, 5]}).eval()
+    for method in ("greedy", "beam"):
+        out = m.generate(images=torch.rand(2, 1, 1, 64, 64), max_len=20, method=method, num_beams=3)
+        assert all(t not in (3, 4, 5) for o in out for t in o["token_ids"])

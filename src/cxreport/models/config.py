@@ -84,6 +84,8 @@ class DecoderConfig:
     mode: str = "cross"
     # Default n-gram blocking when generating (0 = off); ``generate(no_repeat_ngram=...)`` overrides.
     no_repeat_ngram: int = 0
+    # Token ids never generated (the tokenizer's <unk>, set when a model is bundled).
+    suppress_ids: list[int] = field(default_factory=list)
 
 
 @dataclass

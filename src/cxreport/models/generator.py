@@ -59,8 +59,11 @@ def _finish(tokens: torch.Tensor, eos: int) -> list[list[int]]:
 def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor, *, max_len: int = 60,
                     method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0,
                     no_repeat_ngram: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                    use_cache: bool = True, generator: torch.Generator | None = None) -> list[dict]:
-    """Decode one sequence per memory row -> [{"token_ids": [...], "score": logprob}, ...]."""
+                    use_cache: bool = True, generator: torch.Generator | None = None,
+                    suppress_ids: list[int] | tuple = ()) -> list[dict]:
+    """Decode one sequence per memory row -> [{"token_ids": [...], "score": logprob}, ...].
+
+    ``suppress_ids`` are never generated (e.g. ``<unk>``: a report should not say "unknown word")."""
     if method not in METHODS:
         raise InputError(f"generation method {method!r}: choose one of {METHODS}")
     if max_len < 1:
@@ -69,7 +72,8 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
         raise InputError("temperature must be > 0 for sampling (use method='greedy' for argmax)")
     max_len = min(max_len, decoder.max_len - 1)
     if method == "beam" and num_beams > 1:
-        return _beam(decoder, memory, memory_mask, max_len, num_beams, length_penalty, no_repeat_ngram, use_cache)
+        return _beam(decoder, memory, memory_mask, max_len, num_beams, length_penalty, no_repeat_ngram, use_cache,
+                     suppress_ids)
     b = memory.shape[0]
     state = decoder.start(memory, memory_mask, use_cache)
     tokens = torch.full((b, 1), decoder.bos_id, dtype=torch.long, device=memory.device)
@@ -78,6 +82,8 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
     for _ in range(max_len):
         logp = decoder.step(state, tokens).float().log_softmax(-1)
         logp = _block_ngrams(logp, tokens, no_repeat_ngram)
+        if suppress_ids:
+            logp[:, list(suppress_ids)] = float("-inf")
         if method == "sample":
             logits = _filter_top_k_top_p(logp / temperature, top_k, top_p)
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
@@ -92,7 +98,7 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
     return [{"token_ids": ids, "score": float(s)} for ids, s in zip(_finish(tokens, decoder.eos_id), score.tolist())]
 
 
-def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ngram, use_cache):
+def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ngram, use_cache, suppress_ids=()):
     b, dev = memory.shape[0], memory.device
     state = decoder.start(memory, memory_mask, use_cache)
     decoder.reorder(state, torch.arange(b, device=dev).repeat_interleave(k))
@@ -106,6 +112,8 @@ def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ng
     for _ in range(max_len):
         logp = decoder.step(state, tokens).float().log_softmax(-1)
         logp = _block_ngrams(logp, tokens, no_repeat_ngram)
+        if suppress_ids:
+            logp[:, list(suppress_ids)] = float("-inf")
         # A finished hypothesis keeps its score and emits pad at no cost.
         logp[done] = float("-inf")
         logp[done, decoder.pad_id] = 0.0

@@ -230,7 +230,7 @@ class ReportModel(nn.Module):
                                    no_repeat_ngram=self.cfg.decoder.no_repeat_ngram if no_repeat_ngram is None
                                    else no_repeat_ngram,
                                    temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
-                                   generator=generator)
+                                   generator=generator, suppress_ids=self.cfg.decoder.suppress_ids)
         finally:
             self.train(was_training)
         for i, o in enumerate(outs):
