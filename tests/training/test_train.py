@@ -122,6 +122,8 @@ def test_ddp_two_cpu_processes_keep_parameters_identical(syn_cache, tmp_path):
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+    evals = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "val_auroc" in x]
+    assert evals and all(e["val_auroc"] == e["val_auroc"] for e in evals)  # gathered from both ranks, not NaN
 
 
 def test_stage1_feature_cache_matches_uncached(syn_cache, tmp_path):

@@ -231,13 +231,17 @@ class Trainer:
                 targets.append(batch["finding_targets"][keep].cpu())
         if self.dist.world > 1:
             torch.distributed.all_reduce(sums)
+            gathered = [None] * self.dist.world  # each rank scored its own shard of val
+            torch.distributed.all_gather_object(gathered, (probs, targets))
+            probs = [p for g in gathered for p in g[0]]
+            targets = [t for g in gathered for t in g[1]]
         self.model.train()
         if loop.stage == 1:
             self.model.encoder.eval()
         n = max(1.0, sums[3].item())
         metrics = {"val_loss": sums[0].item() / n, "val_lm_loss": sums[1].item() / n,
                    "val_finding_loss": sums[2].item() / n, "val_auroc": float("nan")}
-        if probs and sum(len(p) for p in probs) and self.dist.world == 1:
+        if probs and sum(len(p) for p in probs):
             table = auroc_table(torch.cat(probs).numpy(), torch.cat(targets).numpy(), self.model.labels)
             metrics["val_auroc"] = table["macro_auroc"]
         return metrics
