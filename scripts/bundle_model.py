@@ -53,6 +53,8 @@ def main() -> None:
                     help="per-finding thresholds: keep findings.threshold (0.5), or Youden's J on the split")
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-repeat-ngram", type=int, default=3, help="default n-gram blocking of the bundled model")
+    ap.add_argument("--head-views", choices=["all", "frontal"], default="frontal",
+                    help="views the finding head reads (NIH trains it on frontal films only)")
     args = ap.parse_args()
 
     model, tok, cfg = load_checkpoint(args.decoder)
@@ -81,6 +83,7 @@ def main() -> None:
             thresholds[name] = 1.01
     model.cfg.findings.thresholds = thresholds
     model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    model.cfg.views.head_views = args.head_views
     unk = getattr(tok, "unk_id", None)
     model.cfg.decoder.suppress_ids = [int(unk)] if unk is not None else []
     val = auroc_table(probs, targets, model.labels)
@@ -89,7 +92,11 @@ def main() -> None:
                                       "thresholds": thresholds,
                                       "never_positive": [n for j, n in enumerate(model.labels) if not seen[j]],
                                       "val_macro_auroc": val["macro_auroc"]}
+    card = Path(args.out) / "MODEL_CARD.md"
+    card_text = card.read_text() if card.is_file() else None  # hand-written: survives a re-bundle
     out = save_checkpoint(args.out, model, tokenizer=tok, step=cfg.get("step", 0), metrics=provenance, half=True)
+    if card_text is not None:
+        (out / "MODEL_CARD.md").write_text(card_text)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(json.dumps({"out": str(out), "weights_mb": round(size, 2), "thresholds": thresholds,
                       "val_macro_auroc": val["macro_auroc"]}, indent=1))

@@ -50,7 +50,7 @@ def gradcam(model, images, image_mask, view_ids, label_indices: list[int]):
     try:
         with torch.enable_grad():
             tok, tok_mask = model.encode_images(images, image_mask, view_ids)
-            logits = model.finding_head(tok, tok_mask)
+            logits = model.finding_logits(tok, tok_mask, view_ids)
             tokens = captured["tokens"]  # n_real_views x N x C
             layout = _grid_of(tokens.shape[1], captured["grid"])
             if layout is None:

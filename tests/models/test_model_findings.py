@@ -176,3 +176,21 @@ def test_predicted_no_finding_yields_to_a_positive_finding():
     states = m._states_for(None, probs, torch.tensor([True, True]), 2)
     assert states[0, nf] == NEGATIVE and states[0, eff] == POSITIVE
     assert states[1, nf] == POSITIVE
+
+
+def test_frontal_only_finding_head_ignores_the_lateral_view():
+    import torch
+
+    from cxreport.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("tiny", vocab_size=30, views={"head_views": "frontal"}).eval()
+    x = torch.rand(1, 2, 1, 64, 64)
+    y = x.clone()
+    y[:, 1] = torch.rand(1, 1, 64, 64)  # another lateral film
+    ids = torch.tensor([[0, 1]])
+    a = m.generate(x, view_ids=ids, max_len=2)[0]["finding_probs"]
+    b = m.generate(y, view_ids=ids, max_len=2)[0]["finding_probs"]
+    assert all(abs(a[k] - b[k]) < 1e-6 for k in a)
+    lat_only = m.generate(x[:, 1:], view_ids=torch.tensor([[1]]), max_len=2)[0]["finding_probs"]
+    assert lat_only is not None  # no frontal view: the head reads what there is

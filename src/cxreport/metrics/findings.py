@@ -29,7 +29,7 @@ def predict_findings(model, dataset, batch_size: int = 32) -> tuple[np.ndarray, 
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
         img_tok, img_mask = model.encode_images(batch["images"], batch["image_mask"], batch["view_ids"])
-        probs.append(torch.sigmoid(model.finding_head(img_tok, img_mask)).float().numpy())
+        probs.append(torch.sigmoid(model.finding_logits(img_tok, img_mask, batch["view_ids"])).float().numpy())
         targets.append(batch["finding_targets"].numpy())
         ids += batch["study_id"]
     return np.concatenate(probs), np.concatenate(targets), ids

@@ -122,6 +122,9 @@ class ViewsConfig:
     max_views: int = 2
     num_view_types: int = 3  # 0 frontal, 1 lateral, 2 unknown
     view_embedding: bool = True
+    # Which views the finding head reads: all, or frontal only (a head trained on frontal films,
+    # as on NIH ChestX-ray14, never saw a lateral one); studies without a frontal view use all.
+    head_views: str = "all"
 
 
 @dataclass

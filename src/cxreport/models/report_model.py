@@ -96,6 +96,17 @@ class ReportModel(nn.Module):
         mask = flat_mask[:, None].expand(b * v, m)
         return full.view(b, v * m, d), mask.reshape(b, v * m)
 
+    def finding_logits(self, img_tok, img_mask, view_ids=None):
+        """Finding-head logits over the image tokens of the views ``views.head_views`` selects."""
+        mask = img_mask
+        if self.cfg.views.head_views == "frontal" and view_ids is not None and img_tok.shape[1]:
+            v = view_ids.shape[1]
+            frontal = (view_ids == 0).repeat_interleave(img_tok.shape[1] // v, dim=1) & img_mask
+            mask = torch.where(frontal.any(1, keepdim=True), frontal, img_mask)
+        elif self.cfg.views.head_views not in ("all", "frontal"):
+            raise InputError(f"views.head_views {self.cfg.views.head_views!r}: choose all or frontal")
+        return self.finding_head(img_tok, mask)
+
     def memory(self, img_tokens, img_mask, states: torch.Tensor | None):
         """Decoder memory: [finding tokens | image tokens] (or [null | image tokens])."""
         b = img_tokens.shape[0]
@@ -125,7 +136,7 @@ class ReportModel(nn.Module):
         targets = batch.get("finding_targets")
         if targets is None:
             targets = torch.full((b, len(self.labels)), float("nan"), device=dev)
-        logits = self.finding_head(img_tok, img_mask)
+        logits = self.finding_logits(img_tok, img_mask, batch.get("view_ids"))
         f_loss = finding_loss(logits, targets, has_image, self.cfg.findings.uncertain)
 
         lm_loss = logits.sum() * 0.0
@@ -222,7 +233,10 @@ class ReportModel(nn.Module):
                 b = images.shape[0]
             img_tok, img_mask = self.encode_images(images, image_mask, view_ids, b)
             has_image = img_mask.any(1)
-            probs = torch.sigmoid(self.finding_head(img_tok, img_mask)) if img_tok.shape[1] else None
+            if view_ids is None and images is not None:
+                view_ids = torch.arange(images.shape[1], device=images.device).clamp(max=2).expand(b, -1) \
+                    if images.dim() == 5 else None
+            probs = torch.sigmoid(self.finding_logits(img_tok, img_mask, view_ids)) if img_tok.shape[1] else None
             states = self._states_for(findings, probs, has_image, b) if self.finding_tokens is not None else None
             mem, mem_mask = self.memory(img_tok, img_mask, states)
             outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
