@@ -1,6 +1,5 @@
 """The inference pipeline end to end on a tiny trained checkpoint."""
 
-import io
 import subprocess
 import sys
 
