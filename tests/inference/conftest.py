@@ -23,14 +23,3 @@ def xrays(tmp_path_factory):
     return {"cardio": write_xray(root / "cardio.png", 1, 0, 300, seed=1),
             "effusion": write_xray(root / "effusion.png", 0, 1, 280, seed=2),
             "both": write_xray(root / "both.jpg", 1, 1, 400, seed=3)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy CPU; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
