@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 from pathlib import Path
 
-from cxreport.errors import InputError
 
 
 def register(sub) -> None:
@@ -31,22 +29,10 @@ def _io_args(p: argparse.ArgumentParser, out_name: str) -> None:
 
 def read_report_csv(path: str | Path, text_column: str, id_column: str) -> list[tuple[str, str]]:
     """(id, text) rows; a clear error for a missing file or column."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
-    reader = csv.DictReader(io.StringIO(raw, newline=""))
-    columns = reader.fieldnames or []
-    if not columns:
-        raise InputError(f"{path}: empty CSV (expected a header row with {id_column!r} and {text_column!r})")
-    missing = [c for c in (id_column, text_column) if c not in columns]
-    if missing:
-        raise InputError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; available columns: "
-                         f"{', '.join(columns)} (choose with --text-column / --id-column)")
-    return [(row[id_column] or "", row[text_column] or "") for row in reader]
+    from cxreport.data.sources._common import read_csv
+
+    rows = read_csv(Path(path), [id_column, text_column], hint="(choose with --text-column / --id-column)")
+    return [(row[id_column] or "", row[text_column] or "") for row in rows]
 
 
 def _label(args) -> int:

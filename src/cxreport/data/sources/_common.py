@@ -27,19 +27,21 @@ def iter_csv(path: Path, required, hint: str = ""):
             missing = [c for c in required if c not in found]
             if missing:
                 raise InputError(
-                    f"{path}: missing column(s) {', '.join(missing)}; found columns [{', '.join(found)}], "
+                    f"{path}: missing column(s) {', '.join(map(repr, missing))}; found columns [{', '.join(found)}], "
                     f"expected at least [{', '.join(required)}]{' ' + hint if hint else ''}")
             yield from reader
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
+    except (OSError, EOFError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read ({exc}); check or download the file again") from exc
 
 
-def read_csv(path: Path, required: list[str], what: str = "") -> list[dict]:
+def read_csv(path: Path, required: list[str], what: str = "", hint: str = "") -> list[dict]:
     """Read a whole CSV into dicts, failing clearly when it is missing or lacks required columns."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found{' (' + what + ')' if what else ''}")
-    return list(iter_csv(path, required))
+    return list(iter_csv(path, required, hint))
 
 
 def find_file(root: Path, name: str, explicit=None) -> Path | None:
