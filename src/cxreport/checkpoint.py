@@ -93,6 +93,16 @@ def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int =
     return path
 
 
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint folder as given, or a training run folder's ``best/``."""
+    path = Path(path)
+    for cand in (path, path / "best"):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise InputError(f"{path}: not a cxreport checkpoint or run folder (needs config.json + model.safetensors, "
+                     "or best/ with them)")
+
+
 def read_config(path) -> dict:
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():

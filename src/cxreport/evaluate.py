@@ -11,7 +11,6 @@ split is refused unless ``allow_test``: the project never scores test while deve
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -78,16 +77,14 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
     from cxreport.metrics.scoring import score_systems
     from cxreport.metrics.summary import per_label_plot, write_summary
-    from cxreport.training.loop import load_trained
+    from cxreport.checkpoint import load_checkpoint, resolve_checkpoint
 
     check_split(split, allow_test)
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    model, tok = load_trained(checkpoint, device=device)
+    model, tok, cfg = load_checkpoint(resolve_checkpoint(checkpoint), map_location=device)
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
-    cfg = json.loads((Path(checkpoint) / "best" / "config.json").read_text()) if (Path(checkpoint) / "best").is_dir() \
-        else json.loads((Path(checkpoint) / "config.json").read_text())
     run = cfg.get("run") or {}
     text_field = (run.get("data") or {}).get("text_field", "findings")
     max_len = max_len or (run.get("data") or {}).get("max_tokens", 100)

@@ -55,11 +55,9 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
     if not path.exists():
         raise InputError(f"{raw}: no such model (give a checkpoint folder, a run folder with best/, "
                          f"or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
-    for cand in (path, path / "best"):
-        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
-            return cand
-    raise InputError(f"{path}: not a cxreport checkpoint or run folder (needs config.json + model.safetensors, "
-                     "or best/ with them)")
+    from cxreport.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(path)
 
 
 def bundled_models() -> list[str]:

@@ -36,14 +36,14 @@ def predict_findings(model, dataset, batch_size: int = 32) -> tuple[np.ndarray, 
 
 
 def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = False, threads: int = 0) -> dict:
-    from cxreport.checkpoint import load_checkpoint
+    from cxreport.checkpoint import load_checkpoint, resolve_checkpoint
     from cxreport.data.dataset import StudyDataset
 
     if split == "test" and not allow_test:
         raise InputError("--split test is held out for the final report: select on val, or pass --allow-test")
     if threads:
         torch.set_num_threads(threads)
-    model, _, cfg = load_checkpoint(checkpoint)
+    model, _, cfg = load_checkpoint(resolve_checkpoint(checkpoint))
     from cxreport.text.labeler import label_reports
 
     # Report-only label sources (IU, CSV) get their targets from the labeler, as in training.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxreport.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxreport.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from cxreport.config import save_config
 from cxreport.data.dataset import Collate
 from cxreport.errors import InputError
@@ -338,8 +338,5 @@ def train(cfg: RunConfig) -> dict:
 
 def load_trained(path, device="cpu"):
     """(model, tokenizer) from a run folder (its ``best``) or a checkpoint folder."""
-    path = Path(path)
-    if (path / "best" / "config.json").is_file():
-        path = path / "best"
-    model, tok, _ = load_checkpoint(path, map_location=device)
-    return unwrap(model), tok
+    model, tok, _ = load_checkpoint(resolve_checkpoint(path), map_location=device)
+    return model, tok
