@@ -23,6 +23,7 @@ import torch
 
 from cxreport import __version__
 from cxreport.config import from_dict, to_dict
+from cxreport.data.study import VIEW_IDS
 from cxreport.errors import InputError
 from cxreport.fsio import atomic_write_json
 
@@ -71,7 +72,7 @@ def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int =
         atomic_write_json(tmp / "preprocessing.json", {
             "image_size": model.cfg.preprocess.image_size, "channels": 1, "range": [0.0, 1.0],
             "resize": "letterbox: longer side to image_size, centred on black", "flip": "never",
-            "max_views": model.cfg.views.max_views, "view_ids": {"frontal": 0, "lateral": 1, "unknown": 2}})
+            "max_views": model.cfg.views.max_views, "view_ids": VIEW_IDS})
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
         if trainer_state is not None:

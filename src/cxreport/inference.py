@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cxreport.data.images import MAX_PIXELS, MIN_SIDE, _to_uint8, letterbox, load_image_with_size
-from cxreport.data.study import view_group
+from cxreport.data.study import VIEW_IDS, view_group
 from cxreport.errors import ImageError, InputError
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -32,7 +32,6 @@ DEFAULT_MODEL = "default"
 # The cache letterboxes to 256 px by default (`cxreport data prepare --size`); a checkpoint may
 # record another size in preprocessing.json as "letterbox_size".
 CACHE_SIZE = 256
-VIEW_IDS = {"frontal": 0, "lateral": 1, "unknown": 2}
 
 
 def default_model_dir() -> Path:

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cxreport.data.cache import Cache
-from cxreport.data.study import CHEXPERT_LABELS, view_group
+from cxreport.data.study import CHEXPERT_LABELS, VIEW_IDS, view_group
 
-VIEW_IDS = {"frontal": 0, "lateral": 1, "unknown": 2}
 ITEM_KEYS = ("study_id", "images", "view_ids", "text", "input_ids", "labels")
 
 

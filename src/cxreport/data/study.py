@@ -30,6 +30,10 @@ FRONTAL_VIEWS = {"PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "PA RLD", "AP LLD"
 LATERAL_VIEWS = {"LATERAL", "LL", "RL", "XTABLE LATERAL", "LAO", "RAO", "LPO"}
 
 
+# Model view ids, shared by training (collate), inference and checkpoints' preprocessing.json.
+VIEW_IDS = {"frontal": 0, "lateral": 1, "unknown": 2}
+
+
 def view_group(view: str) -> str:
     """Map a dataset's view code to ``frontal``, ``lateral`` or ``unknown``."""
     v = (view or "").strip().upper()
