@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxreport.annotate.vlm import Encoder, LoraSpec, add_lora, collate, image_spec_of, load_base, save_meta
+from cxreport.fsio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +171,9 @@ def plot_losses(losses: list[float], path: Path, title: str = "") -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class _null:

@@ -30,7 +30,7 @@ from cxreport.data.images import MAX_PIXELS, load_resized
 from cxreport.data.sources import load_source
 from cxreport.data.study import Study
 from cxreport.errors import ImageError, InputError
-from cxreport.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from cxreport.fsio import atomic_path, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 
 log = logging.getLogger("cxreport.cache")
 CACHE_VERSION = 1
@@ -74,9 +74,8 @@ def _progress(total: int, initial: int):
 def _run_images(work: Path, paths: list[str], size: int, workers: int, skip_bad: bool, max_pixels: int):
     arr_path = work / "images.npy"
     if not arr_path.exists():
-        tmp = work / "images.npy.tmp"
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size)).flush()
-        os.replace(tmp, arr_path)
+        with atomic_path(arr_path) as tmp:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size)).flush()
     done_path = work / "done.npy"
     state = np.load(done_path) if done_path.exists() else np.zeros((len(paths), 3), dtype=np.int64)
     # state[:, 0]: 1 done, -1 bad; state[:, 1:]: original height, width
@@ -86,9 +85,8 @@ def _run_images(work: Path, paths: list[str], size: int, workers: int, skip_bad:
         log.info("prepare: %d of %d images to process with %d worker(s)", len(todo), len(paths), workers)
 
     def save_state():
-        with open(work / "done.npy.tmp", "wb") as fh:
+        with atomic_path(done_path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, state)
-        os.replace(work / "done.npy.tmp", done_path)
         atomic_write_json(work / "bad.json", bad)
 
     bar = _progress(len(paths), len(paths) - len(todo))
