@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -43,25 +42,16 @@ class TrainConfig:
     lora: LoraSpec = field(default_factory=LoraSpec)
 
 
-def _dist():
-    """(rank, world, local_rank) and initialise the process group under torchrun."""
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def finetune(cfg: TrainConfig, examples) -> dict:
     """Train on ``examples`` (objects with ``text``, ``image_paths``, ``regions``); returns the losses."""
     import torch
 
-    rank, world, local_rank = _dist()
+    from cxreport.training.setup import init_distributed
+
+    d = init_distributed()  # torchrun's environment -> process group, as in `cxreport train`
+    rank, world, local_rank, device = d.rank, d.world, d.local_rank, d.device
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     model, tok = load_base(cfg.base, qlora=cfg.qlora, device=local_rank)
     spec = image_spec_of(model, cfg.max_pixels)
     if cfg.gradient_checkpointing and not cfg.qlora:
