@@ -25,7 +25,8 @@ from cxreport.fsio import atomic_path
 from cxreport.metrics.classification import auroc_table
 from cxreport.training.config import RunConfig
 from cxreport.training.setup import (
-    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, train_texts,
+    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, open_caches,
+    train_texts,
 )
 
 log = logging.getLogger("cxreport.train")
@@ -100,20 +101,22 @@ class Trainer:
         if loop.threads:
             torch.set_num_threads(loop.threads)
         resume = (self.out / "last" / "trainer_state.pt").is_file()
-        self.tokenizer = None
+        caches = open_caches(cfg)
+        # The checkpoint to continue (last/) or start from (init_from), loaded once: weights + tokenizer.
+        source, self.tokenizer = None, None
         if resume or loop.init_from:
-            _, self.tokenizer, _ = load_checkpoint(self.out / "last" if resume else loop.init_from)
+            source, self.tokenizer, _ = load_checkpoint(self.out / "last" if resume else loop.init_from)
         if self.tokenizer is None and any(s.use != "findings" for s in cfg.data.sources):
-            self.tokenizer = build_run_tokenizer(cfg, train_texts(cfg))
-        self.train_sets = build_datasets(cfg, self.tokenizer, "train_split")
-        self.val_sets = build_datasets(cfg, self.tokenizer, "val_split")
+            self.tokenizer = build_run_tokenizer(cfg, train_texts(cfg, caches))
+        self.train_sets = build_datasets(cfg, caches, self.tokenizer, "train_split")
+        self.val_sets = build_datasets(cfg, caches, self.tokenizer, "val_split")
         if not sum(len(d) for d in self.train_sets):
             raise InputError("no training studies: check data.sources (cache paths, splits, require)")
         tok = self.tokenizer
         ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
         self.model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
         if loop.init_from and not resume:
-            self._init_from(loop.init_from)
+            self._init_from(source, loop.init_from)
         if loop.stage == 1:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
@@ -148,7 +151,7 @@ class Trainer:
         self.step, self.epoch, self.micro, self.best, self.bad_evals = 0, 0, 0, None, 0
         self.history: list[dict] = []
         if resume:
-            self._resume()
+            self._resume(source)
         if self.dist.main:
             save_config(cfg, self.out / "config.json")
         self.tb = None
@@ -159,9 +162,8 @@ class Trainer:
                 raise InputError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from exc
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
 
-    def _init_from(self, path) -> None:
+    def _init_from(self, init, path) -> None:
         """Start from another run's weights; tensors whose shape changed (a new vocabulary) stay fresh."""
-        init, _, _ = load_checkpoint(path)
         own = self.model.state_dict()
         take = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
         self.model.load_state_dict(take, strict=False)
@@ -176,10 +178,9 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": _rng_state(),
                 "history": self.history}
 
-    def _resume(self) -> None:
+    def _resume(self, last) -> None:
         path = self.out / "last"
-        model, _, _ = load_checkpoint(path, map_location=self.dist.device)
-        self.model.load_state_dict(model.state_dict())
+        self.model.load_state_dict(last.state_dict())
         st = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])

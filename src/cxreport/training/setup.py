@@ -66,29 +66,36 @@ def _label_fn(cfg: RunConfig):
     return label_reports
 
 
-def build_datasets(cfg: RunConfig, tokenizer=None, split_attr: str = "train_split") -> list[StudyDataset]:
-    """One StudyDataset per source for the given split (``train_split`` or ``val_split``)."""
+def open_caches(cfg: RunConfig) -> list[Cache]:
+    """Each source's cache, opened once per run (its study table is read from disk here)."""
     if not cfg.data.sources:
         raise InputError("config data.sources is empty: add at least one {\"cache\": PATH}")
-    out = []
-    label_fn = _label_fn(cfg)
     for src in cfg.data.sources:
         if src.use not in ("all", "findings", "text"):
             raise InputError(f"data source {src.cache}: use={src.use!r}; choose all, findings or text")
+    return [Cache(src.cache) for src in cfg.data.sources]
+
+
+def build_datasets(cfg: RunConfig, caches: list[Cache], tokenizer=None,
+                   split_attr: str = "train_split") -> list[StudyDataset]:
+    """One StudyDataset per source (``caches`` from `open_caches`) for ``train_split`` or ``val_split``."""
+    out = []
+    label_fn = _label_fn(cfg)
+    for src, cache in zip(cfg.data.sources, caches):
         ds = StudyDataset(
-            Cache(src.cache), getattr(src, split_attr), tokenizer=None if src.use == "findings" else tokenizer,
+            cache, getattr(src, split_attr), tokenizer=None if src.use == "findings" else tokenizer,
             text_field=cfg.data.text_field, max_views=0 if src.use == "text" else cfg.data.max_views,
             require=src.require, label_fn=label_fn, max_tokens=cfg.data.max_tokens)
         out.append(ds)
     return out
 
 
-def train_texts(cfg: RunConfig) -> list[str]:
+def train_texts(cfg: RunConfig, caches: list[Cache]) -> list[str]:
     texts = []
-    for src in cfg.data.sources:
+    for src, cache in zip(cfg.data.sources, caches):
         if src.use == "findings":
             continue
-        for r in Cache(src.cache).image_rows(src.train_split):
+        for r in cache.image_rows(src.train_split):
             t = (r.get(cfg.data.text_field) or "").strip()
             if t:
                 texts.append(t)
