@@ -3,7 +3,6 @@ the references that prompts are compared on and the VLM is tuned on."""
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from dataclasses import dataclass, field
@@ -49,19 +48,13 @@ def load_iu_region_examples(root: str | Path, split: str = "train", limit: int |
 
 
 def _images_by_r2gen_id(root: Path) -> dict[str, list[Path]]:
-    splits, proj = root / "splits.csv", root / "indiana_projections.csv"
-    if not splits.is_file() or not proj.is_file():
+    if not (root / "splits.csv").is_file() or not (root / "indiana_projections.csv").is_file():
         return {}
-    with open(splits, newline="", encoding="utf-8") as fh:
-        uid_to_id = {row["uid"]: row["r2gen_id"] for row in csv.DictReader(fh) if row.get("r2gen_id")}
-    out: dict[str, list[tuple[int, Path]]] = {}
-    with open(proj, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            rid = uid_to_id.get(row["uid"])
-            path = root / "images" / row["filename"]
-            if rid and path.is_file():
-                out.setdefault(rid, []).append((row["projection"] != "Frontal", path))
-    return {k: [p for _, p in sorted(v)] for k, v in out.items()}
+    from cxreport.data.sources import load_source
+
+    # The iu-xray adapter already joins R2Gen ids and lists present images frontal first.
+    return {s.extra["r2gen_id"]: [Path(p) for p in s.image_paths]
+            for s in load_source("iu-xray", root) if s.extra["r2gen_id"] and s.image_paths}
 
 
 def read_gold_jsonl(path: str | Path, id_column: str) -> dict[str, dict[str, str]]:

@@ -11,7 +11,6 @@ not coded; U-ones F1 is reported alongside.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -25,21 +24,15 @@ TARGETS = {"Cardiomegaly": 0.90, "Pleural Effusion": 0.90, "Pneumothorax": 0.90}
 
 def load_iu(root: str | Path) -> list[dict]:
     """IU train/val rows: uid, split, text (findings + impression), mesh."""
+    from cxreport.data.sources import load_source
+
     root = Path(root)
-    reports, splits = root / "indiana_reports.csv", root / "splits.csv"
-    for p in (reports, splits):
+    for p in (root / "indiana_reports.csv", root / "splits.csv"):  # the published split, never a seeded one
         if not p.is_file():
             raise InputError(f"{p}: not found (point --data at the iu_xray folder)")
-    with open(splits, newline="", encoding="utf-8") as fh:
-        split_of = {r["uid"]: r["split"] for r in csv.DictReader(fh)}
-    rows = []
-    with open(reports, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            if r["uid"] not in split_of:
-                continue
-            text = " ".join(t.strip() for t in (r["findings"], r["impression"]) if t and t.strip())
-            rows.append({"uid": r["uid"], "split": split_of[r["uid"]], "text": text, "mesh": r["MeSH"]})
-    return rows
+    return [{"uid": s.study_id, "split": s.split, "mesh": s.extra["mesh"],
+             "text": " ".join(t for t in (s.findings, s.impression) if t)}
+            for s in load_source("iu-xray", root)]
 
 
 def agreement(preds: list[dict], refs: list[dict], uncertain_positive: bool = False) -> dict[str, dict]:
