@@ -155,7 +155,7 @@ def test_per_finding_thresholds_and_findings_only_memory():
 
     m = create_model("tiny", vocab_size=30, findings={"thresholds": {"Cardiomegaly": 0.2}, "image_memory": False})
     probs = torch.full((1, 14), 0.3)
-    states = m._states_for(None, probs, torch.tensor([True]), 1)
+    states = m._states_for(None, m.plan_states(probs, torch.tensor([True])), 1)
     card = m.labels.index("Cardiomegaly")
     assert states[0, card] == POSITIVE and (states[0, [i for i in range(14) if i != card]] == UNKNOWN).all()
     mem, mask = m.memory(torch.zeros(1, 5, m.cfg.d_model), torch.ones(1, 5, dtype=torch.bool), states)
@@ -166,15 +166,17 @@ def test_predicted_no_finding_yields_to_a_positive_finding():
     import torch
 
     from cxreport.models import create_model
-    from cxreport.models.finding_head import NEGATIVE, POSITIVE
+    from cxreport.models.finding_head import POSITIVE
 
     m = create_model("tiny", vocab_size=30)
     probs = torch.full((2, 14), 0.1)
     nf, eff = m.labels.index("No Finding"), m.labels.index("Pleural Effusion")
     probs[:, nf] = 0.9
     probs[0, eff] = 0.8
-    states = m._states_for(None, probs, torch.tensor([True, True]), 2)
-    assert states[0, nf] == NEGATIVE and states[0, eff] == POSITIVE
+    plans = m.plan_states(probs, torch.tensor([True, True]))
+    assert plans[0]["No Finding"] == "negative" and plans[0]["Pleural Effusion"] == "positive"
+    states = m._states_for(None, plans, 2)
+    assert states[0, nf] != POSITIVE and states[0, eff] == POSITIVE
     assert states[1, nf] == POSITIVE
 
 

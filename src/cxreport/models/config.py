@@ -41,7 +41,7 @@ class ProjectorConfig:
     """Maps encoder tokens (width encoder.out_dim) to memory tokens (width ModelConfig.d_model).
 
     linear / mlp keep the token count; transformer (ClipCap-style mapper) returns ``num_prefix``
-    learned tokens that attend to the image tokens.
+    learned tokens that attend to the image tokens; pool returns one token, the mapped mean.
     """
 
     name: str = "linear"
@@ -115,6 +115,19 @@ class FindingsConfig:
     image_memory: bool = True
     # Per-finding decision thresholds (e.g. tuned on a validation split); others use ``threshold``.
     thresholds: dict = field(default_factory=dict)
+    # Calibration (models/finding_states.py): p = sigmoid(scale * logit + offset + logit(prior)).
+    # ``calibration`` {finding: {"scale", "offset"}} is fitted on cross-validated predictions;
+    # ``prior`` {finding: deployment prevalence} is added when the head was trained with a
+    # prior-corrected loss (its logits are then prior-free log likelihood ratios).
+    calibration: dict = field(default_factory=dict)
+    prior: dict = field(default_factory=dict)
+    # A finding at or above its uncertain threshold but below its threshold is "uncertain".
+    uncertain_thresholds: dict = field(default_factory=dict)
+    # Training positives per finding; a finding with fewer than ``min_positives`` is not assessed
+    # (never positive, whatever threshold a user asks for). Empty: every finding whose threshold
+    # is <= 1 counts as assessed (checkpoints made before this field).
+    train_positives: dict = field(default_factory=dict)
+    min_positives: int = 30
 
 
 @dataclass

@@ -65,6 +65,23 @@ class MLPProjector(Projector):
         return self.norm(self.add_pos(self.net(tokens), grid))
 
 
+@register_projector("pool")
+class PoolProjector(Projector):
+    """One token: the mean of the encoder's tokens, linearly mapped. With the ``pooled`` finding
+    head this is a linear probe of the frozen encoder, cheap to fit on cached features and far
+    less prone to over-fit a few thousand films than a transformer mapper."""
+
+    def __init__(self, cfg: ProjectorConfig, in_dim: int, d_model: int):
+        super().__init__(cfg, in_dim, d_model)
+        self.proj = nn.Linear(in_dim, d_model)
+
+    def num_tokens(self, n: int) -> int:
+        return 1
+
+    def forward(self, tokens, grid=None):
+        return self.proj(tokens.mean(1, keepdim=True))
+
+
 @register_projector("transformer")
 class TransformerMapper(Projector):
     """ClipCap-style mapper: ``num_prefix`` learned queries plus the image tokens go through a

@@ -14,8 +14,9 @@ from cxreport.errors import InputError
 from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
-from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
-                                          probs_to_states, STATE_NAMES, targets_to_states)
+from cxreport.models.finding_head import (UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+                                          STATE_NAMES, targets_to_states)
+from cxreport.models.finding_states import calibrated_probs, finding_states, states_to_tokens
 from cxreport.models.generator import generate_tokens
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
@@ -188,25 +189,38 @@ class ReportModel(nn.Module):
             raise InputError(f"findings.thresholds: unknown label(s) {sorted(unknown)}")
         return torch.tensor([float(fc.thresholds.get(n, fc.threshold)) for n in self.labels])
 
-    def _states_for(self, findings, probs, has_image, b):
+    def finding_probs(self, img_tok, img_mask, view_ids=None) -> torch.Tensor:
+        """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``)."""
+        return calibrated_probs(self.finding_logits(img_tok, img_mask, view_ids), self.cfg.findings, self.labels)
+
+    def head_reads(self, img_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
+        """B bools: does the finding head have a film it was trained for? A head that reads frontal
+        films only (``views.head_views=frontal``) does not judge a study of laterals only."""
+        has = img_mask.any(1) if img_mask.dim() == 2 else img_mask
+        if self.cfg.views.head_views != "frontal" or view_ids is None or view_ids.dim() != 2:
+            return has
+        v = view_ids.shape[1]
+        per_view = img_mask.view(img_mask.shape[0], v, -1).any(2) if img_mask.dim() == 2 else None
+        if per_view is None:
+            return has
+        only_lateral = ((view_ids == 1) | ~per_view).all(1)
+        return has & ~only_lateral
+
+    def plan_states(self, probs: torch.Tensor | None, reads: torch.Tensor, threshold: float | None = None) -> list[dict]:
+        """{finding: state} per study (FINDING_STATES) from calibrated probabilities."""
         fc = self.cfg.findings
+        out = []
+        for i in range(reads.shape[0]):
+            p = dict(zip(self.labels, probs[i].tolist())) if probs is not None and bool(reads[i]) else None
+            out.append(finding_states(p, fc, self.labels, threshold))
+        return out
+
+    def _states_for(self, findings, plans: list[dict], b):
         per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b
         if len(per_study) != b:
             raise InputError(f"findings: got {len(per_study)} entries for {b} studies")
-        states = torch.full((b, len(self.labels)), UNKNOWN, dtype=torch.long)
-        if probs is not None:
-            thr = self.thresholds()
-            pred = probs_to_states(probs.cpu(), thr)
-            if fc.below_threshold == "unknown":
-                pred = pred.masked_fill(probs.cpu() < thr, UNKNOWN)
-            if "No Finding" in self.labels:
-                # CheXpert's rule: no "No Finding" beside a positive finding (Support Devices aside), so
-                # the decoder never gets a contradictory plan.
-                others = [i for i, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
-                nf = self.labels.index("No Finding")
-                clash = (pred[:, others] == POSITIVE).any(1) & (pred[:, nf] == POSITIVE)
-                pred[clash, nf] = NEGATIVE
-            states[has_image.cpu()] = pred[has_image.cpu()]
+        states = torch.stack([states_to_tokens(p, self.labels, self.cfg.findings.below_threshold) for p in plans]) \
+            if plans else torch.zeros(0, len(self.labels), dtype=torch.long)
         for i, f in enumerate(per_study):
             if f is not None:
                 states[i] = dict_to_states(f, self.labels)
@@ -217,12 +231,14 @@ class ReportModel(nn.Module):
                  view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *, max_len: int = 60,
                  method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None) -> list[dict]:
+                 generator: torch.Generator | None = None, threshold: float | None = None) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
 
         ``findings``: None (predicted by the finding head), one dict for every study or a list with
         a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others unknown).
-        ``finding_probs`` is None for studies without an image.
+        ``finding_probs`` is None for studies without an image; ``finding_plan`` is the predicted
+        {finding: state} (FINDING_STATES), ``threshold`` overriding the positive threshold of the
+        assessed findings.
         """
         was_training = self.training
         self.eval()
@@ -236,8 +252,12 @@ class ReportModel(nn.Module):
             if view_ids is None and images is not None:
                 view_ids = torch.arange(images.shape[1], device=images.device).clamp(max=2).expand(b, -1) \
                     if images.dim() == 5 else None
-            probs = torch.sigmoid(self.finding_logits(img_tok, img_mask, view_ids)) if img_tok.shape[1] else None
-            states = self._states_for(findings, probs, has_image, b) if self.finding_tokens is not None else None
+            probs = self.finding_probs(img_tok, img_mask, view_ids) if img_tok.shape[1] else None
+            if images is not None and image_mask is None:
+                image_mask = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device)
+            reads = (self.head_reads(image_mask, view_ids) if images is not None else has_image) & has_image
+            plans = self.plan_states(probs, reads, threshold)
+            states = self._states_for(findings, plans, b) if self.finding_tokens is not None else None
             mem, mem_mask = self.memory(img_tok, img_mask, states)
             outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
                                    length_penalty=length_penalty,
@@ -250,6 +270,7 @@ class ReportModel(nn.Module):
         for i, o in enumerate(outs):
             o["finding_probs"] = (dict(zip(self.labels, probs[i].tolist()))
                                   if probs is not None and bool(has_image[i]) else None)
+            o["finding_plan"] = plans[i]
             o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
                                    if states is not None else None)
         return outs

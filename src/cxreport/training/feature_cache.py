@@ -8,8 +8,11 @@ correct when inputs repeat exactly: the trainer enables it only without augmenta
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cxreport.models.encoders import EncoderOutput
 
@@ -36,3 +39,28 @@ def enable_feature_cache(encoder, dtype: torch.dtype = torch.float16) -> dict:
 
     encoder.forward = forward
     return store
+
+
+@torch.no_grad()
+def pooled_features(encoder, cache, path, image_size: int, batch_size: int = 32):
+    """Mean-pooled encoder features of every image of a prepared cache (N x C float32, in the
+    cache's image order), computed once and stored at ``path`` (.npy). Images go through the
+    training collate's resize (bilinear, antialiased), never flipped."""
+    from cxreport.fsio import atomic_path
+
+    path = Path(path)
+    if path.is_file():
+        return np.load(path)
+    encoder.eval()
+    images = cache.images
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.asarray(images[i:i + batch_size])).unsqueeze(1).float().div_(255.0)
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+        out.append(encoder(x).pooled.float().numpy())
+    feats = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, feats)
+    return feats

@@ -1,0 +1,160 @@
+"""Fit the input gate's learned parts beside a checkpoint, and measure the gate.
+
+    python scripts/fit_gate.py --config configs/default-gate.json --model runs/default-findings-head/best
+    python scripts/fit_gate.py --config configs/default-gate.json --model ... --measure   # test splits, once
+
+Out-of-distribution score: PCA-Mahalanobis of pooled encoder features, fitted on the training
+films of every source, its threshold a quantile of the validation films' distances. Orientation:
+self-supervised on rotated training films. View: mirror-symmetry threshold from validation
+frontal films and the training laterals (IU). ``--measure`` writes OUT/gate_scores.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxreport.checkpoint import load_checkpoint
+from cxreport.data.cache import Cache
+from cxreport.data.images import letterbox
+from cxreport.data.study import view_group
+from cxreport.fsio import atomic_write_json
+from cxreport.inference_gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
+                                     fit_orientation, mirror_symmetry)
+from cxreport.training.feature_cache import pooled_features
+
+
+def films(cache: Cache, splits, frontal_only=True):
+    """(image indices, view groups) of the cache's images in ``splits``."""
+    idx, views = [], []
+    for r in cache.rows:
+        if r["split"] in splits:
+            for i, v in zip(r.get("image_index") or [], r.get("views") or []):
+                if not frontal_only or view_group(v) != "lateral":
+                    idx.append(i)
+                    views.append(view_group(v))
+    return np.array(idx, dtype=int), views
+
+
+@torch.no_grad()
+def encode(encoder, grays: list[np.ndarray], size: int) -> np.ndarray:
+    out = []
+    for i in range(0, len(grays), 16):
+        x = torch.from_numpy(np.stack(grays[i:i + 16])).unsqueeze(1).float().div_(255.0)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out.append(encoder(x).pooled.float().numpy())
+    return np.concatenate(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--model", required=True, help="checkpoint folder; the gate files are written into it")
+    ap.add_argument("--measure", action="store_true", help="acceptance/rejection/rotation/view figures on test data")
+    args = ap.parse_args()
+    cfg = json.loads(Path(args.config).read_text())
+    model, _, _ = load_checkpoint(args.model)
+    enc, size = model.encoder.eval(), model.cfg.preprocess.image_size
+    caches = {s["name"]: Cache(s["cache"]) for s in cfg["sources"]}
+    feats = {n: pooled_features(enc, c, Path(cfg["features"]) / f"{c.meta['fingerprint']}-{model.cfg.encoder.name}-{size}.npy",
+                                size) for n, c in caches.items()}
+    train = np.concatenate([feats[n][films(c, ("train",), False)[0]] for n, c in caches.items()])
+    val = np.concatenate([feats[n][films(c, ("val",), False)[0]] for n, c in caches.items()])
+    gc = GateConfig(**cfg.get("gate", {}))
+    mean, basis, var, resid = fit_ood(train, gc.ood_components)
+    rng = np.random.default_rng(0)
+    upright = []
+    for n, c in caches.items():
+        idx = films(c, ("train", "val"))[0]
+        take = rng.choice(idx, min(len(idx), int(cfg.get("orientation_films_per_source", 1500))), replace=False)
+        upright.append(np.asarray(c.images[np.sort(take)]))
+    w, b = fit_orientation(np.concatenate(upright), gc.thumb)
+    params = GateParams(config=gc, orient_w=w, orient_b=b, ood_mean=mean, ood_basis=basis, ood_var=var,
+                        ood_resid_var=resid)
+    gate = Gate(params)
+    dval = gate.ood_distance(val)
+    gc.ood_threshold = float(np.quantile(dval, cfg.get("ood_val_quantile", 0.995)) * cfg.get("ood_margin", 1.0))
+    # view: symmetry of validation frontal films vs the laterals we have (IU train)
+    sym_front = np.array([mirror_symmetry(np.asarray(c.images[i])) for c in caches.values()
+                          for i in films(c, ("val",))[0]])
+    lat = [(c, i) for c in caches.values() for i, v in zip(*films(c, ("train", "val"), False)) if v == "lateral"]
+    sym_lat = np.array([mirror_symmetry(np.asarray(c.images[i])) for c, i in lat])
+    gc.symmetry_threshold = float(np.quantile(sym_front, cfg.get("view_frontal_quantile", 0.005)))
+    gc.metrics = {"ood_val_films": int(len(val)), "ood_train_films": int(len(train)),
+                  "ood_val_distance_quantiles": {q: round(float(np.quantile(dval, q)), 3) for q in (0.5, 0.99, 0.995, 1.0)},
+                  "symmetry_val_frontal_q": {q: round(float(np.quantile(sym_front, q)), 3) for q in (0.005, 0.05, 0.5)},
+                  "symmetry_laterals": sorted(round(float(s), 3) for s in sym_lat)}
+    params.save(args.model)
+    print(json.dumps({"ood_threshold": gc.ood_threshold, "symmetry_threshold": gc.symmetry_threshold, **gc.metrics}, indent=1))
+    if args.measure:
+        measure(cfg, gate, caches, feats, enc, size, Path(args.model))
+
+
+def _refused(gate, gray, colour, name):
+    try:
+        gate.check_pixels(gray, name, colour)
+    except NotARadiograph:
+        return True
+    return False
+
+
+def measure(cfg, gate: Gate, caches, feats, enc, size, out: Path) -> None:
+    res = {"acceptance": {}, "rejection": {}, "rotation": {}, "view": {}}
+    for n, c in caches.items():
+        idx, views = films(c, ("test",) if n != "iu" else ("train", "val", "test"), False)
+        imgs = np.asarray(c.images[idx])
+        ok_pix = np.array([not _refused(gate, g, 0.0, "x") for g in imgs])
+        up = np.array([gate.orientation(g)[0] == 0 or gate.orientation(g)[1] < gate.cfg.orient_min_prob for g in imgs])
+        ok_ood = gate.ood_distance(feats[n][idx]) <= gate.cfg.ood_threshold
+        res["acceptance"][n] = {"films": int(len(idx)), "accepted": int((ok_pix & ok_ood).sum()),
+                                "rate": round(float((ok_pix & ok_ood).mean()), 4),
+                                "refused_by_pixels": int((~ok_pix).sum()), "refused_by_ood": int((ok_pix & ~ok_ood).sum()),
+                                "called_rotated": int((~up).sum())}
+        guess = np.array([gate.guess_view(g) for g in imgs])
+        truth = np.array(views)
+        known = truth != "unknown"
+        res["view"][n] = {"films": int(known.sum()), "correct": int((guess[known] == truth[known]).sum()),
+                          "laterals": int((truth == "lateral").sum()),
+                          "laterals_correct": int(((guess == "lateral") & (truth == "lateral")).sum())}
+        if n == "nih":
+            for k in (1, 2, 3):
+                pred = np.array([gate.orientation(np.ascontiguousarray(np.rot90(g, k)))[0] for g in imgs])
+                res["rotation"][f"{90 * k} degrees"] = {"films": int(len(imgs)), "correct": int((pred == k).sum())}
+    sys.path.insert(0, str(Path(__file__).parent))
+    from non_radiographs import non_radiographs
+
+    kinds: dict = {}
+    grays, names = [], []
+    for kind, name, img in non_radiographs():
+        colour = colour_fraction(img) if img.ndim == 3 else 0.0
+        g = img if img.ndim == 2 else img.mean(-1).astype(np.uint8)
+        lb = letterbox(g, 256)
+        k = kinds.setdefault(kind, {"images": 0, "refused_pixels": 0, "refused_ood": 0, "accepted": []})
+        k["images"] += 1
+        if _refused(gate, lb, colour, name):
+            k["refused_pixels"] += 1
+        else:
+            grays.append(lb)
+            names.append((kind, name))
+    if grays:
+        d = gate.ood_distance(encode(enc, grays, size))
+        for (kind, name), di in zip(names, d):
+            if di > gate.cfg.ood_threshold:
+                kinds[kind]["refused_ood"] += 1
+            else:
+                kinds[kind]["accepted"].append(f"{name} ({di:.2f})")
+    total = sum(k["images"] for k in kinds.values())
+    refused = sum(k["refused_pixels"] + k["refused_ood"] for k in kinds.values())
+    res["rejection"] = {"images": total, "refused": refused, "rate": round(refused / total, 4), "by_kind": kinds}
+    atomic_write_json(out / "gate_scores.json", res)
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
