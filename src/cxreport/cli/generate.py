@@ -6,24 +6,14 @@
     cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view]
     torchrun --nproc-per-node 2 -m cxreport generate --input-dir ... # shards the studies
 
-Batch outputs: OUT/<study>.json per study and OUT/summary.jsonl (one line per study, errors
-included); a bad image fails its study, never the batch. Under torchrun each rank takes studies
-i % WORLD_SIZE == RANK and writes OUT/summary.part-<rank>-of-<world>.jsonl; whichever rank
-finishes last (rank 0 when it is last) merges the parts into summary.jsonl.
+Batch outputs, resume and torchrun sharding: see ``cxreport.inference.batch``.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import os
-import re
 import sys
 from pathlib import Path
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
-SUMMARY = "summary.jsonl"
 
 
 def register(subparsers) -> None:
@@ -68,7 +58,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from cxreport.inference import load_model
+    from cxreport.inference.pipeline import load_model
 
     pipeline = load_model(args.model)
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps))
@@ -85,6 +75,8 @@ def run_single(pipeline, args, opts) -> int:
         raise InputError(f"{len(args.view)} --view given for {len(args.images)} images: give one per image")
     result = pipeline.generate(args.images, args.view, **opts)
     if args.heatmaps:
+        from cxreport.inference.heatmaps import write_heatmaps
+
         result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), Path(args.heatmaps), args.force)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -108,178 +100,17 @@ def format_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
-
-
-def safe_name(study_id: str, max_len: int = 80) -> str:
-    """A file name that stays inside the output folder: no separators, no leading dots, no
-    '..'; ids that had to change get a short hash so 'a/b' and 'a_b' do not collide."""
-    s = _slug(str(study_id))[:max_len]
-    if s != str(study_id):
-        s = f"{s}-{hashlib.sha1(str(study_id).encode('utf-8')).hexdigest()[:8]}"
-    return s
-
-
-def write_heatmaps(maps: list[dict], folder: Path, force: bool) -> list[dict]:
-    """Overlay PNGs named <finding>_<view>[_<n>].png; returns the maps with ``file`` instead of pixels."""
-    from cxreport import fsio
-    from cxreport.errors import InputError
-    from cxreport.heatmaps import to_png
-
-    out = []
-    for h in maps:
-        name = f"{_slug(h['finding'])}_{h['view']}_{h['view_index'] + 1}.png"
-        path = folder / name
-        if path.exists() and not force:
-            raise InputError(f"{path} exists: pass --force to overwrite, or choose another --heatmaps folder")
-        fsio.atomic_write_bytes(path, to_png(h["overlay"]))
-        out.append({k: v for k, v in h.items() if k != "overlay"} | {"file": str(path)})
-    return out
-
-
 # ---- many studies ---------------------------------------------------------------------------
-def discover_studies(input_dir: str | None = None, manifest: str | None = None) -> list[dict]:
-    """[{study_id, images, views}] from a folder (a study per sub-folder or per image file) or a CSV."""
-    from cxreport.errors import InputError
-
-    if manifest:
-        return _read_manifest(Path(manifest))
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise InputError(f"--input-dir {root}: not a folder")
-    studies, used = [], set()
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            files = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if files:
-                studies.append({"study_id": entry.name, "images": [str(p) for p in files], "views": None})
-                used.add(entry.name)
-    for entry in sorted(root.iterdir()):
-        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
-            sid = entry.stem if entry.stem not in used else entry.name
-            used.add(sid)
-            studies.append({"study_id": sid, "images": [str(entry)], "views": None})
-    if not studies:
-        raise InputError(f"--input-dir {root}: no images found (expected sub-folders of PNG/JPEG/DICOM "
-                         "files, or image files)")
-    return studies
-
-
-def _read_manifest(path: Path) -> list[dict]:
-    from cxreport.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"--manifest {path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        if "study_id" not in cols or "path" not in cols:
-            raise InputError(f"{path}: needs the columns study_id,path[,view] (found {cols or 'no header'})")
-        by_id: dict[str, dict] = {}
-        for n, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            if not row.get("study_id") or not row.get("path"):
-                raise InputError(f"{path}, line {n}: study_id and path must not be empty")
-            img = Path(row["path"]).expanduser()
-            img = img if img.is_absolute() else path.parent / img
-            s = by_id.setdefault(row["study_id"], {"study_id": row["study_id"], "images": [], "views": []})
-            s["images"].append(str(img))
-            s["views"].append(row.get("view") or None)
-    if not by_id:
-        raise InputError(f"{path}: no rows")
-    return list(by_id.values())
-
-
-def shard() -> tuple[int, int]:
-    """(rank, world) from torchrun's environment; (0, 1) otherwise."""
-    from cxreport.errors import InputError
-
-    try:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError:
-        raise InputError("RANK and WORLD_SIZE must be integers") from None
-    if world < 1 or not 0 <= rank < world:
-        raise InputError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
-    return rank, world
-
-
-def part_path(out: Path, rank: int, world: int) -> Path:
-    return out / f"summary.part-{rank}-of-{world}.jsonl"
-
-
 def run_batch(pipeline, args, opts) -> int:
-    from tqdm import tqdm
+    from cxreport.inference.batch import SUMMARY, discover_studies, run_batch
 
-    from cxreport import fsio
-    from cxreport.errors import InputError
-
-    out = Path(args.output_dir)
     studies = discover_studies(args.input_dir, args.manifest)
-    names = [safe_name(s["study_id"]) for s in studies]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise InputError(f"study ids collide after making them safe file names: {sorted(dupes)[:5]}")
-    rank, world = shard()
-    for i, s in enumerate(studies):
-        s["index"] = i
-    mine = [(s, n) for s, n in zip(studies, names) if s["index"] % world == rank]
-    heat_root = Path(args.heatmaps) if args.heatmaps else None
-    if not args.force:
-        targets = [out / SUMMARY] + [part_path(out, rank, world)] * (world > 1) + [out / f"{n}.json" for _, n in mine]
-        targets += [heat_root / n for _, n in mine] if heat_root else []
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            raise InputError(f"{existing[0]} exists ({len(existing)} output(s) in the way): pass --force to "
-                             "overwrite, or choose another --output-dir")
-    part = part_path(out, rank, world)
-    if world > 1:
-        part.unlink(missing_ok=True)  # a stale part from an earlier run must not be merged into this one
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failed = [], 0
-    bar = tqdm(total=len(mine), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
-               unit="study", position=rank, disable=None)
-    for start in range(0, len(mine), args.batch_size):
-        chunk = mine[start:start + args.batch_size]
-        results = pipeline.generate_batch([{"images": s["images"], "views": s["views"]} for s, _ in chunk],
-                                          on_error="record", **opts)
-        for (s, name), r in zip(chunk, results):
-            row = {"index": s["index"], "study_id": s["study_id"], "images": s["images"]}
-            if "error" in r:
-                failed += 1
-                row |= {"status": "error", "error": r["error"]}
-            else:
-                if heat_root is not None:
-                    r["heatmaps"] = write_heatmaps(r.get("heatmaps", []), heat_root / name, True)
-                fsio.atomic_write_json(out / f"{name}.json", {"study_id": s["study_id"], **r})
-                row |= {"status": "ok", "file": f"{name}.json", "report": r["report"],
-                        "positive": [k for k, f in r["findings"].items() if f["positive"]]}
-            rows.append(row)
-        bar.update(len(chunk))
-    bar.close()
-    if world == 1:
-        fsio.atomic_write_jsonl(out / SUMMARY, rows)
-        merged = True
-    else:
-        fsio.atomic_write_jsonl(part, rows)
-        merged = merge_parts(out, world)
-    where = out / SUMMARY if merged else part
-    print(f"{len(rows) - failed} of {len(rows)} studies written to {out}"
-          + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if merged else
+    opts = {k: v for k, v in opts.items() if k != "heatmaps"}
+    res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
+                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)
+    n, failed, where = len(res.rows), res.failed, res.summary
+    print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
+          + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if res.merged else
                                                                       f"; waiting for other ranks to merge {SUMMARY}"),
           file=sys.stderr)
-    return 1 if failed and failed == len(rows) else 0
-
-
-def merge_parts(out: Path, world: int) -> bool:
-    """Merge every rank's part into summary.jsonl once all exist (idempotent, atomic)."""
-    from cxreport import fsio
-
-    parts = [part_path(out, r, world) for r in range(world)]
-    if not all(p.is_file() for p in parts):
-        return False
-    rows = sorted((row for p in parts for row in fsio.read_jsonl(p)), key=lambda r: r.get("index", 0))
-    fsio.atomic_write_jsonl(out / SUMMARY, rows)
-    return True
+    return 1 if failed and failed == n else 0
