@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from cxreport.checkpoint import load_checkpoint
 from cxreport.data.cache import Cache
 from cxreport.data.images import letterbox
-from cxreport.data.study import view_group
+from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
-from cxreport.inference_gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
+from cxreport.inference.gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
                                      fit_orientation, mirror_symmetry)
 from cxreport.training.feature_cache import pooled_features
 

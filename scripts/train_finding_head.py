@@ -22,7 +22,7 @@ import numpy as np
 from cxreport.checkpoint import load_checkpoint, save_checkpoint
 from cxreport.data.cache import Cache
 from cxreport.data.dataset import labels_vector, select_views
-from cxreport.data.study import view_group
+from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
 from cxreport.models.registry import _deep_merge
 from cxreport.models.report_model import build_model

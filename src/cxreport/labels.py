@@ -20,6 +20,10 @@ CHEXPERT_LABELS = (
     "Support Devices",
 )
 
+# A finding's state in a plan. "not_assessed": the finding head had too few training positives to
+# judge it (or no film it reads was given), so it is never reported either way.
+FINDING_STATES = ("positive", "negative", "uncertain", "not_assessed")
+
 FRONTAL_VIEWS = {"PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "PA RLD", "AP LLD", "AP RLD", "XTABLE LATERAL_"}
 LATERAL_VIEWS = {"LATERAL", "LL", "RL", "XTABLE LATERAL", "LAO", "RAO", "LPO"}
 

@@ -86,15 +86,22 @@ def run_single(pipeline, args, opts) -> int:
 
 
 def format_text(result: dict) -> str:
-    views = ", ".join(v["view"] for v in result["views"])
+    views = ", ".join(f"{v['view']}{'' if v.get('used', True) else ' (not used)'}" for v in result["views"])
     uniform = result["threshold"]
     at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
-    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
-             f"Findings (probability; * = positive at {at}):"]
-    for name, f in sorted(result["findings"].items(), key=lambda kv: -kv[1]["probability"]):
+    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", ""]
+    lines += [f"Warning: {w}" for w in result.get("warnings", [])]
+    lines.append(f"Findings (probability; * = positive at {at}, ? = uncertain):")
+    marks = {"positive": "*", "uncertain": "?"}
+    found = sorted(((n, f) for n, f in result["findings"].items() if f["state"] != "not_assessed"),
+                   key=lambda kv: -kv[1]["probability"])
+    for name, f in found:
         bar = "#" * round(20 * f["probability"])
         own = f" [{f['threshold']:.2f}]" if uniform is None else ""
-        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}{own}  {bar}")
+        lines.append(f" {marks.get(f['state'], ' ')} {name:<27} {f['probability']:.2f}{own}  {bar}")
+    skipped = [n for n, f in result["findings"].items() if f["state"] == "not_assessed"]
+    if skipped:
+        lines.append("Not assessed (too few training examples, or no film the model reads): " + ", ".join(skipped))
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
     return "\n".join(lines)

@@ -77,12 +77,12 @@ def open_pil(path, data: bytes | None = None, max_pixels: int = MAX_PIXELS, min_
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(src)
             _check_size(path, im.width, im.height, max_pixels, min_side)
-            orig_size = im.size
+            orig_size, orig_mode = im.size, im.mode
             if draft_size and im.format == "JPEG":
                 # DCT-domain downscaling: decodes a 2k JPEG at 1/8 the cost; never below draft_size.
                 im.draft("L", (draft_size, draft_size))
             im.load()
-            im.info["orig_size"] = orig_size
+            im.info["orig_size"], im.info["orig_mode"] = orig_size, orig_mode
     except ImageError:
         raise
     except FileNotFoundError:
@@ -124,7 +124,41 @@ def _read_dicom(path, data: bytes | None, max_pixels: int, min_side: int) -> np.
     out = to_uint8(np.asarray(arr))
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out  # MONOCHROME1 stores bone dark; flip intensities (never the geometry)
-    return out
+    return out, dicom_view(ds)
+
+
+def dicom_view(ds) -> str | None:
+    """The view a DICOM file declares: ViewPosition (PA, AP, LL, LATERAL...), else the code
+    meaning of ViewCodeSequence ("postero-anterior", "left lateral"...); None when absent."""
+    vp = str(ds.get("ViewPosition", "") or "").strip()
+    if vp:
+        return vp
+    seq = ds.get("ViewCodeSequence")
+    if seq:
+        meaning = str(getattr(seq[0], "CodeMeaning", "") or "").strip().lower()
+        if "lateral" in meaning:
+            return "LATERAL"
+        if "anterior" in meaning or "posterior" in meaning:
+            return "PA" if meaning.startswith("postero") else "AP"
+    return None
+
+
+def colour_fraction(rgb: np.ndarray, delta: int = 40) -> float:
+    """Share of pixels whose channels differ by more than ``delta`` (H x W x 3 uint8; sampled on a
+    grid of at most 128 x 128). A chest film, even a tinted scan of one, has next to none."""
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        return 0.0
+    step = max(1, max(rgb.shape[:2]) // 128)
+    c = rgb[::step, ::step, :3].astype(np.int16)
+    return float(((c.max(-1) - c.min(-1)) > delta).mean())
+
+
+def _pil_colour(im: Image.Image) -> float:
+    if im.mode in ("L", "LA", "1", "I", "F", "I;16", "I;16B", "I;16L"):
+        return 0.0
+    step = max(1, max(im.size) // 128)
+    small = im.resize((max(1, im.width // step), max(1, im.height // step)), Image.NEAREST)
+    return colour_fraction(np.asarray(small.convert("RGB")))
 
 
 def is_dicom(path, data: bytes | None = None) -> bool:
@@ -140,15 +174,29 @@ def is_dicom(path, data: bytes | None = None) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
+def load_image_facts(path, data: bytes | None = None, max_pixels: int = MAX_PIXELS,
+                     min_side: int = MIN_SIDE, draft_size: int | None = None):
+    """(gray uint8, original (height, width), facts): ``facts`` holds ``colour`` (share of strongly
+    coloured pixels) and ``view`` (what a DICOM file declares, else None) for the input gate."""
+    if is_dicom(path, data):
+        arr, view = _read_dicom(path, data, max_pixels, min_side)
+        return arr, arr.shape, {"colour": 0.0, "view": view}
+    im = open_pil(path, data, max_pixels, min_side, draft_size)
+    w, h = im.info.get("orig_size", im.size)
+    colour = _pil_colour(im)
+    if im.mode == "L" and im.info.get("orig_mode") in ("RGB", "YCbCr", "CMYK"):
+        # A colour JPEG decoded straight to grey (draft mode): look at its colour at 1/8 scale.
+        small = open_pil(path, data, max_pixels, min_side)
+        small.draft("RGB", (64, 64))
+        colour = _pil_colour(small)
+    return _pil_to_gray(im), (h, w), {"colour": colour, "view": None}
+
+
 def load_image_with_size(path, data: bytes | None = None, max_pixels: int = MAX_PIXELS,
                          min_side: int = MIN_SIDE, draft_size: int | None = None):
     """Like `load_image`, also returning the original (height, width) before any draft scaling."""
-    if is_dicom(path, data):
-        arr = _read_dicom(path, data, max_pixels, min_side)
-        return arr, arr.shape
-    im = open_pil(path, data, max_pixels, min_side, draft_size)
-    w, h = im.info.get("orig_size", im.size)
-    return _pil_to_gray(im), (h, w)
+    gray, hw, _ = load_image_facts(path, data, max_pixels, min_side, draft_size)
+    return gray, hw
 
 
 def load_image(path, data: bytes | None = None, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,

@@ -10,10 +10,6 @@ from typing import Any
 from cxreport.errors import InputError
 from cxreport.labels import CHEXPERT_LABELS, FRONTAL_VIEWS, LATERAL_VIEWS, VIEW_IDS, view_group  # noqa: F401
 
-# A finding's state in a plan. "not_assessed": the finding head had too few training positives to
-# judge it (or no frontal film was given), so it is never reported either way.
-FINDING_STATES = ("positive", "negative", "uncertain", "not_assessed")
-
 SPLITS = ("train", "val", "test")
 
 

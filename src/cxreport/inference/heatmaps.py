@@ -105,23 +105,27 @@ def to_png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def choose_findings(probs: dict | None, labels: list[str], thresholds: dict) -> list[int]:
-    """Positive findings, most probable first; the single most probable one when none is positive."""
+def choose_findings(probs: dict | None, labels: list[str], thresholds: dict, plan: dict | None = None) -> list[int]:
+    """Positive findings (the plan's, else by threshold), most probable first; the single most
+    probable one when none is positive. A not-assessed finding never gets a map."""
     if not probs:
         return []
-    order = sorted(range(len(labels)), key=lambda j: -probs[labels[j]])
-    positive = [j for j in order if probs[labels[j]] >= thresholds[labels[j]]]
+    plan = plan or {}
+    order = [j for j in sorted(range(len(labels)), key=lambda j: -probs[labels[j]])
+             if plan.get(labels[j]) != "not_assessed" and thresholds[labels[j]] != float("inf")]
+    positive = [j for j in order if (plan[labels[j]] == "positive" if labels[j] in plan
+                                     else probs[labels[j]] >= thresholds[labels[j]])]
     return positive or order[:1]
 
 
 def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | None], thresholds: dict,
-                     films: list | None = None):
+                     films: list | None = None, plans: list[dict] | None = None):
     """Per study: [{finding, probability, positive, view, view_index, has_signal, overlay (uint8 S x S x 3)}].
 
     ``images`` is the model batch; ``films`` (per study, uint8 V x S x S letterboxed views) are
     what the overlays are drawn on, by default the model input itself. One per (finding, view)."""
     labels = pipeline.labels
-    chosen = [choose_findings(p, labels, thresholds) for p in probs]
+    chosen = [choose_findings(p, labels, thresholds, plans[i] if plans else None) for i, p in enumerate(probs)]
     wanted = sorted({j for c in chosen for j in c})
     out: list[list[dict]] = [[] for _ in probs]
     if not wanted:
@@ -142,7 +146,8 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
                 p = float(probs[b][labels[j]])
                 cam = cams[b, v, col].numpy()
                 # An all-zero map means no region raised the logit: say so rather than show a blank film.
-                out[b].append({"finding": labels[j], "probability": round(p, 4), "positive": p >= thresholds[labels[j]],
+                state = plans[b][labels[j]] if plans else ("positive" if p >= thresholds[labels[j]] else "negative")
+                out[b].append({"finding": labels[j], "probability": round(p, 4), "state": state,
                                "view": names.get(int(view_ids[b, v]), "unknown"), "view_index": v,
                                "has_signal": bool(cam.max() > 0), "overlay": overlay(film, cam)})
     return out

@@ -23,8 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox, load_image_with_size, to_uint8
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE, colour_fraction, letterbox, load_image_facts, to_uint8
 from cxreport.errors import ImageError, InputError
+from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.labels import VIEW_IDS, view_group
 
@@ -84,7 +85,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
                                              letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),
                                              card=card.read_text(encoding="utf-8") if card.is_file() else ""),
-                    threshold=threshold)
+                    threshold=threshold, gate=GateParams.load(path))
 
 
 @dataclass
@@ -104,6 +105,7 @@ class PreparedStudy:
     view_ids: list[int]
     views: list[dict] = field(default_factory=list)
     preprocess_ms: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 def _view_name(view: str | None, index: int) -> str:
@@ -119,8 +121,9 @@ def _view_name(view: str | None, index: int) -> str:
     return group
 
 
-def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str]:
-    """Any accepted input -> (uint8 H x W, original (H, W), where it came from).
+def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str, dict]:
+    """Any accepted input -> (uint8 H x W, original (H, W), where it came from, facts for the
+    gate: ``colour`` share and DICOM ``view``).
 
     Files and bytes decode like the cache decoded them (same limits, same JPEG draft size);
     ``label`` names an in-memory image in error messages."""
@@ -128,14 +131,15 @@ def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tu
         data = bytes(item)
         if not data:
             raise ImageError(label, "is empty (0 bytes)", "send the image file's contents")
-        gray, hw = load_image_with_size(label, data=data, max_pixels=max_pixels,
-                                        min_side=min_side, draft_size=draft)
-        return gray, hw, "bytes"
+        gray, hw, facts = load_image_facts(label, data=data, max_pixels=max_pixels,
+                                           min_side=min_side, draft_size=draft)
+        return gray, hw, "bytes", facts
     if isinstance(item, (str, os.PathLike)):
-        gray, hw = load_image_with_size(item, max_pixels=max_pixels, min_side=min_side, draft_size=draft)
-        return gray, hw, Path(item).name
+        gray, hw, facts = load_image_facts(item, max_pixels=max_pixels, min_side=min_side, draft_size=draft)
+        return gray, hw, Path(item).name, facts
     if isinstance(item, np.ndarray):
         arr = item
+        colour = colour_fraction(to_uint8(arr[..., :3])) if arr.ndim == 3 and arr.shape[-1] >= 3 else 0.0
         if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
             arr = arr[..., :3].mean(-1) if arr.shape[-1] > 1 else arr[..., 0]
         if arr.ndim != 2:
@@ -146,7 +150,7 @@ def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tu
                              f"{min_side} px per side .. {max_pixels:,} pixels")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ImageError(label, "array has NaN or infinite values")
-        return to_uint8(np.ascontiguousarray(arr)), (h, w), "array"
+        return to_uint8(np.ascontiguousarray(arr)), (h, w), "array", {"colour": colour, "view": None}
     raise InputError(f"{label}: unsupported input {type(item).__name__} "
                      "(give a file path, the file's bytes or a numpy array)")
 
@@ -159,8 +163,11 @@ class Pipeline:
     """
 
     def __init__(self, model, tokenizer, info: PipelineInfo | None = None, *, threshold: float | None = None,
-                 max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE):
+                 max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, gate: GateParams | None = None):
         self.model, self.tokenizer = model, tokenizer
+        # The input gate (refuse non-radiographs, turn films upright, tell views apart); None for
+        # checkpoints without gate files, which then read whatever they are given.
+        self.gate = Gate(gate) if gate is not None else None
         self.info = info or PipelineInfo()
         self.labels = list(model.labels)
         self.image_size = int(model.cfg.preprocess.image_size)
@@ -202,23 +209,35 @@ class Pipeline:
         images = list(images)
         if not images:
             raise InputError("no images given: a study needs at least one X-ray")
-        if len(images) > self.max_views:
-            raise InputError(f"{len(images)} images given, but this model reads at most {self.max_views} views "
-                             "per study (a frontal and a lateral)")
         views = list(views) if views is not None else [None] * len(images)
         if len(views) != len(images):
             raise InputError(f"{len(views)} views given for {len(images)} images: give one per image, in order")
-        arrays, infos, view_ids = [], [], []
+        arrays, infos, warnings, tags = [], [], [], []
         for i, (item, view) in enumerate(zip(images, views)):
-            name = _view_name(view, i)
             size = self.info.letterbox_size
             label = names[i] if names is not None and i < len(names) else f"image {i + 1}"
-            gray, (h, w), source = _as_gray(item, label, self.max_pixels, self.min_side, size)
-            arrays.append(letterbox(gray, size))
-            infos.append({"index": i, "view": name, "source": source, "height": int(h), "width": int(w)})
-            view_ids.append(VIEW_IDS[name])
-        return PreparedStudy(torch.from_numpy(np.stack(arrays)), view_ids, infos,
-                             (time.perf_counter() - t0) * 1000)
+            gray, (h, w), source, facts = _as_gray(item, label, self.max_pixels, self.min_side, size)
+            tags.append(source if source not in ("bytes", "array") else label)
+            film = letterbox(gray, size)
+            turned = 0
+            if self.gate is not None:
+                self.gate.check_pixels(film, tags[-1], facts["colour"])
+                film, turned = self.gate.upright(film)
+                if turned:
+                    warnings.append(f"{tags[-1]}: was rotated by {90 * turned} degrees; turned upright before reading")
+            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
+            arrays.append(film)
+            infos.append({"index": i, "view": name, "view_from": how, "source": source, "height": int(h),
+                          "width": int(w), "turned_upright_degrees": 90 * turned})
+        use = pick_views([v["view"] for v in infos], self.max_views)
+        for v in infos:
+            v["used"] = v["index"] in use
+        if len(use) < len(infos):
+            warnings.append(f"{len(infos)} images: read " + " and ".join(f"{tags[i]} ({infos[i]['view']})" for i in use)
+                            + "; the others were not used")
+        return PreparedStudy(torch.from_numpy(np.stack([arrays[i] for i in use])),
+                             [VIEW_IDS[infos[i]["view"]] for i in use], infos,
+                             (time.perf_counter() - t0) * 1000, warnings)
 
     def collate(self, studies: list[PreparedStudy]):
         """The training collate turns letterboxed uint8 views into the model's float batch."""
@@ -250,14 +269,16 @@ class Pipeline:
                     raise
                 prepared.append(str(exc))
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
-        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
-                    if good else [])
+        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                             on_error=on_error) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
-            threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
-        """The model part: prepared studies -> result dicts."""
+            threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
+        """The model part: prepared studies -> result dicts. A study the gate refuses raises
+        `NotARadiograph`, or gives ``{"error", "refused": True}`` with ``on_error="record"``."""
         thr = self.thresholds(threshold)
+        override = None if threshold is None and self.threshold is None else thr[self.labels[0]]
         if not 1 <= int(beam) <= 16:
             raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
         limit = self.model.cfg.decoder.max_len - 1
@@ -266,33 +287,45 @@ class Pipeline:
             raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
         dev = next(self.model.parameters()).device
         images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
+        from cxreport.models.finding_states import assessed as assessed_findings
+
+        assessed = assessed_findings(self.model.cfg.findings, self.labels)
         with self.lock:
             t0 = time.perf_counter()
-            findings = None
-            if self.model.finding_tokens is not None and any(
-                    abs(thr[k] - self.model_thresholds[k]) > 1e-9 for k in self.labels):
-                # The model plans its sentences from findings at its own thresholds; other thresholds
-                # need the probabilities first, then generation from that plan (one more encoder pass).
-                findings = [self._plan(o["finding_probs"], thr)
-                            for o in generate(self.model, self.tokenizer, images, mask, view_ids, max_len=1)]
-            outs = generate(self.model, self.tokenizer, images, mask, view_ids, findings=findings, beam=beam,
-                            max_len=max_len)
+            pooled = []
+            hook = (self.model.encoder.register_forward_hook(lambda m, i, out: pooled.append(out.pooled.detach()))
+                    if self.gate is not None else None)
+            try:
+                outs = generate(self.model, self.tokenizer, images, mask, view_ids, beam=beam, max_len=max_len,
+                                threshold=override)
+            finally:
+                if hook is not None:
+                    hook.remove()
             gen_ms = (time.perf_counter() - t0) * 1000
+            refused = self._refusals(prepared, mask, pooled[0] if pooled else None)
+            if refused and on_error == "raise":
+                raise next(iter(refused.values()))
             maps = None
             if heatmaps:
                 from cxreport.inference.heatmaps import finding_heatmaps
 
                 t1 = time.perf_counter()
-                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], thr,
-                                        films=[p.images for p in prepared])
+                shown = {k: (thr[k] if assessed[k] else float("inf")) for k in self.labels}
+                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], shown,
+                                        films=[p.images for p in prepared], plans=[o["finding_plan"] for o in outs])
                 heat_ms = (time.perf_counter() - t1) * 1000
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
-            probs = o["finding_probs"] or {}
+            if i in refused:
+                results.append({"error": str(refused[i]), "refused": True, "model": self.name, "views": p.views})
+                continue
+            probs, plan = o["finding_probs"] or {}, o["finding_plan"]
             r = {"report": o["text"],
-                 "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= thr[k]), "threshold": thr[k]}
-                              for k, v in probs.items()},
-                 "views": p.views, "model": self.name, "threshold": _uniform(thr),
+                 "findings": {k: {"probability": round(float(probs[k]), 4) if k in probs and plan[k] != "not_assessed"
+                                  else None, "state": plan[k],
+                                  "assessed": assessed[k], "threshold": thr[k] if assessed[k] else None}
+                              for k in self.labels},
+                 "views": p.views, "warnings": list(p.warnings), "model": self.name, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
             if maps is not None:
                 r["heatmaps"] = maps[i]
@@ -301,9 +334,22 @@ class Pipeline:
             results.append(r)
         return results
 
-    def _plan(self, probs: dict, thr: dict) -> dict:
-        below = None if self.model.cfg.findings.below_threshold == "unknown" else 0
-        return {k: (1 if v >= thr[k] else below) for k, v in probs.items()}
+    def _refusals(self, prepared, mask, pooled) -> dict:
+        """{study index: NotARadiograph} for studies with a film the encoder found unlike any
+        chest radiograph (pooled features of the real views, in batch order)."""
+        if self.gate is None or pooled is None:
+            return {}
+        dist = iter(self.gate.ood_distance(pooled.float().cpu().numpy()))
+        out = {}
+        for i, p in enumerate(prepared):
+            used = [v for v in p.views if v.get("used", True)]
+            for v, d in zip(used, [next(dist) for _ in range(int(mask[i].sum()))]):
+                v["ood_distance"] = round(float(d), 3)
+                if d > self.gate.cfg.ood_threshold and i not in out:
+                    out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.2f} "
+                                                         f"to the training films; the limit is "
+                                                         f"{self.gate.cfg.ood_threshold:.2f})")
+        return out
 
 
 def _uniform(thr: dict) -> float | None:

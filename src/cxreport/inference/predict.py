@@ -25,16 +25,18 @@ def decode(tokenizer, token_ids) -> str:
 
 
 def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, beam: int = 1,
-             max_len: int = 100) -> list[dict]:
+             max_len: int = 100, threshold: float | None = None) -> list[dict]:
     """One batch -> ``[{"text", "token_ids", "finding_probs"}]`` per study.
 
     ``findings`` (one plan dict per study, or None) conditions the decoder instead of the model's
-    own finding head; ``beam`` 1 is greedy search."""
+    own finding head; ``beam`` 1 is greedy search; ``threshold`` replaces the positive threshold of
+    every assessed finding in the predicted plan."""
     import torch
 
     with torch.no_grad():
         outs = model.generate(images, image_mask, view_ids, findings, max_len=int(max_len),
-                              method="beam" if beam > 1 else "greedy", num_beams=max(1, int(beam)))
+                              method="beam" if beam > 1 else "greedy", num_beams=max(1, int(beam)),
+                              threshold=threshold)
     return [{**o, "text": decode(tokenizer, o["token_ids"])} for o in outs]
 
 
@@ -64,7 +66,7 @@ def predict_findings(model, dataset, batch_size: int = 32):
     with torch.no_grad():
         for batch in batches(dataset, collate, batch_size):
             img_tok, img_mask = model.encode_images(batch["images"], batch["image_mask"], batch["view_ids"])
-            probs.append(torch.sigmoid(model.finding_logits(img_tok, img_mask, batch["view_ids"])).float().numpy())
+            probs.append(model.finding_probs(img_tok, img_mask, batch["view_ids"]).float().numpy())
             targets.append(batch["finding_targets"].numpy())
             ids += batch["study_id"]
     return np.concatenate(probs), np.concatenate(targets), ids

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from cxreport.data.study import FINDING_STATES
+from cxreport.labels import FINDING_STATES
 from cxreport.models.config import FindingsConfig
 from cxreport.models.finding_head import NEGATIVE, POSITIVE, UNCERTAIN, UNKNOWN
 

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 from cxreport import __version__
 from cxreport.data.images import MAX_PIXELS
 from cxreport.errors import InputError
+from cxreport.inference.gate import NotARadiograph
 
 log = logging.getLogger("cxreport.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -189,7 +190,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
               responses={400: {"description": "unreadable, empty, truncated or oversized image"},
                          401: {"description": "API key missing or wrong"},
                          413: {"description": "request body over the upload limit"},
-                         422: {"description": "form fields missing or invalid"},
+                         422: {"description": "form fields missing or invalid, or an image that is not a chest radiograph"},
                          503: {"description": "too many requests in flight; retry"}})
     async def reports(
         images: list[UploadFile] = File(..., description="the study's X-rays: PNG, JPEG or DICOM"),
@@ -218,6 +219,9 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
                            dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps))
             try:
                 result = await anyio.to_thread.run_sync(work, limiter=state["limiter"])
+            except NotARadiograph as exc:
+                log.info("POST /v1/reports 422 (not a chest radiograph, %d image(s))", len(datas))
+                raise HTTPException(422, str(exc)) from None
             except InputError as exc:
                 log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
                          sum(map(len, datas)))

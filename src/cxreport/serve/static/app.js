@@ -44,9 +44,11 @@ function renderFileList() {
 function renderFindings(findings) {
   const box = $("findings");
   box.replaceChildren();
-  const rows = Object.entries(findings).sort((a, b) => b[1].probability - a[1].probability);
+  const all = Object.entries(findings);
+  const rows = all.filter(([, f]) => f.state !== "not_assessed")
+    .sort((a, b) => b[1].probability - a[1].probability);
   for (const [name, f] of rows) {
-    const pos = f.positive ? " positive" : "";
+    const pos = f.state === "positive" ? " positive" : f.state === "uncertain" ? " uncertain" : "";
     const track = el("div", "track");
     const bar = el("div", "bar" + pos);
     bar.style.width = (100 * f.probability).toFixed(1) + "%";
@@ -54,8 +56,17 @@ function renderFindings(findings) {
     tick.style.left = (100 * f.threshold).toFixed(1) + "%";
     tick.title = "threshold " + f.threshold.toFixed(2);
     track.append(bar, tick);
-    box.append(el("span", "name" + pos, (f.positive ? "● " : "") + name), track,
+    const mark = f.state === "positive" ? "● " : f.state === "uncertain" ? "? " : "";
+    box.append(el("span", "name" + pos, mark + name), track,
                el("span", "value", f.probability.toFixed(2)));
+  }
+  // Findings the model cannot judge get no bar: a number there would look like a reading.
+  const skipped = all.filter(([, f]) => f.state === "not_assessed").map(([name]) => name);
+  if (skipped.length) {
+    const note = el("p", "note not-assessed", "Not assessed: " + skipped.join(", ") +
+                    " (too few training examples, or no film the model reads).");
+    note.style.gridColumn = "1 / -1";
+    box.append(note);
   }
 }
 
@@ -101,11 +112,13 @@ async function submit(event) {
     let body;
     try { body = await resp.json(); } catch (e) { body = { error: "HTTP " + resp.status }; }
     if (!resp.ok) {
+      $("result-panel").hidden = true;  // never leave an earlier study's report beside this error
       setStatus(`Error ${resp.status}: ${body.error || "request failed"}`, true);
       return;
     }
     $("result-panel").hidden = false;
     $("report").textContent = body.report || "(empty report)";
+    $("warnings").textContent = (body.warnings || []).map((w) => "Warning: " + w).join(" ");
     const views = body.views.map((v) => v.view).join(" + ");
     $("meta").textContent = `model ${body.model} · ${views} · ${Math.round(body.timing_ms.total)} ms on the server`;
     renderFindings(body.findings);

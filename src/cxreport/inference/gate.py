@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxreport.data.images import colour_fraction  # noqa: F401  (re-exported for scripts)
 from cxreport.errors import InputError
 
 GATE_FILES = ("gate.json", "gate.safetensors")
@@ -83,16 +84,6 @@ class GateParams:
 
 
 # ---- cheap pixel checks ------------------------------------------------------------------
-def colour_fraction(rgb: np.ndarray, delta: int = 40) -> float:
-    """Share of pixels whose channels differ by more than ``delta`` (H x W x 3 uint8, any size:
-    sampled on a grid of at most 128 x 128)."""
-    if rgb.ndim != 3 or rgb.shape[-1] < 3:
-        return 0.0
-    step = max(1, max(rgb.shape[:2]) // 128)
-    c = rgb[::step, ::step, :3].astype(np.int16)
-    return float(((c.max(-1) - c.min(-1)) > delta).mean())
-
-
 def pixel_stats(gray: np.ndarray) -> dict:
     """Grey-level spread and adjacent-pixel correlation of a letterboxed uint8 film."""
     x = gray.astype(np.float32)
@@ -133,7 +124,8 @@ class Gate:
         if st["std"] < c.min_std:
             raise NotARadiograph(name, "blank or nearly uniform (no image content)")
         if st["neighbour_corr"] < c.min_neighbour_corr:
-            raise NotARadiograph(name, f"looks like noise (adjacent-pixel correlation {st['neighbour_corr']:.2f})")
+            raise NotARadiograph(name, f"looks like noise, text or line art, not a film (adjacent-pixel correlation "
+                                       f"{st['neighbour_corr']:.2f})")
 
     def orientation(self, gray: np.ndarray) -> tuple[int, float]:
         """(k, probability): the film is rotated by k * 90 degrees counter-clockwise."""
@@ -202,3 +194,34 @@ def fit_orientation(films: np.ndarray, side: int, l2: float = 1e-3) -> tuple[np.
 
     opt.step(closure)
     return w.detach().numpy(), b.detach().numpy()
+
+
+def decide_view(given: str | None, tag: str | None, gray: np.ndarray, index: int, gate: "Gate | None",
+                parse) -> tuple[str, str]:
+    """(frontal | lateral | unknown, how it was decided) for one image: what the caller said
+    (``--view``, manifest, form field), else the DICOM tag, else the gate's image check, else the
+    image's position (first frontal, second lateral). ``parse`` turns a view code into a group."""
+    if given is not None and str(given).strip():
+        return parse(given), "given"
+    if tag:
+        from cxreport.labels import view_group
+
+        group = view_group(tag)
+        if group != "unknown":
+            return group, "dicom"
+    if gate is not None:
+        return gate.guess_view(gray), "image check"
+    return ("frontal" if index == 0 else "lateral" if index == 1 else "unknown"), "position"
+
+
+def pick_views(views: list[str], max_views: int) -> list[int]:
+    """Indices of the images a study uses: the first frontal and the first lateral (then others
+    in order while the model takes more views)."""
+    order = []
+    for group in ("frontal", "lateral"):
+        if group in views:
+            order.append(views.index(group))
+    if not order:
+        order.append(0)
+    order += [i for i in range(len(views)) if i not in order and views[i] == "unknown"]
+    return sorted(order[:max_views], key=lambda i: (views[i] != "frontal", i))

@@ -1,0 +1,178 @@
+"""The input gate end to end on the tiny model: non-radiographs are refused (CLI/API error, HTTP 422,
+batch per-study error), rotated films are turned upright with a warning, views come from the
+caller, DICOM tags or the image check, 3+ images pick one frontal and one lateral, and a study of
+laterals only gets no findings from a frontal-only head."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.fixtures.synthetic_cxr import draw
+
+
+def _films(n=24, size=256):
+    rng = np.random.default_rng(0)
+    return [draw(int(rng.integers(0, 2)), int(rng.integers(0, 2)), size, rng) for _ in range(n)]
+
+
+def _lateral(size=256, shift=0):
+    """A drawn 'lateral': one dense oval off to the left, nothing mirrored on the right."""
+    im = Image.new("L", (size, size), 20)
+    d = ImageDraw.Draw(im)
+    d.ellipse((20 + shift, 40, 150 + shift, 230), fill=150)
+    d.ellipse((60 + shift, 90, 120 + shift, 200), fill=210)
+    return np.asarray(im)
+
+
+@pytest.fixture(scope="module")
+def gated(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with gate files fitted on drawn films (as scripts/fit_gate.py does)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cxreport.inference import load_model
+    from cxreport.inference.gate import Gate, GateConfig, GateParams, fit_ood, fit_orientation, mirror_symmetry
+
+    folder = tmp_path_factory.mktemp("gated") / "best"
+    shutil.copytree(tiny_run / "best", folder)
+    base = load_model(folder)
+    films = _films()
+    laterals = [_lateral(shift=s) for s in range(-12, 13, 3)]
+    x = torch.from_numpy(np.stack(films + laterals)).unsqueeze(1).float() / 255
+    x = F.interpolate(x, size=(base.image_size,) * 2, mode="bilinear", antialias=True)
+    with torch.no_grad():
+        pooled = base.model.encoder(x).pooled.numpy()
+    mean, basis, var, resid = fit_ood(pooled, 4)
+    w, b = fit_orientation(np.stack(films + laterals), 16)
+    sym = min(mirror_symmetry(f) for f in films)
+    params = GateParams(GateConfig(symmetry_threshold=sym - 0.05), w, b, mean, basis, var, resid)
+    params.config.ood_threshold = float(Gate(params).ood_distance(pooled).max() * 3)
+    params.save(folder)
+    return load_model(folder)
+
+
+def _png(path: Path, arr) -> Path:
+    Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(path)
+    return path
+
+
+def _non_radiographs(root: Path) -> dict:
+    import matplotlib
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:256, 0:256] / 255.0
+    colour = np.stack([np.sin(9 * xx), np.cos(7 * yy), np.sin(5 * xx * yy)], -1)
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return {"photo": photo,
+            "pattern": _png(root / "pattern.png", (colour + 1) * 127),
+            "noise": _png(root / "noise.png", rng.integers(0, 256, (256, 256))),
+            "black": _png(root / "black.png", np.zeros((300, 300))),
+            "grey": _png(root / "grey.png", np.full((256, 256), 128))}
+
+
+def test_non_radiographs_are_refused_with_a_reason(gated, tmp_path):
+    from cxreport.inference.gate import NotARadiograph
+
+    bad = _non_radiographs(tmp_path)
+    reasons = {"photo": "colour picture", "pattern": "colour picture", "noise": "noise", "black": "blank",
+               "grey": "blank"}
+    for kind, path in bad.items():
+        with pytest.raises(NotARadiograph, match=reasons[kind]) as err:
+            gated.generate([path])
+        assert Path(path).name in str(err.value) and "chest radiographs only" in str(err.value)
+    assert "noise" in reasons["noise"]
+    out = gated.generate_batch([[bad["photo"]], [_png(tmp_path / "film.png", _films(1)[0])]], on_error="record")
+    assert "colour picture" in out[0]["error"] and "report" in out[1]
+
+
+def test_learned_score_refuses_a_grey_photo_the_pixel_checks_let_through(gated, tmp_path):
+    import matplotlib
+
+    from cxreport.data.images import letterbox
+    from cxreport.inference.gate import NotARadiograph
+
+    photo = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("L")
+    grey = _png(tmp_path / "hopper_grey.png", np.asarray(photo))
+    gated.gate.check_pixels(letterbox(np.asarray(photo), 256), "hopper_grey.png")  # passes the cheap checks
+    with pytest.raises(NotARadiograph, match="hopper_grey.png: does not look like a chest radiograph"):
+        gated.generate([grey])
+    ok = gated.generate([_png(tmp_path / "film.png", _films(1)[0])])
+    assert ok["views"][0]["ood_distance"] <= gated.gate.cfg.ood_threshold
+    text = Image.new("L", (256, 256), 235)
+    d = ImageDraw.Draw(text)
+    for y in range(8, 250, 14):
+        d.text((6, y), "Patient report: chest radiograph, findings normal.", fill=20)
+    with pytest.raises(NotARadiograph, match="text or line art"):
+        gated.generate([_png(tmp_path / "doc.png", np.asarray(text))])
+
+
+def test_rotated_film_is_turned_upright_with_a_warning(gated, tmp_path):
+    film = _films(3)[2]
+    upright = gated.generate([_png(tmp_path / "up.png", film)])
+    for k in (1, 2, 3):
+        r = gated.generate([_png(tmp_path / f"rot{k}.png", np.rot90(film, k))])
+        assert r["views"][0]["turned_upright_degrees"] == 90 * k
+        assert any("turned upright" in w for w in r["warnings"])
+        for name, f in r["findings"].items():
+            assert f["probability"] == pytest.approx(upright["findings"][name]["probability"], abs=1e-3)
+    assert upright["warnings"] == [] and upright["views"][0]["turned_upright_degrees"] == 0
+
+
+def test_views_from_caller_dicom_and_image_check(gated, tmp_path):
+    film, lat = _films(1)[0], _lateral()
+    a, b = _png(tmp_path / "a_lateral.png", lat), _png(tmp_path / "b_frontal.png", film)
+    r = gated.generate([a, b])  # untagged, lateral first: the image check sorts them out
+    assert [(v["view"], v["view_from"]) for v in r["views"]] == [("lateral", "image check"), ("frontal", "image check")]
+    given = gated.generate([a, b], views=["lateral", "frontal"])
+    assert [v["view_from"] for v in given["views"]] == ["given", "given"]
+    three = gated.generate([b, a, _png(tmp_path / "c.png", _films(2)[1])])
+    assert [v["used"] for v in three["views"]] == [True, True, False]
+    assert any("3 images: read b_frontal.png (frontal) and a_lateral.png (lateral)" in w for w in three["warnings"])
+    gated.model.cfg.views.head_views = "frontal"  # as the bundled head: trained on frontal films only
+    try:
+        lateral_only = gated.generate([a])
+    finally:
+        gated.model.cfg.views.head_views = "all"
+    assert {f["state"] for f in lateral_only["findings"].values()} == {"not_assessed"}
+    assert all(f["probability"] is None for f in lateral_only["findings"].values())
+
+
+def test_dicom_view_position_decides_the_view(gated, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    film = _films(1)[0]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "f.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
+    ds.Rows, ds.Columns = film.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = film.astype(np.uint8).tobytes()
+    ds.ViewPosition = "LL"  # a (mis)tagged film: the tag wins over the image check
+    ds.save_as(tmp_path / "f.dcm", enforce_file_format=True)
+    assert pydicom is not None
+    r = gated.generate([tmp_path / "f.dcm"])
+    assert (r["views"][0]["view"], r["views"][0]["view_from"]) == ("lateral", "dicom")
+
+
+def test_http_422_for_a_photo(gated):
+    pytest.importorskip("fastapi")
+    import matplotlib
+    from fastapi.testclient import TestClient
+
+    from cxreport.serve.app import ServeConfig, create_app
+
+    photo = (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
+    client = TestClient(create_app(gated, ServeConfig()))
+    resp = client.post("/v1/reports", files=[("images", ("hopper.jpg", photo, "image/jpeg"))])
+    assert resp.status_code == 422 and "colour picture" in resp.json()["error"]
