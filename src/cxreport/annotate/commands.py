@@ -388,7 +388,7 @@ def _green(args) -> int:
     results = GreenScorer(cfg).score([t for _, t in refs], [t for _, t in cands])
     fsio.atomic_write_jsonl(args.out, ({args.id_column: rid, **r.as_dict(), "response": r.response}
                                        for (rid, _), r in zip(refs, results)))
-    s = summarize(results)
+    s = summarize(results, cfg)
     fsio.atomic_write_json(str(args.out) + ".summary.json", s)
     mean = "-" if s["green"] is None else f"{s['green']:.4f}"
     print(f"GREEN {mean} over {s['scored']} of {s['n']} pairs ({s['unparseable']} unparseable) -> {args.out}")
