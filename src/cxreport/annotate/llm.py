@@ -130,7 +130,8 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cache_hits: int = 0
-    malformed: int = 0
+    malformed: int = 0  # malformed answers, retries included
+    malformed_first: int = 0  # reports whose first answer was malformed
     retries: int = 0  # re-asks after a malformed answer
     failures: int = 0
     done: int = 0  # reports finished (annotated, cached or failed)
@@ -147,7 +148,8 @@ class Usage:
     def as_dict(self, cfg: LLMConfig) -> dict:
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "cache_hits": self.cache_hits,
-                "malformed_answers": self.malformed, "retries": self.retries, "failed_reports": self.failures,
+                "malformed_answers": self.malformed, "malformed_first_answers": self.malformed_first,
+                "retries": self.retries, "failed_reports": self.failures,
                 "cost_usd": round(self.cost(cfg), 6)}
 
 
@@ -315,7 +317,7 @@ class LLMAnnotator:
             try:
                 regions = parse_regions(answer)
             except SchemaError as exc:
-                self.usage.add(malformed=1)
+                self.usage.add(malformed=1, malformed_first=int(attempt == 1))
                 error = f"malformed answer: {exc}"
                 messages = messages[:2] + [{"role": "assistant", "content": answer},
                                            {"role": "user", "content": retry_message(exc)}]
