@@ -7,9 +7,9 @@ import json
 import pytest
 
 from cxreport.annotate.cache import ResponseCache
-from cxreport.annotate.llm import (DEFAULT_MODEL, LLMAnnotator, LLMConfig, Prompt, load_prompt, model_warning,
-                                   response_format)
+from cxreport.annotate.llm import LLMAnnotator, Prompt, load_prompt
 from cxreport.annotate.schema import REGION_SCHEMA, SchemaError, parse_regions
+from cxreport.llm import DEFAULT_MODEL, LLMConfig, model_warning, response_format
 from cxreport.errors import InputError
 from cxreport.text.regions import REGIONS
 from tests.fixtures.openai_server import Reply, ScriptedOpenAIServer

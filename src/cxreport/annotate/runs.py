@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cxreport.annotate.cache import ResponseCache
-from cxreport.annotate.llm import ChatClient, LLMAnnotator, LLMConfig, load_prompt
+from cxreport.annotate.llm import LLMAnnotator, load_prompt
 from cxreport.errors import CXReportError
+from cxreport.llm import ChatClient, LLMConfig
 from cxreport.text.regions import REGIONS, score_regions, split_regions
 
 

@@ -65,7 +65,7 @@ def _add_input_args(p, with_csv: bool = True) -> None:
 
 
 def _add_endpoint_args(p) -> None:
-    from cxreport.annotate.llm import DEFAULT_MODEL, OPENAI_BASE_URL, SCHEMA_MODES
+    from cxreport.llm import DEFAULT_MODEL, OPENAI_BASE_URL, SCHEMA_MODES
 
     ep = p.add_argument_group("endpoint (OpenAI-compatible)")
     ep.add_argument("--base-url", default=os.environ.get("CXREPORT_LLM_BASE_URL", OPENAI_BASE_URL))
@@ -121,7 +121,7 @@ def _add_export_args(p) -> None:
 
 
 def _llm_config(args):
-    from cxreport.annotate.llm import LLMConfig
+    from cxreport.llm import LLMConfig
 
     if args.concurrency < 1:
         raise InputError("--concurrency must be at least 1")
@@ -137,7 +137,7 @@ def _endpoint(args):
     import logging
 
     from cxreport.annotate.cache import ResponseCache
-    from cxreport.annotate.llm import ChatClient, model_warning
+    from cxreport.llm import ChatClient, model_warning
 
     cfg = _llm_config(args)
     warning = model_warning(cfg)
@@ -181,7 +181,7 @@ class _ProgressBar:
 def _rows_from_args(args) -> tuple[list[tuple[str, str]], dict[str, dict] | None]:
     """(id, text) rows and references (None when there are none)."""
     from cxreport.annotate.data import load_iu_region_examples, load_region_annotations, read_gold_jsonl
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     if args.iu_xray:
         ex = load_iu_region_examples(args.iu_xray, args.split, args.limit, annotations=args.annotations)
@@ -412,7 +412,7 @@ def _vlm_annotate(args) -> int:
 def _csv_with_images(args) -> list[tuple[str, str, list]]:
     import csv
 
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     rows = read_report_csv(args.input, args.text_column, args.id_column)
     if not args.image_column:
@@ -437,7 +437,7 @@ def _csv_with_images(args) -> list[tuple[str, str, list]]:
 def _green(args) -> int:
     from cxreport import fsio
     from cxreport.metrics.green import GreenConfig, GreenScorer, summarize
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     refs = read_report_csv(args.input, args.reference_column, args.id_column)
     cands = read_report_csv(args.input, args.candidate_column, args.id_column)
