@@ -235,13 +235,7 @@ class Trainer:
         stop, t0, seen, running = False, time.monotonic(), 0, []
         while not stop and self.step < self.total_steps:
             order = epoch_indices(sizes, weights, self.epoch, loop.seed)[self.dist.rank::self.dist.world]
-            batches = [order[i:i + loop.batch_size] for i in range(0, len(order), loop.batch_size)]
-            usable = len(batches) - len(batches) % loop.grad_accum
-            loader = torch.utils.data.DataLoader(
-                _Pairs(self.train_sets), batch_sampler=batches[self.micro:usable], collate_fn=self.collate_train,
-                num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda",
-                # Its own generator: creating a loader must not draw from the global RNG (exact resume).
-                generator=torch.Generator().manual_seed(loop.seed * 7919 + self.epoch))
+            loader, usable = self._epoch_loader(order)
             for batch in loader:
                 if stop:
                     break
@@ -256,18 +250,7 @@ class Trainer:
                 self.micro += 1
                 if self.micro % loop.grad_accum:
                     continue
-                if self.scaler:
-                    self.scaler.unscale_(self.opt)
-                if loop.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), loop.clip_norm)
-                if self.scaler:
-                    self.scaler.step(self.opt)
-                    self.scaler.update()
-                else:
-                    self.opt.step()
-                self.opt.zero_grad(set_to_none=True)
-                self.sched.step()
-                self.step += 1
+                self._optimiser_step()
                 bar.update(1)
                 if self.step % loop.log_every == 0 or self.step == self.total_steps:
                     dt = time.monotonic() - t0
@@ -284,6 +267,34 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         return {"step": self.step, "best": self.best, "metric": loop.metric, "out_dir": str(self.out)}
+
+    def _epoch_loader(self, order: list) -> tuple:
+        """(loader over this rank's batches of the epoch from ``self.micro`` on, number of usable
+        batches: a whole number of gradient-accumulation groups)."""
+        loop = self.cfg.train
+        batches = [order[i:i + loop.batch_size] for i in range(0, len(order), loop.batch_size)]
+        usable = len(batches) - len(batches) % loop.grad_accum
+        loader = torch.utils.data.DataLoader(
+            _Pairs(self.train_sets), batch_sampler=batches[self.micro:usable], collate_fn=self.collate_train,
+            num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda",
+            # Its own generator: creating a loader must not draw from the global RNG (exact resume).
+            generator=torch.Generator().manual_seed(loop.seed * 7919 + self.epoch))
+        return loader, usable
+
+    def _optimiser_step(self) -> None:
+        """Unscale (fp16), clip, step the optimiser and the schedule once the gradients are summed."""
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        if self.cfg.train.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.step += 1
 
 
 def train(cfg: RunConfig) -> dict:
