@@ -25,6 +25,10 @@ CHEXPERT_LABELS = (
     "Support Devices",
 )
 
+# The state of each finding in a report plan: what the decoder is told and what the labeler reads back.
+# "not_assessed": the model has no say on it (a finding its head never learned, or a plan left open).
+FINDING_STATES = ("positive", "negative", "uncertain", "not_assessed")
+
 SPLITS = ("train", "val", "test")
 FRONTAL_VIEWS = {"PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "PA RLD", "AP LLD", "AP RLD", "XTABLE LATERAL_"}
 LATERAL_VIEWS = {"LATERAL", "LL", "RL", "XTABLE LATERAL", "LAO", "RAO", "LPO"}

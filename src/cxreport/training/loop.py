@@ -115,6 +115,10 @@ class Trainer:
         tok = self.tokenizer
         ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
         self.model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
+        if tok is not None:
+            from cxreport.models.decoding import resolve_decoding
+
+            resolve_decoding(self.model, tok)  # checkpoints then decode without <unk>, "xxxx", comparisons
         if loop.init_from and not resume:
             self._init_from(source, loop.init_from)
         if loop.stage == 1:
