@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from cxreport.data.study import FINDING_STATES
+from cxreport.labels import FINDING_STATES
 from cxreport.text.faithful import CHECKED, POSITIVE_SENTENCES, check, make_faithful, plan_report
 from cxreport.text.labeler import label_report
 from cxreport.text.wording import drop_sentences, has_comparison, single_view

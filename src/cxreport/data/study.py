@@ -10,10 +10,6 @@ from typing import Any
 from cxreport.errors import InputError
 from cxreport.labels import CHEXPERT_LABELS, FRONTAL_VIEWS, LATERAL_VIEWS, VIEW_IDS, view_group  # noqa: F401
 
-# The state of each finding in a report plan: what the decoder is told and what the labeler reads back.
-# "not_assessed": the model has no say on it (a finding its head never learned, or a plan left open).
-FINDING_STATES = ("positive", "negative", "uncertain", "not_assessed")
-
 SPLITS = ("train", "val", "test")
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxreport.data.study import FINDING_STATES
 from cxreport.errors import InputError
+from cxreport.labels import FINDING_STATES, state_name
 from cxreport.models.config import FindingsConfig
 
 # Finding-token states (indices into FINDING_STATES). Targets use CheXpert values: 1 positive,
@@ -18,24 +18,7 @@ from cxreport.models.config import FindingsConfig
 POSITIVE, NEGATIVE, UNCERTAIN, NOT_ASSESSED = 0, 1, 2, 3
 UNKNOWN = NOT_ASSESSED  # the name before plans had explicit negatives; checkpoints store the same index
 STATE_NAMES = FINDING_STATES
-# Older spellings accepted from users and manifests.
-STATE_ALIASES = {"unknown": "not_assessed", "not assessed": "not_assessed", "pos": "positive", "neg": "negative"}
 UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
-
-
-def state_name(value) -> str:
-    """A user's state (name, alias, 1/0/-1/None) -> one of FINDING_STATES; anything else is an InputError."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "not_assessed"
-    if isinstance(value, str):
-        v = value.strip().lower().replace("-", "_")
-        v = STATE_ALIASES.get(v, STATE_ALIASES.get(v.replace("_", " "), v))
-        if v in FINDING_STATES:
-            return v
-        raise InputError(f"finding state {value!r}: use one of {', '.join(FINDING_STATES)}")
-    if not isinstance(value, bool) and value in (1, 0, -1):
-        return {1: "positive", 0: "negative", -1: "uncertain"}[int(value)]
-    raise InputError(f"finding state {value!r}: use one of {', '.join(FINDING_STATES)} (or 1/0/-1/null)")
 
 
 def targets_to_states(targets: torch.Tensor, unmentioned: int = NOT_ASSESSED) -> torch.Tensor:

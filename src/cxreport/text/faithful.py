@@ -15,7 +15,7 @@ plan's own sentences, which agree by construction (tests check every finding).
 
 from __future__ import annotations
 
-from cxreport.data.study import CHEXPERT_LABELS, FINDING_STATES
+from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
 from cxreport.text.wording import has_comparison, has_deid, sentences, single_view
 
