@@ -39,6 +39,8 @@ def register(subparsers) -> None:
                    help="keep the decoder's text as it is, unchecked against the plan (for comparison)")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--regions", action="store_true",
+                   help="also split the report into lung / heart / mediastinal / bone / others (rules annotator)")
     p.add_argument("--heatmaps", default=None, metavar="DIR",
                    help="write a Grad-CAM overlay PNG per positive finding and view into DIR")
     p.add_argument("--input-dir", default=None, metavar="DIR", help="batch: a study per sub-folder or per image file")
@@ -76,7 +78,7 @@ def run(args) -> int:
     findings = parse_findings(args.findings, where="--findings")
     pipeline = load_model(args.model)
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
-                faithful=args.faithful)
+                regions=args.regions, faithful=args.faithful)
     args.findings = findings
     if batch:
         return run_batch(pipeline, args, opts)
@@ -105,8 +107,10 @@ def format_text(result: dict) -> str:
     views = ", ".join(v["view"] for v in result["views"])
     uniform = result["threshold"]
     at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
-    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
-             f"Findings (probability; * = positive at {at}; state the report was written from):"]
+    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", ""]
+    if "regions" in result:
+        lines += ["Regions:", *(f"  {r:<12} {t or '-'}" for r, t in result["regions"].items()), ""]
+    lines.append(f"Findings (probability; * = positive at {at}; state the report was written from):")
     prob = lambda f: -1.0 if f.get("probability") is None else f["probability"]  # noqa: E731
     for name, f in sorted(result["findings"].items(), key=lambda kv: -prob(kv[1])):
         p = prob(f)

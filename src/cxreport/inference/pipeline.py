@@ -28,6 +28,7 @@ from cxreport.errors import ImageError, InputError
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.labels import VIEW_IDS, parse_findings, view_group
 from cxreport.models.decoding import DecodeOptions
+from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
@@ -230,18 +231,20 @@ class Pipeline:
     # ---- generation ---------------------------------------------------------------------
     def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int | None = None,
                  max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False,
-                 findings=None, faithful: bool | None = None) -> dict:
-        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps).
+                 regions: bool = False, findings=None, faithful: bool | None = None) -> dict:
+        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps, + the
+        report split into lung / heart / mediastinal / bone / others with ``regions``).
 
         ``findings`` sets finding states on top of the model's plan (a radiologist's edits):
         ``{"Pleural Effusion": "positive"}``, a JSON file or "Pleural Effusion=positive,...";
         the report is written from the edited plan and each finding says who set its state."""
         return self.generate_batch([{"images": images, "views": views, "findings": findings}], beam=beam,
-                                   max_len=max_len, threshold=threshold, heatmaps=heatmaps, faithful=faithful)[0]
+                                   max_len=max_len, threshold=threshold, heatmaps=heatmaps, regions=regions,
+                                   faithful=faithful)[0]
 
     def generate_batch(self, studies: Sequence, *, beam: int | None = None, max_len: int | None = None,
-                       threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise",
-                       faithful: bool | None = None) -> list[dict]:
+                       threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+                       on_error: str = "raise", faithful: bool | None = None) -> list[dict]:
         """Several studies in one forward pass. Each study: a list of images, or a dict with
         ``images`` and optional ``views`` and ``findings`` (state overrides, as in ``generate``).
         ``on_error="record"`` returns ``{"error": msg}`` for a study whose images or findings
@@ -263,12 +266,12 @@ class Pipeline:
                 prepared.append(str(exc))
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
         outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                             findings=overrides, faithful=faithful) if good else [])
+                             regions=regions, findings=overrides, faithful=faithful) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
-            threshold: float | None = None, heatmaps: bool = False, findings: list | None = None,
-            faithful: bool | None = None) -> list[dict]:
+            threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+            findings: list | None = None, faithful: bool | None = None) -> list[dict]:
         """The model part: prepared studies -> result dicts. ``findings``: per study, a dict of
         states a user set (or None); beam and length default to the model's own settings."""
         thr = self.thresholds(threshold)
@@ -304,6 +307,9 @@ class Pipeline:
                  "plan_check": o.get("plan_check"),
                  "views": p.views, "model": self.name, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            if regions:
+                # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).
+                r["regions"] = split_regions(o["text"])
             if maps is not None:
                 r["heatmaps"] = maps[i]
                 r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)

@@ -202,6 +202,8 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
+        regions: bool = Form(False, description="also return the report split into lung / heart / mediastinal / "
+                                                "bone / others (rules region annotator)"),
         findings: str | None = Form(None, description="finding states set by the user, and the report written "
                                                       "from that plan: a JSON object {\"Pleural Effusion\": "
                                                       "\"positive\"} or 'Pleural Effusion=positive,Pneumonia="
@@ -225,7 +227,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
                 plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
                 work = partial(_run, pipeline, datas, views, labels,
                                dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                                    findings=[plan]))
+                                    regions=regions, findings=[plan]))
                 result = await anyio.to_thread.run_sync(work, limiter=state["limiter"])
             except InputError as exc:
                 log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
