@@ -27,7 +27,9 @@ from cxreport.data.images import MAX_PIXELS, MIN_SIDE, colour_fraction, letterbo
 from cxreport.errors import ImageError, InputError
 from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
-from cxreport.labels import VIEW_IDS, view_group
+from cxreport.labels import VIEW_IDS, parse_findings, view_group
+from cxreport.models.decoding import DecodeOptions
+from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
@@ -246,45 +248,59 @@ class Pipeline:
         return Collate.for_model(self.model.cfg).images([(s.images, s.view_ids) for s in studies])
 
     # ---- generation ---------------------------------------------------------------------
-    def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int = 1,
-                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False) -> dict:
-        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps)."""
-        return self.generate_batch([{"images": images, "views": views}], beam=beam, max_len=max_len,
-                                   threshold=threshold, heatmaps=heatmaps)[0]
+    def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int | None = None,
+                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False,
+                 regions: bool = False, findings=None, faithful: bool | None = None) -> dict:
+        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps, + the
+        report split into lung / heart / mediastinal / bone / others with ``regions``).
 
-    def generate_batch(self, studies: Sequence, *, beam: int = 1, max_len: int | None = None,
-                       threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
+        ``findings`` sets finding states on top of the model's plan (a radiologist's edits):
+        ``{"Pleural Effusion": "positive"}``, a JSON file or "Pleural Effusion=positive,...";
+        the report is written from the edited plan and each finding says who set its state."""
+        return self.generate_batch([{"images": images, "views": views, "findings": findings}], beam=beam,
+                                   max_len=max_len, threshold=threshold, heatmaps=heatmaps, regions=regions,
+                                   faithful=faithful)[0]
+
+    def generate_batch(self, studies: Sequence, *, beam: int | None = None, max_len: int | None = None,
+                       threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+                       on_error: str = "raise", faithful: bool | None = None) -> list[dict]:
         """Several studies in one forward pass. Each study: a list of images, or a dict with
-        ``images`` and optional ``views``. ``on_error="record"`` returns ``{"error": msg}`` for a
-        study whose images cannot be read instead of raising."""
+        ``images`` and optional ``views`` and ``findings`` (state overrides, as in ``generate``).
+        ``on_error="record"`` returns ``{"error": msg}`` for a study whose images or findings
+        cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
         prepared: list[PreparedStudy | str] = []
+        overrides = []
         for s in studies:
-            imgs, views = (s.get("images"), s.get("views")) if isinstance(s, dict) else (s, None)
+            imgs, views, given = ((s.get("images"), s.get("views"), s.get("findings")) if isinstance(s, dict)
+                                  else (s, None, None))
             try:
+                plan = parse_findings(given, self.labels)
                 prepared.append(self.prepare(imgs, views))
+                overrides.append(plan)
             except InputError as exc:
                 if on_error == "raise":
                     raise
                 prepared.append(str(exc))
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
         outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                             on_error=on_error) if good else [])
+                             regions=regions, findings=overrides, faithful=faithful, on_error=on_error) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
-    def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
-            threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
-        """The model part: prepared studies -> result dicts. A study the gate refuses raises
-        `NotARadiograph`, or gives ``{"error", "refused": True}`` with ``on_error="record"``."""
+    def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
+            threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+            findings: list | None = None, faithful: bool | None = None, on_error: str = "raise") -> list[dict]:
+        """The model part: prepared studies -> result dicts. ``findings``: per study, a dict of
+        states a user set (or None); beam and length default to the model's own settings. A study
+        the gate refuses raises `NotARadiograph`, or gives ``{"error", "refused": True}`` with
+        ``on_error="record"``."""
         thr = self.thresholds(threshold)
         override = None if threshold is None and self.threshold is None else thr[self.labels[0]]
-        if not 1 <= int(beam) <= 16:
-            raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
-        limit = self.model.cfg.decoder.max_len - 1
-        max_len = min(100, limit) if max_len is None else int(max_len)
-        if not 1 <= max_len <= limit:
-            raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
+        DecodeOptions(beam=beam, max_len=max_len).resolve(self.model.cfg)  # bad settings fail before any work
+        overrides = [parse_findings(f, self.labels) for f in (findings or [None] * len(prepared))]
+        if len(overrides) != len(prepared):
+            raise InputError(f"findings: {len(overrides)} given for {len(prepared)} studies")
         dev = next(self.model.parameters()).device
         images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
         from cxreport.models.finding_states import assessed as assessed_findings
@@ -297,7 +313,7 @@ class Pipeline:
                     if self.gate is not None else None)
             try:
                 outs = generate(self.model, self.tokenizer, images, mask, view_ids, beam=beam, max_len=max_len,
-                                threshold=override)
+                                overrides=overrides, faithful=faithful, threshold=override)
             finally:
                 if hook is not None:
                     hook.remove()
@@ -319,14 +335,13 @@ class Pipeline:
             if i in refused:
                 results.append({"error": str(refused[i]), "refused": True, "model": self.name, "views": p.views})
                 continue
-            probs, plan = o["finding_probs"] or {}, o["finding_plan"]
-            r = {"report": o["text"],
-                 "findings": {k: {"probability": round(float(probs[k]), 4) if k in probs and plan[k] != "not_assessed"
-                                  else None, "state": plan[k],
-                                  "assessed": assessed[k], "threshold": thr[k] if assessed[k] else None}
-                              for k in self.labels},
-                 "views": p.views, "warnings": list(p.warnings), "model": self.name, "threshold": _uniform(thr),
+            r = {"report": o["text"], "findings": _findings_json(o, thr, overrides[i], assessed),
+                 "plan_check": o.get("plan_check"), "views": p.views, "warnings": list(p.warnings),
+                 "model": self.name, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            if regions:
+                # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).
+                r["regions"] = split_regions(o["text"])
             if maps is not None:
                 r["heatmaps"] = maps[i]
                 r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)
@@ -350,6 +365,22 @@ class Pipeline:
                                                          f"to the training films; the limit is "
                                                          f"{self.gate.cfg.ood_threshold:.2f})")
         return out
+
+
+def _findings_json(out: dict, thr: dict, user: dict, assessed: dict) -> dict:
+    """Per finding: calibrated probability (None when not assessed), the state the report was
+    written from (the head's plan with the user's edits on top), whether the model can judge it,
+    its threshold, and who set the state."""
+    probs = out.get("finding_probs") or {}
+    plan = out.get("finding_plan") or {}
+    res = {}
+    for k in plan:
+        state = plan[k]
+        p = probs.get(k) if assessed[k] and state != "not_assessed" or k in user else None
+        res[k] = {"probability": None if p is None else round(float(p), 4), "state": state,
+                  "assessed": bool(assessed[k]), "threshold": thr[k] if assessed[k] else None,
+                  "positive": state == "positive", "set_by": "user" if k in user else "model"}
+    return res
 
 
 def _uniform(thr: dict) -> float | None:

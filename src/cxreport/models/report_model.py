@@ -14,7 +14,7 @@ from cxreport.errors import InputError
 from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
-from cxreport.models.finding_head import (UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
                                           STATE_NAMES, targets_to_states)
 from cxreport.models.finding_states import calibrated_probs, finding_states, states_to_tokens
 from cxreport.models.generator import generate_tokens
@@ -47,8 +47,10 @@ class ReportModel(nn.Module):
             cfg = without_pretrained(cfg)
         d = cfg.d_model
         fc = cfg.findings
-        if fc.below_threshold not in ("unknown", "negative"):
-            raise InputError(f"findings.below_threshold {fc.below_threshold!r}: choose unknown or negative")
+        if fc.below_threshold not in ("unknown", "not_assessed", "negative"):
+            raise InputError(f"findings.below_threshold {fc.below_threshold!r}: choose not_assessed or negative")
+        if fc.unmentioned not in ("not_assessed", "negative"):
+            raise InputError(f"findings.unmentioned {fc.unmentioned!r}: choose not_assessed or negative")
         self.labels = list(fc.labels)
         self.encoder = build_encoder(cfg.encoder)
         self.projector = build_projector(cfg.projector, self.encoder.out_dim, d)
@@ -150,7 +152,8 @@ class ReportModel(nn.Module):
                 rows = has_text.nonzero().squeeze(1)
                 states = None
                 if self.finding_tokens is not None:
-                    states = targets_to_states(targets[rows])
+                    states = targets_to_states(targets[rows], NEGATIVE if self.cfg.findings.unmentioned == "negative"
+                                               else UNKNOWN)
                     p = self.cfg.findings.state_dropout
                     if self.training and p > 0:
                         states = states.masked_fill(torch.rand(states.shape, device=dev) < p, UNKNOWN)
@@ -193,34 +196,29 @@ class ReportModel(nn.Module):
         """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``)."""
         return calibrated_probs(self.finding_logits(img_tok, img_mask, view_ids), self.cfg.findings, self.labels)
 
-    def head_reads(self, img_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
+    def head_reads(self, image_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
         """B bools: does the finding head have a film it was trained for? A head that reads frontal
         films only (``views.head_views=frontal``) does not judge a study of laterals only."""
-        has = img_mask.any(1) if img_mask.dim() == 2 else img_mask
-        if self.cfg.views.head_views != "frontal" or view_ids is None or view_ids.dim() != 2:
+        has = image_mask.any(1)
+        if self.cfg.views.head_views != "frontal" or view_ids is None or view_ids.shape != image_mask.shape:
             return has
-        v = view_ids.shape[1]
-        per_view = img_mask.view(img_mask.shape[0], v, -1).any(2) if img_mask.dim() == 2 else None
-        if per_view is None:
-            return has
-        only_lateral = ((view_ids == 1) | ~per_view).all(1)
-        return has & ~only_lateral
+        return has & ~((view_ids == 1) | ~image_mask).all(1)
 
     def plan_states(self, probs: torch.Tensor | None, reads: torch.Tensor, threshold: float | None = None) -> list[dict]:
         """{finding: state} per study (FINDING_STATES) from calibrated probabilities."""
-        fc = self.cfg.findings
         out = []
         for i in range(reads.shape[0]):
             p = dict(zip(self.labels, probs[i].tolist())) if probs is not None and bool(reads[i]) else None
-            out.append(finding_states(p, fc, self.labels, threshold))
+            out.append(finding_states(p, self.cfg.findings, self.labels, threshold))
         return out
 
     def _states_for(self, findings, plans: list[dict], b):
         per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b
         if len(per_study) != b:
             raise InputError(f"findings: got {len(per_study)} entries for {b} studies")
-        states = torch.stack([states_to_tokens(p, self.labels, self.cfg.findings.below_threshold) for p in plans]) \
-            if plans else torch.zeros(0, len(self.labels), dtype=torch.long)
+        below = self.cfg.findings.below_threshold
+        states = torch.stack([states_to_tokens(p, self.labels, below) for p in plans]) if plans else \
+            torch.zeros(0, len(self.labels), dtype=torch.long)
         for i, f in enumerate(per_study):
             if f is not None:
                 states[i] = dict_to_states(f, self.labels)
@@ -228,18 +226,28 @@ class ReportModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
-                 view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *, max_len: int = 60,
-                 method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
+                 view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *,
+                 max_len: int | None = None, method: str | None = None, num_beams: int | None = None,
+                 length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None, threshold: float | None = None) -> list[dict]:
+                 generator: torch.Generator | None = None, overrides: dict | list | None = None,
+                 num_return: int = 1, prior: bool = False, threshold: float | None = None) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
 
         ``findings``: None (predicted by the finding head), one dict for every study or a list with
-        a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others unknown).
-        ``finding_probs`` is None for studies without an image; ``finding_plan`` is the predicted
-        {finding: state} (FINDING_STATES), ``threshold`` overriding the positive threshold of the
-        assessed findings.
+        a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others not assessed).
+        ``overrides``: states set on top of the plan (a user's edits), one dict or one per study.
+        ``finding_probs`` is None for studies without an image. Decoding settings left at None come
+        from the model's config (``decoder.default_beam``, ``default_max_len``, ``no_repeat_ngram``);
+        words comparing with an earlier study are never generated unless ``prior``.
+        ``finding_plan`` is the predicted {finding: state} (FINDING_STATES; ``threshold`` replaces the
+        positive threshold of the assessed findings), with ``overrides`` on top.
         """
+        dc = self.cfg.decoder
+        num_beams = dc.default_beam if num_beams is None else num_beams
+        method = method or ("beam" if num_beams > 1 else "greedy")
+        max_len = dc.default_max_len if max_len is None else max_len
+        suppress = list(dc.suppress_ids) + ([] if prior else list(getattr(dc, "comparison_ids", [])))
         was_training = self.training
         self.eval()
         try:
@@ -255,25 +263,59 @@ class ReportModel(nn.Module):
             probs = self.finding_probs(img_tok, img_mask, view_ids) if img_tok.shape[1] else None
             if images is not None and image_mask is None:
                 image_mask = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device)
-            reads = (self.head_reads(image_mask, view_ids) if images is not None else has_image) & has_image
+            reads = (self.head_reads(image_mask, view_ids) if images is not None and view_ids is not None
+                     and view_ids.shape == image_mask.shape else has_image) & has_image
             plans = self.plan_states(probs, reads, threshold)
             states = self._states_for(findings, plans, b) if self.finding_tokens is not None else None
+            if overrides is not None and states is not None:
+                states = self._override(states, overrides)
             mem, mem_mask = self.memory(img_tok, img_mask, states)
             outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
                                    length_penalty=length_penalty,
                                    no_repeat_ngram=self.cfg.decoder.no_repeat_ngram if no_repeat_ngram is None
                                    else no_repeat_ngram,
                                    temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
-                                   generator=generator, suppress_ids=self.cfg.decoder.suppress_ids)
+                                   generator=generator, suppress_ids=suppress, num_return=num_return)
         finally:
             self.train(was_training)
         for i, o in enumerate(outs):
             o["finding_probs"] = (dict(zip(self.labels, probs[i].tolist()))
                                   if probs is not None and bool(has_image[i]) else None)
-            o["finding_plan"] = plans[i]
             o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
                                    if states is not None else None)
+            edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
+            o["finding_plan"] = _with_edits(plans[i], edits, self.labels)
         return outs
+
+
+    def _override(self, states: torch.Tensor, overrides) -> torch.Tensor:
+        per_study = overrides if isinstance(overrides, (list, tuple)) else [overrides] * states.shape[0]
+        if len(per_study) != states.shape[0]:
+            raise InputError(f"overrides: got {len(per_study)} entries for {states.shape[0]} studies")
+        states = states.clone()
+        for i, o in enumerate(per_study):
+            if o:
+                given = dict_to_states(o, self.labels, default=-1).to(states.device)
+                states[i] = torch.where(given >= 0, given, states[i])
+                if "No Finding" in self.labels and "No Finding" not in o:
+                    # An edited plan with a positive finding is no longer "No Finding".
+                    nf = self.labels.index("No Finding")
+                    others = [j for j, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
+                    if (states[i, others] == POSITIVE).any() and states[i, nf] == POSITIVE:
+                        states[i, nf] = NEGATIVE
+        return states
+
+
+def _with_edits(plan: dict, edits: dict | None, labels: list[str]) -> dict:
+    """The predicted plan with a user's edited states on top (same spellings as the overrides)."""
+    if not edits:
+        return dict(plan)
+    given = dict_to_states(edits, labels, default=-1).tolist()
+    out = {n: (STATE_NAMES[g] if g >= 0 else plan[n]) for n, g in zip(labels, given)}
+    others = [n for n in labels if n not in ("No Finding", "Support Devices")]
+    if "No Finding" not in edits and out.get("No Finding") == "positive" and any(out[n] == "positive" for n in others):
+        out["No Finding"] = "negative"
+    return out
 
 
 def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:
