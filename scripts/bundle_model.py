@@ -42,11 +42,52 @@ def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
     return best
 
 
+HEAD_FIELDS = ("head", "calibration", "prior", "thresholds", "uncertain_thresholds", "train_positives", "min_positives",
+               "threshold")
+
+
+def bundle_with_head(args, model, tok, cfg, provenance) -> None:
+    """The decoder run's text side + a calibrated head's image side, config and gate files."""
+    import dataclasses
+    import shutil
+
+    from cxreport.inference.gate import GATE_FILES
+    from cxreport.models.report_model import build_model
+
+    head, _, hcfg = load_checkpoint(args.head)
+    findings = dataclasses.replace(model.cfg.findings, **{k: getattr(head.cfg.findings, k) for k in HEAD_FIELDS})
+    mcfg = dataclasses.replace(model.cfg, projector=head.cfg.projector, findings=findings, views=head.cfg.views)
+    merged = build_model(mcfg, pretrained=False)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(IMAGE_SIDE)}
+    state.update({k: v for k, v in head.state_dict().items() if k.startswith(IMAGE_SIDE)})
+    merged.load_state_dict(state, strict=True)
+    merged.cfg.views.head_views = args.head_views
+    if args.no_repeat_ngram is not None:
+        merged.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    provenance.update(head_checkpoint=args.head, head_step=hcfg.get("step"), head_metrics=hcfg.get("metrics"))
+    card = Path(args.out) / "MODEL_CARD.md"
+    card_text = card.read_text() if card.is_file() else None  # hand-written: survives a re-bundle
+    out = save_checkpoint(args.out, merged, tokenizer=tok, step=cfg.get("step", 0), metrics=provenance, half=True)
+    if card_text is not None:
+        (out / "MODEL_CARD.md").write_text(card_text)
+    for f in GATE_FILES:
+        if (Path(args.head) / f).is_file():
+            shutil.copyfile(Path(args.head) / f, out / f)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    print(json.dumps({"out": str(out), "bundle_mb": round(size, 2)}, indent=1))
+    if size > 25:
+        raise SystemExit(f"the bundle is {size:.1f} MB: over the 25 MB budget of a bundled model")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--decoder", required=True)
     ap.add_argument("--findings", default=None)
-    ap.add_argument("--threshold-cache", required=True)
+    ap.add_argument("--head", default=None,
+                    help="a finding head from scripts/train_finding_head.py (a checkpoint folder): its image side, "
+                         "head config (calibration, prior, thresholds, training positives) and gate files are kept "
+                         "as they are, with no threshold tuning")
+    ap.add_argument("--threshold-cache", default=None)
     ap.add_argument("--split", default="val")
     ap.add_argument("--min-positives", type=int, default=5)
     ap.add_argument("--tune", choices=["none", "youden"], default="none",
@@ -61,6 +102,10 @@ def main() -> None:
     model, tok, cfg = load_checkpoint(args.decoder)
     provenance = {"decoder_checkpoint": args.decoder, "decoder_step": cfg.get("step"),
                   "decoder_metrics": cfg.get("metrics"), "decoder_run": cfg.get("run")}
+    if args.head:
+        return bundle_with_head(args, model, tok, cfg, provenance)
+    if not args.threshold_cache:
+        raise SystemExit("--threshold-cache is needed unless --head gives a calibrated head")
     if args.findings:
         fmodel, _, fcfg = load_checkpoint(args.findings)
         graft = {k: v for k, v in fmodel.state_dict().items() if k.startswith(IMAGE_SIDE)}

@@ -86,6 +86,8 @@ def main() -> None:
     lat = [(c, i) for c in caches.values() for i, v in zip(*films(c, ("train", "val"), False)) if v == "lateral"]
     sym_lat = np.array([mirror_symmetry(np.asarray(c.images[i])) for c, i in lat])
     gc.symmetry_threshold = float(np.quantile(sym_front, cfg.get("view_frontal_quantile", 0.005)))
+    # Keep the image check only if it tells the laterals we have from frontal films.
+    gc.view_check = bool(len(sym_lat) and (sym_lat < gc.symmetry_threshold).mean() >= 0.9)
     gc.metrics = {"ood_val_films": int(len(val)), "ood_train_films": int(len(train)),
                   "ood_val_distance_quantiles": {q: round(float(np.quantile(dval, q)), 3) for q in (0.5, 0.99, 0.995, 1.0)},
                   "symmetry_val_frontal_q": {q: round(float(np.quantile(sym_front, q)), 3) for q in (0.005, 0.05, 0.5)},

@@ -42,6 +42,7 @@ class GateConfig:
     min_neighbour_corr: float = 0.6  # adjacent-pixel correlation below which it is noise
     orient_min_prob: float = 0.9  # rotate back only when this sure
     symmetry_threshold: float = 0.0  # mirror correlation above which an untagged film is frontal
+    view_check: bool = True  # False when the symmetry check did not separate the validation views
     ood_threshold: float = float("inf")
     ood_components: int = 64
     metrics: dict = field(default_factory=dict)
@@ -209,7 +210,7 @@ def decide_view(given: str | None, tag: str | None, gray: np.ndarray, index: int
         group = view_group(tag)
         if group != "unknown":
             return group, "dicom"
-    if gate is not None:
+    if gate is not None and gate.cfg.view_check:
         return gate.guess_view(gray), "image check"
     return ("frontal" if index == 0 else "lateral" if index == 1 else "unknown"), "position"
 
