@@ -16,7 +16,7 @@ from cxreport.data.dataset import StudyDataset
 from cxreport.fsio import atomic_write_json
 from cxreport.metrics.calibration import ece_table, reliability_bins
 from cxreport.metrics.classification import auroc_table
-from cxreport.metrics.findings import predict_findings
+from cxreport.inference.predict import predict_findings
 from cxreport.models.finding_states import calibration_terms, finding_states
 from cxreport.training.feature_cache import pooled_features
 from cxreport.training.head_fit import logit, predict_logits

@@ -32,9 +32,21 @@ def test_bundled_model_writes_a_report(bundled, tmp_path):
     y, x = np.mgrid[0:320, 0:300]
     film = (120 + 60 * np.sin(x / 40.0) * np.cos(y / 50.0)).astype(np.uint8)
     Image.fromarray(film).save(tmp_path / "pa.png")
-    out = bundled.generate([str(tmp_path / "pa.png")])
+    from cxreport.inference.gate import NotARadiograph
+
+    # A sine pattern is no chest film: the bundled input gate refuses it ...
+    with pytest.raises(NotARadiograph, match="pa.png: does not look like a chest radiograph"):
+        bundled.generate([str(tmp_path / "pa.png")])
+    gate, bundled.gate = bundled.gate, None  # ... and without the gate the model still writes
+    try:
+        out = bundled.generate([str(tmp_path / "pa.png")])
+    finally:
+        bundled.gate = gate
     assert out["report"].strip() and "<unk>" not in out["report"]
     assert len(out["findings"]) == 14
+    assert {n for n, f in out["findings"].items() if not f["assessed"]} == {
+        "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Consolidation", "Pneumothorax",
+        "Pleural Other", "Fracture", "Support Devices"}
 
 
 @pytest.mark.shared
