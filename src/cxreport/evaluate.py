@@ -72,7 +72,8 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              max_len: int | None = None, no_image: str = "generate", metrics=None, protocol: str = "r2gen",
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
-             limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False) -> dict:
+             limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False,
+             labeler_opts: dict | None = None, radgraph_model: str = "radgraph-xl") -> dict:
     from cxreport.data.cache import Cache
     from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
     from cxreport.metrics.scoring import score_systems
@@ -115,7 +116,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     res = score_systems(systems, refs, r2gen_vocab=train_vocabulary(cache, text_field, dataset), metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
-                        bertscore_model=bertscore_model)
+                        bertscore_model=bertscore_model, labeler_opts=labeler_opts, radgraph_model=radgraph_model)
     comparisons = res.get("comparisons")
     model_res = res["systems"]["model"]
     per_study = model_res.pop("per_study")
