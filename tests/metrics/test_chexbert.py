@@ -101,6 +101,6 @@ def test_rrg_mode_is_uncertain_as_positive(published):
 
 
 def test_head_labels_are_our_chexpert_labels():
-    from cxreport.data.study import CHEXPERT_LABELS
+    from cxreport.labels import CHEXPERT_LABELS
 
     assert sorted(chexbert.HEAD_LABELS) == sorted(CHEXPERT_LABELS)

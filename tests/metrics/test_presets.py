@@ -1,5 +1,6 @@
 """Presets: a pasteable table; RadGraph through a stand-in package; missing weights listed as skipped."""
 
+import json
 import sys
 import types
 
@@ -120,3 +121,25 @@ def test_unknown_preset():
 
     with pytest.raises(InputError, match="rrg24"):
         run_preset(HYPS, REFS, "nope")
+
+
+def test_cli_score_preset_and_label_with_chexbert(fake_radgraph, empty_hub, tiny_chexbert, tmp_path, capsys):
+    import csv
+
+    from cxreport.cli import main
+
+    for name, texts in (("hyps", HYPS), ("refs", REFS)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n"
+                                                        for i, t in enumerate(texts)))
+    weights = ["--chexbert-weights", tiny_chexbert["weights"], "--chexbert-tokenizer", tiny_chexbert["tokenizer"]]
+    assert main(["score", "--preset", "rrg24", "--hyps", str(tmp_path / "hyps.jsonl"), "--refs",
+                 str(tmp_path / "refs.jsonl"), "--bootstrap", "20", "--out", str(tmp_path / "m.json"), *weights]) == 0
+    table = capsys.readouterr().out
+    assert "| F1-CheXbert macro-5 |" in table and "| F1-RadGraph partial |" in table and "- BERTScore-F1:" in table
+    assert json.loads((tmp_path / "m.json").read_text())["skipped"][0]["metric"] == "BERTScore-F1"
+
+    (tmp_path / "r.csv").write_text("uid,findings\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(REFS)))
+    assert main(["label", str(tmp_path / "r.csv"), "--labeler", "chexbert", "--device", "cpu",
+                 "--out", str(tmp_path / "l.csv"), *weights]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    assert len(rows) == 4 and set(rows[0]) >= {"uid", "No Finding", "Pleural Effusion"}

@@ -188,7 +188,8 @@ def _evaluate_findings(args):
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate-findings", help="per-finding AUROC of a checkpoint on a labelled cache split")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, metavar="NAME|PATH|hf://OWNER/NAME",
+                   help="bundled model name, checkpoint folder, run folder (its best/) or Hugging Face Hub model")
     p.add_argument("--cache", required=True)
     p.add_argument("--split", default="val")
     p.add_argument("--allow-test", action="store_true", help="score the test split (final reporting only)")
@@ -225,7 +226,8 @@ def register(sub) -> None:
     b.set_defaults(func=_baselines)
 
     e = sub.add_parser("evaluate", help="generate reports for a split with a checkpoint and score them")
-    e.add_argument("--checkpoint", required=True, help="checkpoint folder or run folder (uses its best/)")
+    e.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, metavar="NAME|PATH|hf://OWNER/NAME",
+                   help="bundled model name, checkpoint folder, run folder (its best/) or Hugging Face Hub model")
     e.add_argument("--cache", required=True)
     e.add_argument("--split", default="val")
     e.add_argument("--out", required=True)

@@ -69,12 +69,13 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     from cxreport.metrics.baselines import baseline_reports, train_vocabulary
     from cxreport.metrics.scoring import protocol_dataset, score_systems
     from cxreport.metrics.summary import per_label_plot, write_summary
-    from cxreport.checkpoint import load_checkpoint, resolve_checkpoint
+    from cxreport.checkpoint import load_checkpoint
+    from cxreport.inference.pipeline import resolve_model_path
 
     check_split(split, allow_test)
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    model, tok, cfg = load_checkpoint(resolve_checkpoint(checkpoint), map_location=device)
+    model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
     run = cfg.get("run") or {}

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from cxreport.errors import InputError
+from cxreport.labels import CHEXPERT_LABELS
 
 HUB_REPO, HUB_FILE = "StanfordAIMI/RRG_scorers", "chexbert.pth"
 TOKENIZER_REPO = "bert-base-uncased"
@@ -198,7 +199,9 @@ class CheXbertLabeler:
         return out
 
     def label_many(self, texts: list[str]) -> list[dict[str, int | None]]:
-        return [{k: CLASS_STATES[c] for k, c in zip(HEAD_LABELS, row)} for row in self.head_classes(list(texts))]
+        """Label dicts in CHEXPERT_LABELS order, like the rule labeler's."""
+        rows = [dict(zip(HEAD_LABELS, (CLASS_STATES[c] for c in row))) for row in self.head_classes(list(texts))]
+        return [{k: row[k] for k in CHEXPERT_LABELS} for row in rows]
 
     def label(self, text: str) -> dict[str, int | None]:
         return self.label_many([text])[0]

@@ -100,6 +100,12 @@ def label_texts(texts: list[str], labeler: str = "rules", **opts) -> list[dict]:
     return label_reports(texts)
 
 
+def label_reports(texts, labeler: str = "rules", **opts) -> list[dict]:
+    """Public API (``cxreport.label_reports``): CheXpert-14 states (1 / 0 / -1 / None) per report, by
+    our offline rules (default) or ``labeler="chexbert"`` (``weights=``, ``tokenizer=``, ``device=``)."""
+    return label_texts(list(texts), labeler, **opts)
+
+
 def describe_labeler(labeler: str = "rules", **opts) -> dict:
     if labeler_name(labeler) == "chexbert":
         from cxreport.metrics.chexbert import get_labeler
