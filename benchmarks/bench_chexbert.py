@@ -5,6 +5,7 @@ published size (bert-base: 12 layers, hidden 768, vocab 30522) written in the pu
 vocabulary is synthetic (every word of the reports whole, then characters, padded to 30522
 entries), so token counts are close to but not bert-base-uncased's. Compute per report is what the
 real weights cost. Reports: the first N non-empty IU X-Ray training findings (never a test split).
+It prints wall time and the process's CPU time: on a shared machine the first stretches with load.
 
     PYTHONPATH=src python benchmarks/bench_chexbert.py --cache /work/cache/iu_xray [--n 590]
         [--batch-size 32] [--threads 2] [--device cpu]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import tempfile
 import time
@@ -72,16 +74,18 @@ def main() -> None:
         load_s = time.perf_counter() - t0
         tokens = sum(len(labeler.encode(t)) for t in texts)
         labeler.label_many(texts[:args.batch_size])  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         labeler.label_many(texts)
-        label_s = time.perf_counter() - t0
+        label_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     params = sum(p.numel() for p in labeler.model.parameters())
     print(f"CheXbert labeler, RANDOM weights of the published size ({params / 1e6:.1f}M parameters), "
           f"device {args.device}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     print(f"reports: {len(texts)} IU X-Ray training findings, {tokens} WordPiece tokens "
           f"(mean {tokens / len(texts):.1f} incl. [CLS]/[SEP])")
-    print(f"load: {load_s:.1f} s; label {len(texts)} reports: {label_s:.1f} s "
-          f"({len(texts) / label_s:.1f} reports/s)")
+    print(f"load: {load_s:.1f} s; label {len(texts)} reports: {label_s:.1f} s wall "
+          f"({len(texts) / label_s:.1f} reports/s), {cpu_s:.1f} s CPU time of this process")
+    print(f"machine load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall time stretches with other processes; CPU time much less)")
 
 
 if __name__ == "__main__":

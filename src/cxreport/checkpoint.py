@@ -158,7 +158,7 @@ def fetch_hub_checkpoint(ref: str) -> Path:
     from cxreport import hub
 
     repo, rev = hub.parse_hub_ref(ref)
-    cfg_path = hub.hub_file(repo, "config.json", rev, what="model", cache_first=rev is not None)
+    cfg_path = hub.hub_file(repo, "config.json", rev, what="model", cache_first=rev is not None, whole_repo=True)
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

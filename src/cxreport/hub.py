@@ -55,9 +55,7 @@ def _name(repo: str, revision: str | None, filename: str | None = None) -> str:
     return f"{SCHEME}{repo}" + (f"@{revision}" if revision else "") + (f" (file {filename})" if filename else "")
 
 
-def _missing(what: str, name: str, repo: str, revision: str | None, filename: str | None,
-             exc: Exception | None) -> HubUnavailable:
-    cmd = f"hf download {repo}" + (f" {filename}" if filename else "") + (f" --revision {revision}" if revision else "")
+def _missing(what: str, name: str, cmd: str, exc: Exception | None) -> HubUnavailable:
     why = ("HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache" if exc is None or offline() else
            f"it is not in the Hugging Face cache and the Hub could not be reached ({type(exc).__name__})")
     return HubUnavailable(
@@ -65,29 +63,32 @@ def _missing(what: str, name: str, repo: str, revision: str | None, filename: st
         f"(`{cmd}`, into the same HF_HOME / HF_HUB_CACHE), then it works offline; or give a local path")
 
 
-def _fetch(fn, what: str, repo: str, revision: str | None, filename: str | None, cache_first: bool, **kw) -> Path:
+def _fetch(fn, what: str, repo: str, revision: str | None, filename: str | None, cache_first: bool,
+           whole_repo: bool = False, **kw) -> Path:
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
-    name = _name(repo, revision, filename)
+    name = _name(repo, revision, None if whole_repo else filename)
+    cmd = (f"hf download {repo}" + (f" {filename}" if filename and not whole_repo else "")
+           + (f" --revision {revision}" if revision else ""))
     args = dict(revision=revision, cache_dir=cache_dir(), **({"filename": filename} if filename else {}), **kw)
     if cache_first or offline():
         try:
             return Path(fn(repo, local_files_only=True, **args))
         except (LocalEntryNotFoundError, FileNotFoundError, EntryNotFoundError):
             if offline():
-                raise _missing(what, name, repo, revision, filename, None) from None
+                raise _missing(what, name, cmd, None) from None
     try:
         return Path(fn(repo, **args))
+    except LocalEntryNotFoundError as exc:  # network failure with nothing cached (before EntryNotFoundError:
+        raise _missing(what, name, cmd, exc) from exc  # it is a subclass of it)
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise InputError(f"{what} {name}: no such repository or revision on the Hub, or it is private "
                          f"(log in with `hf auth login`): {exc}") from exc
     except EntryNotFoundError as exc:
-        raise InputError(f"{what} {name}: the repository has no such file") from exc
-    except LocalEntryNotFoundError as exc:  # raised for network failures with nothing cached
-        raise _missing(what, name, repo, revision, filename, exc) from exc
+        raise InputError(f"{what} {name}: the repository has no file {filename}") from exc
     except OSError as exc:
-        raise _missing(what, name, repo, revision, filename, exc) from exc
+        raise _missing(what, name, cmd, exc) from exc
 
 
 def snapshot(repo: str, revision: str | None = None, *, what: str = "model", cache_first: bool = False,
@@ -99,8 +100,9 @@ def snapshot(repo: str, revision: str | None = None, *, what: str = "model", cac
 
 
 def hub_file(repo: str, filename: str, revision: str | None = None, *, what: str = "file",
-             cache_first: bool = True) -> Path:
-    """One file of a Hub repository, from the cache or downloaded into it once."""
+             cache_first: bool = True, whole_repo: bool = False) -> Path:
+    """One file of a Hub repository, from the cache or downloaded into it once. ``whole_repo``:
+    errors name (and tell to download) the repository, the file being a first look into it."""
     from huggingface_hub import hf_hub_download
 
-    return _fetch(hf_hub_download, what, repo, revision, filename, cache_first)
+    return _fetch(hf_hub_download, what, repo, revision, filename, cache_first, whole_repo)

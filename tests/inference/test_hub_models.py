@@ -43,6 +43,7 @@ def test_load_model_from_the_hub_cache_offline(exported, hub, xrays):
     pipe = load_model("hf://someone/cxr-tiny")
     out = pipe.generate([str(xrays["cardio"])])
     assert out["report"].strip() and len(out["findings"]) == 14
+    assert pipe.name == f"hf://someone/cxr-tiny@{snap.name[:12]}"
     pinned = load_model(f"hf://someone/cxr-tiny@{snap.name}")  # a pinned revision reads the same snapshot
     assert pinned.generate([str(xrays["cardio"])])["report"] == out["report"]
 
@@ -57,7 +58,7 @@ def test_empty_cache_offline_says_what_to_download(hub, capsys):
     from cxreport.inference import resolve_model_path
 
     with pytest.raises(HubUnavailable, match=r"HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache .*"
-                                             r"`hf download someone/cxr-tiny config.json`"):
+                                             r"`hf download someone/cxr-tiny`"):
         resolve_model_path("hf://someone/cxr-tiny")
     assert main(["evaluate-findings", "--model", "hf://someone/cxr-tiny", "--cache", "nowhere"]) == 2
     assert "hf://someone/cxr-tiny" in capsys.readouterr().err

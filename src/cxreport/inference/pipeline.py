@@ -85,6 +85,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())
     name = path.parent.name if path.name == "best" else path.name
+    from cxreport.hub import is_hub_ref, parse_hub_ref
+
+    if is_hub_ref(str(name_or_path)):  # the snapshot folder is named by its commit: name the repo too
+        name = f"hf://{parse_hub_ref(str(name_or_path))[0]}@{path.name[:12]}"
     card = path / "MODEL_CARD.md"
     return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
                                              letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),
