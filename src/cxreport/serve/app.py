@@ -199,6 +199,8 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
+        regions: bool = Form(False, description="also return the report split into lung / heart / mediastinal / "
+                                                "bone / others (rules region annotator)"),
     ):
         if state["in_flight"] >= cfg.max_queue:
             log.warning("POST /v1/reports 503 (%d in flight)", state["in_flight"])
@@ -215,7 +217,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
             if views is not None and len(views) == 1 and len(images) > 1 and not views[0].strip():
                 views = None  # an empty optional field sent by a plain HTML form
             work = partial(_run, pipeline, datas, views, labels,
-                           dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps))
+                           dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps, regions=regions))
             try:
                 result = await anyio.to_thread.run_sync(work, limiter=state["limiter"])
             except InputError as exc:
