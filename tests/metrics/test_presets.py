@@ -121,6 +121,8 @@ def test_unknown_preset():
 
     with pytest.raises(InputError, match="rrg24"):
         run_preset(HYPS, REFS, "nope")
+    with pytest.raises(InputError, match="F1-CheXbert"):  # rule labels never appear under CheXbert's name
+        run_preset(HYPS, REFS, "rrg24", labeler="rules")
 
 
 def test_cli_score_preset_and_label_with_chexbert(fake_radgraph, empty_hub, tiny_chexbert, tmp_path, capsys):
@@ -143,3 +145,15 @@ def test_cli_score_preset_and_label_with_chexbert(fake_radgraph, empty_hub, tiny
                  "--out", str(tmp_path / "l.csv"), *weights]) == 0
     rows = list(csv.DictReader(open(tmp_path / "l.csv")))
     assert len(rows) == 4 and set(rows[0]) >= {"uid", "No Finding", "Pleural Effusion"}
+
+
+def test_r2gen_preset_rows_and_a_missing_java_is_a_reason(monkeypatch):
+    from cxreport.metrics import presets
+
+    monkeypatch.setattr(presets.shutil, "which", lambda name: None)  # as on a machine without Java
+    out = presets.run_preset(HYPS, REFS, "r2gen", bootstrap=10)
+    assert [r["metric"] for r in out["rows"]] == ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L",
+                                                  "CE P", "CE R", "CE F1"]
+    assert out["skipped"] == [{"metric": "METEOR", "reason": out["skipped"][0]["reason"]}]
+    assert "java" in out["skipped"][0]["reason"].lower()
+    assert out["protocol"]["name"] == "r2gen" and "rule labeler" in out["rows"][-1]["implementation"]

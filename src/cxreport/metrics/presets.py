@@ -81,6 +81,8 @@ def run_preset(hyps, refs, preset: str, *, dataset: str = "iu", labeler: str | N
     if preset not in PRESETS:
         raise InputError(f"--preset {preset!r}: choose one of {sorted(PRESETS)}")
     p = PRESETS[preset]
+    if p.labeler == "chexbert" and labeler not in (None, "chexbert", "f1chexbert"):
+        raise InputError(f"--preset {preset} reports F1-CheXbert: drop --labeler {labeler} (or use chexbert)")
     labeler = labeler or p.labeler
     why = {g: _probe(g, labeler, opts) for g in p.groups}
     run = [g for g in p.groups if why[g] is None]
