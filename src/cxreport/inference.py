@@ -26,6 +26,7 @@ import numpy as np
 from cxreport.data.images import MAX_PIXELS, MIN_SIDE, _to_uint8, letterbox, load_image_with_size
 from cxreport.data.study import VIEW_IDS, view_group
 from cxreport.errors import ImageError, InputError
+from cxreport.models.config import MAX_BEAM
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "default"
@@ -260,8 +261,8 @@ class Pipeline:
             threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
         """The model part: prepared studies -> result dicts."""
         thr = self.thresholds(threshold)
-        if not 1 <= int(beam) <= 16:
-            raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
+        if not 1 <= int(beam) <= MAX_BEAM:
+            raise InputError(f"beam={beam}: choose 1 (greedy) .. {MAX_BEAM}")
         limit = self.model.cfg.decoder.max_len - 1
         max_len = min(100, limit) if max_len is None else int(max_len)
         if not 1 <= max_len <= limit:
