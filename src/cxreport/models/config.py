@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 
 # The widest beam the CLI, the Python API and the HTTP service accept (one limit everywhere): each
 # beam multiplies the decoder's work per study, and report generation gains nothing measurable past

@@ -51,7 +51,7 @@ class ServeConfig:
     api_key: str | None = None  # required on /v1/ when set
     max_upload_mb: float = 20.0  # whole request body
     max_pixels: int = MAX_PIXELS  # per image, checked from the header before decoding
-    workers: int = 1  # requests decoded at once (see cxreport.threads for the default policy)
+    workers: int = 1  # requests decoded at once (see cxreport.inference.threads for the default policy)
     max_queue: int = 64  # requests in flight before new ones get 503
     max_batch: int = 8  # studies per forward pass; 1 = no batching
     batch_window_ms: float = 10.0  # how long the first study of a batch waits for company
@@ -286,7 +286,7 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 def _encode_heatmaps(maps: list[dict]) -> list[dict]:
-    from cxreport.heatmaps import to_png
+    from cxreport.inference.heatmaps import to_png
 
     return [{k: v for k, v in h.items() if k != "overlay"}
             | {"png_base64": base64.b64encode(to_png(h["overlay"])).decode("ascii")} for h in maps]

@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-log = logging.getLogger("cxreport.threads")
+log = logging.getLogger("cxreport.inference")
 
 
 @dataclass(frozen=True)

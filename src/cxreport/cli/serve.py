@@ -50,14 +50,14 @@ def run(args) -> int:
     if not 0 <= args.batch_window_ms <= 1000:
         raise InputError(f"--batch-window-ms {args.batch_window_ms:g}: choose 0..1000 (milliseconds)")
     logging.getLogger("cxreport").setLevel(args.log_level.upper())  # per-request lines are INFO
-    from cxreport.threads import apply_threads, plan_threads
+    from cxreport.inference.threads import apply_threads, plan_threads
 
     plan = apply_threads(plan_threads(args.threads, args.workers))
     cfg = ServeConfig(api_key=read_api_key(args.api_key_env), max_upload_mb=args.max_upload_mb,
                       workers=plan.workers, max_queue=args.max_queue, max_batch=args.max_batch,
                       batch_window_ms=args.batch_window_ms,
                       **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
-    from cxreport.inference import load_model
+    from cxreport.inference.pipeline import load_model
 
     pipeline = load_model(args.model)
     if args.host not in LOOPBACK and cfg.api_key is None:
