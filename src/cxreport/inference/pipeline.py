@@ -240,18 +240,25 @@ class Pipeline:
         study whose images cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
-        prepared: list[PreparedStudy | str] = []
-        for s in studies:
-            imgs, views = (s.get("images"), s.get("views")) if isinstance(s, dict) else (s, None)
-            try:
-                prepared.append(self.prepare(imgs, views))
-            except InputError as exc:
-                if on_error == "raise":
-                    raise
-                prepared.append(str(exc))
+        prepared = [self.prepare_study(s, record_error=on_error == "record") for s in studies]
+        return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
+
+    def prepare_study(self, study, *, record_error: bool = True) -> PreparedStudy | str:
+        """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
+        ``views``); with ``record_error`` an unreadable study gives its error message instead."""
+        imgs, views = (study.get("images"), study.get("views")) if isinstance(study, dict) else (study, None)
+        try:
+            return self.prepare(imgs, views)
+        except InputError as exc:
+            if not record_error:
+                raise
+            return str(exc)
+
+    def run_recorded(self, prepared: list[PreparedStudy | str], **opts) -> list[dict]:
+        """``run`` on the prepared studies of a list that may hold error messages; those come back as
+        ``{"error": msg}`` in their place."""
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
-        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
-                    if good else [])
+        outs = iter(self.run(good, **opts) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
