@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-len", type=int, default=None, metavar="TOKENS", help="longest report, in tokens")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--regions", action="store_true",
+                   help="also split the report into lung / heart / mediastinal / bone / others (rules annotator)")
     p.add_argument("--heatmaps", default=None, metavar="DIR",
                    help="write a Grad-CAM overlay PNG per positive finding and view into DIR")
     p.add_argument("--input-dir", default=None, metavar="DIR", help="batch: a study per sub-folder or per image file")
@@ -64,7 +66,8 @@ def run(args) -> int:
     from cxreport.inference.pipeline import load_model
 
     pipeline = load_model(args.model)
-    opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps))
+    opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
+                regions=args.regions)
     if batch:
         return run_batch(pipeline, args, opts)
     return run_single(pipeline, args, opts)
@@ -92,8 +95,10 @@ def format_text(result: dict) -> str:
     views = ", ".join(v["view"] for v in result["views"])
     uniform = result["threshold"]
     at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
-    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
-             f"Findings (probability; * = positive at {at}):"]
+    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", ""]
+    if "regions" in result:
+        lines += ["Regions:", *(f"  {r:<12} {t or '-'}" for r, t in result["regions"].items()), ""]
+    lines.append(f"Findings (probability; * = positive at {at}):")
     for name, f in sorted(result["findings"].items(), key=lambda kv: -kv[1]["probability"]):
         bar = "#" * round(20 * f["probability"])
         own = f" [{f['threshold']:.2f}]" if uniform is None else ""

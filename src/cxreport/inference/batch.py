@@ -179,6 +179,7 @@ def _write_study(out: Path, study: dict, name: str, result: dict, heatmaps: Path
         result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), heatmaps / name, True)
     fsio.atomic_write_json(out / f"{name}.json", {"study_id": study["study_id"], **result})
     return row | {"status": "ok", "file": f"{name}.json", "report": result["report"],
+                  **({"regions": result["regions"]} if "regions" in result else {}),
                   "positive": [k for k, f in result["findings"].items() if f["positive"]]}
 
 

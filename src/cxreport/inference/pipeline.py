@@ -27,6 +27,7 @@ from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox, load_image_wit
 from cxreport.errors import ImageError, InputError
 from cxreport.inference.predict import check_beam, detokenize, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.labels import VIEW_IDS, view_group
+from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
@@ -228,20 +229,24 @@ class Pipeline:
 
     # ---- generation ---------------------------------------------------------------------
     def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int = 1,
-                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False) -> dict:
-        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps)."""
+                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False,
+                 regions: bool = False) -> dict:
+        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps, + the
+        report split into lung / heart / mediastinal / bone / others with ``regions``)."""
         return self.generate_batch([{"images": images, "views": views}], beam=beam, max_len=max_len,
-                                   threshold=threshold, heatmaps=heatmaps)[0]
+                                   threshold=threshold, heatmaps=heatmaps, regions=regions)[0]
 
     def generate_batch(self, studies: Sequence, *, beam: int = 1, max_len: int | None = None,
-                       threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
+                       threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+                       on_error: str = "raise") -> list[dict]:
         """Several studies in one forward pass. Each study: a list of images, or a dict with
         ``images`` and optional ``views``. ``on_error="record"`` returns ``{"error": msg}`` for a
         study whose images cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
         prepared = [self.prepare_study(s, record_error=on_error == "record") for s in studies]
-        return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
+        return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                                 regions=regions)
 
     def prepare_study(self, study, *, record_error: bool = True) -> PreparedStudy | str:
         """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
@@ -262,7 +267,7 @@ class Pipeline:
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
-            threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
+            threshold: float | None = None, heatmaps: bool = False, regions: bool = False) -> list[dict]:
         """The model part: prepared studies -> result dicts."""
         thr = self.thresholds(threshold)
         check_beam(beam)
@@ -300,6 +305,9 @@ class Pipeline:
                               for k, v in probs.items()},
                  "views": p.views, "model": self.name, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            if regions:
+                # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).
+                r["regions"] = split_regions(o["text"])
             if maps is not None:
                 r["heatmaps"] = maps[i]
                 r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)

@@ -234,6 +234,8 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
+        regions: bool = Form(False, description="also return the report split into lung / heart / mediastinal / "
+                                                "bone / others (rules region annotator)"),
     ):
         if state["limiter"] is None:
             state["limiter"] = anyio.CapacityLimiter(max(1, cfg.workers))
@@ -247,7 +249,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
             prepared = await anyio.to_thread.run_sync(partial(pipeline.prepare, datas, views, names=labels),
                                                       limiter=state["limiter"])
             result = await batcher.submit(prepared, beam=beam, max_len=max_len, threshold=threshold,
-                                          heatmaps=heatmaps)
+                                          heatmaps=heatmaps, regions=regions)
         except InputError as exc:
             log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
                      sum(map(len, datas)))

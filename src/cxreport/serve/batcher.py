@@ -4,10 +4,10 @@ A request hands its prepared study (decoded and letterboxed in a worker thread) 
 ``MicroBatcher.submit`` and awaits its own result. One collector task on the event loop takes the
 first waiting study, then whatever else arrives within ``window_ms`` (or is already queued while
 the model was busy), up to ``max_batch``, and runs them through ``Pipeline.run`` in the single
-model thread. Studies only share a batch when their options (beam, max_len, threshold) match;
-heatmap requests run one by one (Grad-CAM hooks and per-study backward passes). When a batch
-fails, its studies are retried one at a time so that an error stays with the request that caused
-it. ``max_batch=1`` turns batching off: every study runs alone, in arrival order.
+model thread. Studies only share a batch when their options (beam, max_len, threshold, regions)
+match; heatmap requests run one by one (Grad-CAM hooks and per-study backward passes). When a
+batch fails, its studies are retried one at a time so that an error stays with the request that
+caused it. ``max_batch=1`` turns batching off: every study runs alone, in arrival order.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class _Job:
     def key(self) -> tuple:
         # Heatmap jobs get a key of their own (id), so they never share a batch.
         o = self.opts
-        return (o.get("beam"), o.get("max_len"), o.get("threshold"), id(self) if o.get("heatmaps") else None)
+        return (o.get("beam"), o.get("max_len"), o.get("threshold"), o.get("regions"),
+                id(self) if o.get("heatmaps") else None)
 
 
 class MicroBatcher:

@@ -46,6 +46,8 @@ class Report(_Open):
     timing_ms: dict[str, float] = Field(description="preprocess, model (this study's share of its batch), "
                                                     "heatmaps, total")
     heatmaps: list[Heatmap] | None = Field(None, description="only when heatmaps=true")
+    regions: dict[str, str] | None = Field(None, description="only when regions=true: the report split into "
+                                                             "lung / heart / mediastinal / bone / others")
 
 
 class ModelInfo(_Open):
