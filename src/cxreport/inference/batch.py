@@ -17,6 +17,7 @@ from pathlib import Path
 from cxreport import fsio
 from cxreport.errors import InputError
 from cxreport.inference.heatmaps import slug, write_heatmaps
+from cxreport.labels import parse_findings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SUMMARY = "summary.jsonl"
@@ -59,7 +60,9 @@ def discover_studies(input_dir: str | None = None, manifest: str | None = None) 
 
 
 def read_manifest(path: Path) -> list[dict]:
-    """A CSV of study_id,path[,view] -> one study per id; relative paths are from the CSV's folder."""
+    """A CSV of study_id,path[,view][,findings] -> one study per id; relative paths are from the
+    CSV's folder. ``findings`` sets finding states for the study's report ("Pleural
+    Effusion=positive;Pneumonia=negative" or a JSON object), on any one of its rows."""
     if not path.is_file():
         raise InputError(f"--manifest {path}: file not found")
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -77,6 +80,12 @@ def read_manifest(path: Path) -> list[dict]:
             s = by_id.setdefault(row["study_id"], {"study_id": row["study_id"], "images": [], "views": []})
             s["images"].append(str(img))
             s["views"].append(row.get("view") or None)
+            if row.get("findings"):
+                given = parse_findings(row["findings"], where=f"{path}, line {n}, column findings")
+                if s.get("findings") and s["findings"] != given:
+                    raise InputError(f"{path}, line {n}: study {row['study_id']!r} has two different findings "
+                                     "cells; give them on one row")
+                s["findings"] = given
     if not by_id:
         raise InputError(f"{path}: no rows")
     return list(by_id.values())
@@ -148,8 +157,8 @@ def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, 
     chunks = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cxreport-decode") as pool:
         def decode(chunk):  # futures, so the decoding of the next chunk overlaps the model
-            return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"]})
-                    for s, _ in chunk]
+            return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"],
+                                                         "findings": s.get("findings")}) for s, _ in chunk]
 
         ahead = decode(chunks[0]) if chunks else []
         for k, chunk in enumerate(chunks):

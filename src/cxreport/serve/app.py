@@ -1,7 +1,8 @@
 """The report service: ``create_app(pipeline, ServeConfig()) -> FastAPI``.
 
     POST /v1/reports   multipart: images (1..max_views files), views (optional, one per image),
-                       beam, max_len, threshold, heatmaps -> the structured report JSON
+                       beam, max_len, threshold, heatmaps, findings (states the user set) -> the
+                       structured report JSON
     GET  /v1/models    the loaded model       GET /healthz    liveness
     GET  /             the web page           GET /docs       OpenAPI (Swagger UI, served locally)
 
@@ -39,6 +40,7 @@ from cxreport.errors import InputError, require
 from cxreport.models.config import MAX_BEAM
 from cxreport.serve.batcher import MicroBatcher
 from cxreport.serve.schemas import Health, Models, Report
+from cxreport.labels import parse_findings
 
 log = logging.getLogger("cxreport.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -230,12 +232,17 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         images: list[UploadFile] = File(..., description="the study's X-rays: PNG, JPEG or DICOM"),
         views: list[str] | None = Form(None, description="frontal | lateral | unknown per image, in order "
                                                          "(default: first frontal, second lateral)"),
-        beam: int = Form(1, ge=1, le=MAX_BEAM, description="beam search width (1 = greedy)"),
+        beam: int | None = Form(None, ge=1, le=MAX_BEAM, description="beam search width (1 = greedy; default: the "
+                                                                      "model's own setting)"),
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
         regions: bool = Form(False, description="also return the report split into lung / heart / mediastinal / "
                                                 "bone / others (rules region annotator)"),
+        findings: str | None = Form(None, description="finding states set by the user, and the report written "
+                                                      "from that plan: a JSON object {\"Pleural Effusion\": "
+                                                      "\"positive\"} or 'Pleural Effusion=positive,Pneumonia="
+                                                      "negative' (positive, negative, uncertain, not_assessed)"),
     ):
         if state["limiter"] is None:
             state["limiter"] = anyio.CapacityLimiter(max(1, cfg.workers))
@@ -246,8 +253,10 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         if views is not None and len(views) == 1 and len(images) > 1 and not views[0].strip():
             views = None  # an empty optional field sent by a plain HTML form
         try:
+            plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
             prepared = await anyio.to_thread.run_sync(partial(pipeline.prepare, datas, views, names=labels),
                                                       limiter=state["limiter"])
+            prepared.findings = plan
             result = await batcher.submit(prepared, beam=beam, max_len=max_len, threshold=threshold,
                                           heatmaps=heatmaps, regions=regions)
         except InputError as exc:

@@ -112,7 +112,9 @@ class MicroBatcher:
             _settle(job.future, result=result)
 
     def _forward(self, jobs: list[_Job]) -> list[dict]:
-        return self.pipeline.run([j.prepared for j in jobs], **jobs[0].opts)
+        prepared = [j.prepared for j in jobs]
+        # Options are shared by the batch; finding states a user set stay with their own study.
+        return self.pipeline.run(prepared, findings=[getattr(p, "findings", None) for p in prepared], **jobs[0].opts)
 
 
 def _groups(jobs: list[_Job]) -> list[list[_Job]]:
