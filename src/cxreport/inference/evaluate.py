@@ -74,8 +74,10 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     from cxreport.metrics.scoring import protocol_dataset, score_systems
     from cxreport.checkpoint import load_checkpoint
     from cxreport.inference.pipeline import resolve_model_path
+    from cxreport.inference.predict import check_beam
 
     check_split(split, allow_test)
+    check_beam(beam)  # before the model loads and the reports are generated
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)
