@@ -23,8 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="the views of ONE study (PNG, JPEG or DICOM)")
     p.add_argument("--view", action="append", default=None, choices=["frontal", "lateral", "unknown"],
                    help="view of each IMAGE, in order (default: first frontal, second lateral)")
-    p.add_argument("--model", default=None, metavar="NAME|PATH",
-                   help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
+                   help="bundled model name, checkpoint folder, run folder or Hugging Face Hub model (downloaded "
+                        "once into the HF cache; HF_HUB_OFFLINE=1 reads only the cache) (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--beam", type=int, default=None, metavar="N",
                    help="beam search with N beams (1 = greedy; default: the model's own setting)")
@@ -49,7 +50,11 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", default=None, metavar="OUT", help="batch: where the per-study JSON files go")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the cores, less the --workers of a batch; docs/serving.md)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="batch: threads decoding the next batch's images while the model runs (0 = cores // 4, "
+                        "at least 1)")
     p.set_defaults(func=run)
 
 
@@ -67,10 +72,9 @@ def run(args) -> int:
         raise InputError("give --input-dir or --manifest, not both")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.threads:
-        import torch
+    from cxreport.inference.threads import apply_threads, plan_threads
 
-        torch.set_num_threads(args.threads)
+    args.plan = apply_threads(plan_threads(args.threads, args.workers, decode=bool(batch)))
     from cxreport.inference.pipeline import load_model
 
     from cxreport.labels import parse_findings
@@ -139,7 +143,8 @@ def run_batch(pipeline, args, opts) -> int:
         s["findings"] = {**args.findings, **(s.get("findings") or {})}
     opts = {k: v for k, v in opts.items() if k != "heatmaps"}
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
-                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)
+                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force,
+                    workers=args.plan.workers, **opts)
     n, failed, where = len(res.rows), res.failed, res.summary
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
           + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if res.merged else

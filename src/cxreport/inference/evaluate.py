@@ -66,17 +66,21 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              max_len: int | None = None, no_image: str = "generate", metrics=None, protocol: str = "r2gen",
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
-             limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False) -> dict:
+             limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False,
+             labeler_opts: dict | None = None, radgraph_model: str = "radgraph-xl") -> dict:
     from cxreport.data.cache import Cache
     from cxreport.data.study import check_split
     from cxreport.metrics.baselines import baseline_reports, train_vocabulary
     from cxreport.metrics.scoring import protocol_dataset, score_systems
-    from cxreport.checkpoint import load_checkpoint, resolve_checkpoint
+    from cxreport.checkpoint import load_checkpoint
+    from cxreport.inference.pipeline import resolve_model_path
+    from cxreport.inference.predict import check_beam
 
     check_split(split, allow_test)
+    check_beam(beam)  # before the model loads and the reports are generated
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    model, tok, cfg = load_checkpoint(resolve_checkpoint(checkpoint), map_location=device)
+    model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
     run = cfg.get("run") or {}
@@ -102,7 +106,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     res = score_systems(systems, refs, r2gen_vocab=train_vocabulary(cache, text_field, dataset), metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
-                        bertscore_model=bertscore_model)
+                        bertscore_model=bertscore_model, labeler_opts=labeler_opts, radgraph_model=radgraph_model)
     metrics_json = _write_outputs(out, rows, res, info, notes, {
         "checkpoint": str(checkpoint), "cache": str(cache.path), "split": split,
         "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},

@@ -43,10 +43,16 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """A checkpoint folder from a bundled name, a checkpoint folder or a run folder (its ``best/``)."""
+    """A checkpoint folder from a bundled name, a checkpoint folder, a run folder (its ``best/``) or a
+    Hugging Face Hub model ``hf://OWNER/NAME[@REVISION]``."""
     if name_or_path is None:
         name_or_path = os.environ.get("CXREPORT_MODEL") or DEFAULT_MODEL
     raw = str(name_or_path)
+    from cxreport.checkpoint import resolve_checkpoint
+    from cxreport.hub import is_hub_ref
+
+    if is_hub_ref(raw):
+        return resolve_checkpoint(raw)  # downloaded into (or read from) the Hugging Face cache
     path = Path(raw).expanduser()
     if not path.exists() and re.fullmatch(r"[A-Za-z0-9_.-]+", raw) and (PACKAGE_WEIGHTS / raw).exists():
         path = PACKAGE_WEIGHTS / raw
@@ -57,9 +63,7 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
             "(Python: load_model('PATH')), or set CXREPORT_MODEL=PATH")
     if not path.exists():
         raise InputError(f"{raw}: no such model (give a checkpoint folder, a run folder with best/, "
-                         f"or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
-    from cxreport.checkpoint import resolve_checkpoint
-
+                         f"hf://OWNER/NAME, or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
     return resolve_checkpoint(path)
 
 
@@ -71,7 +75,8 @@ def bundled_models() -> list[str]:
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu",
                threshold: float | None = None) -> "Pipeline":
-    """The bundled model (no argument), a bundled name, a checkpoint folder or a run folder."""
+    """The bundled model (no argument), a bundled name, a checkpoint folder, a run folder or
+    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache)."""
     from cxreport.checkpoint import load_checkpoint
 
     path = resolve_model_path(name_or_path)
@@ -83,6 +88,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())
     name = path.parent.name if path.name == "best" else path.name
+    from cxreport.hub import is_hub_ref, parse_hub_ref
+
+    if is_hub_ref(str(name_or_path)):  # the snapshot folder is named by its commit: name the repo too
+        name = f"hf://{parse_hub_ref(str(name_or_path))[0]}@{path.name[:12]}"
     card = path / "MODEL_CARD.md"
     return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
                                              letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),
@@ -108,6 +117,7 @@ class PreparedStudy:
     views: list[dict] = field(default_factory=list)
     preprocess_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    findings: dict | None = None  # finding states the user set for this study (parsed), or None
 
 
 def _view_name(view: str | None, index: int) -> str:
@@ -270,22 +280,32 @@ class Pipeline:
         cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
-        prepared: list[PreparedStudy | str] = []
-        overrides = []
-        for s in studies:
-            imgs, views, given = ((s.get("images"), s.get("views"), s.get("findings")) if isinstance(s, dict)
-                                  else (s, None, None))
-            try:
-                plan = parse_findings(given, self.labels)
-                prepared.append(self.prepare(imgs, views))
-                overrides.append(plan)
-            except InputError as exc:
-                if on_error == "raise":
-                    raise
-                prepared.append(str(exc))
+        prepared = [self.prepare_study(s, record_error=on_error == "record") for s in studies]
+        return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                                 regions=regions, faithful=faithful, on_error=on_error)
+
+    def prepare_study(self, study, *, record_error: bool = True) -> PreparedStudy | str:
+        """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
+        ``views`` and ``findings``); with ``record_error`` an unreadable study (images or findings)
+        gives its error message instead."""
+        imgs, views, given = ((study.get("images"), study.get("views"), study.get("findings"))
+                              if isinstance(study, dict) else (study, None, None))
+        try:
+            plan = parse_findings(given, self.labels)
+            prepared = self.prepare(imgs, views)
+        except InputError as exc:
+            if not record_error:
+                raise
+            return str(exc)
+        prepared.findings = plan
+        return prepared
+
+    def run_recorded(self, prepared: list[PreparedStudy | str], *, on_error: str = "record", **opts) -> list[dict]:
+        """``run`` on the prepared studies of a list that may hold error messages; those come back as
+        ``{"error": msg}`` in their place (and so do studies the gate refuses, unless ``on_error`` is
+        "raise"). Each study's own ``findings`` overrides go with it."""
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
-        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                             regions=regions, findings=overrides, faithful=faithful, on_error=on_error) if good else [])
+        outs = iter(self.run(good, findings=[p.findings for p in good], on_error=on_error, **opts) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
