@@ -14,9 +14,12 @@ class _Open(BaseModel):
 
 
 class Finding(_Open):
-    probability: float = Field(description="the finding head's calibrated probability, 0..1")
-    positive: bool = Field(description="probability >= threshold")
-    threshold: float = Field(description="the decision threshold applied to this finding")
+    probability: float | None = Field(description="the finding head's calibrated probability, 0..1; null when not assessed")
+    positive: bool = Field(description="the state is positive")
+    threshold: float | None = Field(description="the decision threshold of this finding; null when not assessed")
+    state: str = Field("positive", description="positive | negative | uncertain | not_assessed: what the report was "
+                                               "written from")
+    assessed: bool = Field(True, description="false: too few training examples (or no film the model reads)")
 
 
 class View(_Open):
@@ -30,7 +33,7 @@ class View(_Open):
 class Heatmap(_Open):
     finding: str
     probability: float
-    positive: bool
+    state: str = Field(description="the finding's state in the plan")
     view: str
     view_index: int
     has_signal: bool = Field(True, description="false when the map is flat (nothing to show)")
