@@ -1,6 +1,7 @@
 """`cxreport generate`: a report for one study, or for a folder / manifest of studies.
 
     cxreport generate pa.png lat.png                 # one study, report + findings
+    cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
     cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view]
@@ -30,6 +31,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="write a report (and finding probabilities) for chest X-rays",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="*", metavar="IMAGE", help="the views of ONE study (PNG, JPEG or DICOM)")
+    p.add_argument("--example", action="store_true",
+                   help="run on the two sample NIH ChestX-ray14 films shipped with cxreport (one study each)")
     p.add_argument("--view", action="append", default=None, choices=["frontal", "lateral", "unknown"],
                    help="view of each IMAGE, in order (default: first frontal, second lateral)")
     p.add_argument("--model", default=None, metavar="NAME|PATH",
@@ -54,10 +57,13 @@ def run(args) -> int:
     from cxreport.errors import InputError
 
     batch = args.input_dir or args.manifest
+    if args.example and (batch or args.images or args.view):
+        raise InputError("--example runs on the bundled sample films: give no IMAGE, --view, --input-dir or --manifest")
     if batch and args.images:
         raise InputError("give either IMAGE files (one study) or --input-dir/--manifest (a batch), not both")
-    if not batch and not args.images:
-        raise InputError("nothing to do: give the IMAGE files of a study, or --input-dir DIR / --manifest CSV")
+    if not batch and not args.images and not args.example:
+        raise InputError("nothing to do: give the IMAGE files of a study, --input-dir DIR / --manifest CSV, "
+                         "or --example for the sample films")
     if batch and not args.output_dir:
         raise InputError("batch mode needs --output-dir OUT for the per-study results")
     if args.input_dir and args.manifest:
@@ -74,6 +80,8 @@ def run(args) -> int:
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps))
     if batch:
         return run_batch(pipeline, args, opts)
+    if args.example:
+        return run_examples(pipeline, args, opts)
     return run_single(pipeline, args, opts)
 
 
@@ -90,6 +98,27 @@ def run_single(pipeline, args, opts) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_text(result))
+    return 0
+
+
+def run_examples(pipeline, args, opts) -> int:
+    """Each sample film as its own study; the NIH labels are printed beside the model's reading."""
+    from cxreport.examples import example_studies
+
+    results = []
+    for study in example_studies():
+        result = pipeline.generate(study["images"], study["views"], **opts)
+        if args.heatmaps:
+            result["heatmaps"] = write_heatmaps(result.get("heatmaps", []),
+                                                Path(args.heatmaps) / study["study_id"], args.force)
+        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        films = ", ".join(v["source"] for v in r["views"])
+        print(f"== sample study {r['study_id']} ({films}; NIH labels: {r['nih_labels']})")
+        print(format_text(r) + "\n")
     return 0
 
 

@@ -43,6 +43,18 @@ def test_single_study_errors(tiny_run, xrays, tmp_path, capsys):
     assert "no such model" in capsys.readouterr().err
 
 
+def test_example_runs_on_the_packaged_sample_films(tiny_run, capsys):
+    assert main(["generate", "--example", "--model", str(tiny_run), "--max-len", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== sample study nih-") == 2 and "00000129_000.jpg; NIH labels: No Finding" in out
+    assert main(["generate", "--example", "--json", "--model", str(tiny_run), "--max-len", "8"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["nih_labels"] for r in rows] == ["No Finding", "Cardiomegaly"]
+    assert all(r["views"][0]["view"] == "frontal" for r in rows)
+    assert main(["generate", "--example", "x.png", "--model", str(tiny_run)]) == 2
+    assert "--example runs on the bundled sample films" in capsys.readouterr().err
+
+
 def _input_dir(root, xrays):
     (root / "s1").mkdir(parents=True)
     shutil.copy(xrays["cardio"], root / "s1" / "a_pa.png")
