@@ -25,7 +25,7 @@ import numpy as np
 from cxreport.checkpoint import load_checkpoint, save_checkpoint
 from cxreport.data.dataset import StudyDataset
 from cxreport.metrics.classification import auroc_table
-from cxreport.metrics.findings import predict_findings
+from cxreport.inference.predict import predict_findings
 
 IMAGE_SIDE = ("encoder.", "projector.", "finding_head.", "view_embed.")
 

@@ -1,14 +1,29 @@
-"""cxreport: radiology reports from chest X-rays."""
+"""cxreport: radiology reports from chest X-rays.
+
+The public API (everything else is reached through its own module):
+
+    from cxreport import load_model, create_model, list_models, label_reports, score
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model"]
+# name -> module that defines it; imported on first use so `import cxreport` (and `cxreport
+# --help`) never pulls in torch.
+_PUBLIC = {
+    "load_model": "cxreport.inference.pipeline",
+    "Pipeline": "cxreport.inference.pipeline",
+    "create_model": "cxreport.models",
+    "list_models": "cxreport.models",
+    "label_reports": "cxreport.text.labeler",
+    "score": "cxreport.metrics",
+}
+
+__all__ = ["__version__", *_PUBLIC]
 
 
 def __getattr__(name: str):
-    # Lazy: `import cxreport` (and `cxreport --help`) must not pull in torch.
-    if name in ("load_model", "Pipeline"):
-        from cxreport import inference
+    if name in _PUBLIC:
+        import importlib
 
-        return getattr(inference, name)
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'cxreport' has no attribute {name!r}")

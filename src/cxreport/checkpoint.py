@@ -23,7 +23,7 @@ import torch
 
 from cxreport import __version__
 from cxreport.config import from_dict, to_dict
-from cxreport.data.study import VIEW_IDS
+from cxreport.labels import VIEW_IDS
 from cxreport.errors import InputError
 from cxreport.fsio import atomic_write_json
 

@@ -1,12 +1,17 @@
-"""Atomic file writes: a final name always holds a complete file (write temp, fsync, rename)."""
+"""Files in and out: atomic writes (a final name always holds a complete file: write temp, fsync,
+rename) and the one checked CSV and JSONL readers (errors name the file, the line and the fix)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import gzip
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from cxreport.errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -50,10 +55,56 @@ def atomic_write_jsonl(path: str | Path, rows) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                out.append(json.loads(line))
-    return out
+def iter_jsonl(path: str | Path, what: str = ""):
+    """(line number, value) for every JSON line of a file, blank lines skipped; a missing file or a
+    bad line is an ``InputError`` naming the file and the line."""
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read{' the ' + what + ' file' if what else ''} ({exc.strerror})") from exc
+    with fh:
+        for no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{no}: not valid JSON ({exc.msg}); each line must be one JSON value"
+                                 + (f" ({what})" if what else "")) from exc
+
+
+def read_jsonl(path: str | Path, what: str = "") -> list[dict]:
+    """Every JSON line of a file (see ``iter_jsonl`` for the errors)."""
+    return [row for _, row in iter_jsonl(path, what)]
+
+
+def iter_csv(path: Path, required, hint: str = ""):
+    """Rows of a (possibly gzipped) CSV, streamed, after checking that ``required`` columns exist.
+
+    Streaming matters: MIMIC's metadata CSV has 377k rows and adapters keep a few fields of each.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            found = reader.fieldnames or []
+            missing = [c for c in required if c not in found]
+            if missing:
+                raise InputError(
+                    f"{path}: missing column(s) {', '.join(map(repr, missing))}; found columns [{', '.join(found)}], "
+                    f"expected at least [{', '.join(required)}]{' ' + hint if hint else ''}")
+            yield from reader
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
+    except (OSError, EOFError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc}); check or download the file again") from exc
+
+
+def read_csv(path: Path, required: list[str], what: str = "", hint: str = "") -> list[dict]:
+    """Read a whole CSV into dicts, failing clearly when it is missing or lacks required columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found{' (' + what + ')' if what else ''}")
+    return list(iter_csv(path, required, hint))

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from cxreport.annotate.cache import ResponseCache
-from cxreport.annotate.llm import LLMAnnotator, LLMConfig, Prompt, load_prompt
+from cxreport.annotate.llm import LLMAnnotator, Prompt, load_prompt
+from cxreport.llm import LLMConfig
 from cxreport.annotate.schema import SchemaError, parse_regions
 from cxreport.errors import InputError
 from cxreport.text.regions import REGIONS

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from cxreport.data.download import AccessDenied, Credentials, DownloadOptions, add_download_parser, download
+from cxreport.cli.data import add_download_parser
+from cxreport.data.download import AccessDenied, Credentials, DownloadOptions, download
 from cxreport.data.download_sources import STATE_DIR, Selection, safe_extract
 from cxreport.errors import InputError
 from tests.fixtures.physionet_server import (
@@ -285,7 +286,7 @@ def test_ctrl_c_then_rerun_continues(served, tmp_path):
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import argparse, sys
-        from cxreport.data.download import add_download_parser
+        from cxreport.cli.data import add_download_parser
         p = argparse.ArgumentParser(); add_download_parser(p.add_subparsers())
         args = p.parse_args(sys.argv[1:])
         try:

@@ -160,7 +160,7 @@ def test_per_finding_thresholds_from_the_checkpoint(tiny_run, xrays):
 
 
 def test_heatmaps_look_where_the_finding_is_drawn(pipeline, xrays):
-    from cxreport.heatmaps import gradcam
+    from cxreport.inference.heatmaps import gradcam
 
     r = pipeline.generate([xrays["effusion"], xrays["cardio"]], heatmaps=True)
     maps = r["heatmaps"]
@@ -179,7 +179,7 @@ def test_heatmaps_look_where_the_finding_is_drawn(pipeline, xrays):
 
 
 def test_load_model_resolution(tiny_run, tmp_path, monkeypatch):
-    import cxreport.inference as inf
+    import cxreport.inference.pipeline as inf
     from cxreport.checkpoint import load_checkpoint, save_checkpoint
 
     monkeypatch.setattr(inf, "PACKAGE_WEIGHTS", tmp_path / "weights")

@@ -3,13 +3,13 @@ import math
 import pytest
 import torch
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 from cxreport.models import create_model
 from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNCERTAIN, UNKNOWN, dict_to_states, finding_loss,
                                           targets_to_states)
 
-from model_fixtures import VOCAB, make_batch
+from tests.fixtures.tiny_models import VOCAB, make_batch
 
 
 def test_uncertain_policy_in_the_finding_loss():

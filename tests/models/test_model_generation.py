@@ -5,7 +5,7 @@ from cxreport.errors import InputError
 from cxreport.models import create_model
 from cxreport.models.generator import _banned_ngram_tokens, _filter_top_k_top_p, generate_tokens
 
-from model_fixtures import TINY_GPT2, VOCAB, make_batch
+from tests.fixtures.tiny_models import TINY_GPT2, VOCAB, make_batch
 
 DECODERS = {
     "transformer": {},

@@ -8,7 +8,7 @@ from cxreport.errors import InputError
 from cxreport.models import ModelConfig, create_model, list_models, model_config
 from cxreport.models.registry import ENCODERS, PROJECTORS, DECODERS, _load_components
 
-from model_fixtures import TINY_OVERRIDES, TINY_SIZE, VOCAB, make_batch
+from tests.fixtures.tiny_models import TINY_OVERRIDES, TINY_SIZE, VOCAB, make_batch
 
 
 def test_list_models_has_the_named_configs():
@@ -96,7 +96,7 @@ def test_checkpoint_rebuilds_from_the_resolved_config(name, tmp_path):
 def test_models_command_lists_and_shows(capsys):
     import argparse
 
-    from cxreport.models import commands
+    from cxreport.cli import models as commands
 
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))

@@ -1,6 +1,6 @@
 import pytest
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 from cxreport.text.labeler import get_labeler, label_report, label_reports
 from cxreport.text.mesh import mesh_to_labels

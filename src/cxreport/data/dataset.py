@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cxreport.data.cache import Cache
-from cxreport.data.study import CHEXPERT_LABELS, VIEW_IDS, view_group
+from cxreport.labels import CHEXPERT_LABELS, VIEW_IDS, view_group
 
 ITEM_KEYS = ("study_id", "images", "view_ids", "text", "input_ids", "labels")
 
@@ -122,6 +122,17 @@ class Collate:
                  image_size: int | None = None, max_views: int = 2, augment: bool = False):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.image_size, self.max_views, self.augment = image_size, max_views, augment
+
+    @classmethod
+    def for_model(cls, cfg, **kw) -> "Collate":
+        """The collate a model with config ``cfg`` (a ModelConfig) was trained with: its input size
+        and number of views; ``kw`` adds the token ids (pad/bos/eos) or augmentation."""
+        return cls(image_size=cfg.preprocess.image_size, max_views=cfg.views.max_views, **kw)
+
+    def images(self, studies) -> tuple:
+        """(images, image_mask, view_ids) for ``[(uint8 V x S x S views, [view id per view])]``: the
+        image half of the batch alone, for inference (no text, no labels)."""
+        return self._images([{"images": imgs, "view_ids": list(ids)} for imgs, ids in studies])
 
     def _images(self, items):
         b = len(items)

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from cxreport.errors import InputError
+from cxreport.registry import Registry
 
 SUMS_NAME = "SHA256SUMS.txt"
 STATE_DIR = ".cxreport-download"  # ledger, failed list, extraction markers; never a dataset file
@@ -65,7 +66,7 @@ class DatasetSpec:
         return self.base_url.format(version=version or self.default_version)
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
+DATASETS = Registry("dataset")
 
 
 def register_dataset(**spec_fields):
@@ -73,20 +74,18 @@ def register_dataset(**spec_fields):
 
     def deco(cls):
         spec = DatasetSpec(first=cls.first, rest=cls.rest, **spec_fields)
-        _DATASETS[spec.name] = spec
+        DATASETS.add(spec.name, spec)
         return cls
 
     return deco
 
 
 def dataset_names() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    if name not in _DATASETS:
-        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 # --- checksums ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _check_size(path, width: int, height: int, max_pixels: int, min_side: int) -
         raise ImageError(path, f"image is only {width}x{height} pixels", f"need at least {min_side} px per side")
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+def to_uint8(arr: np.ndarray) -> np.ndarray:
     """Min-max scale any integer/float array to uint8 (16-bit PNGs, DICOM after LUTs)."""
     if arr.dtype == np.uint8:
         return arr
@@ -57,7 +57,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def _pil_to_gray(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return _to_uint8(np.asarray(im))
+        return to_uint8(np.asarray(im))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         # Composite on black: transparent margins in exported X-rays are background, not film.
         im = im.convert("RGBA")
@@ -125,7 +125,7 @@ def _read_dicom(path, data: bytes | None, max_pixels: int, min_side: int) -> np.
     # Rescale slope/intercept first, then the VOI window the modality chose for display.
     arr = apply_modality_lut(arr, ds)
     arr = apply_voi_lut(arr, ds, index=0)
-    out = _to_uint8(np.asarray(arr))
+    out = to_uint8(np.asarray(arr))
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out  # MONOCHROME1 stores bone dark; flip intensities (never the geometry)
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cxreport.data.cache import Cache
-from cxreport.data.study import CHEXPERT_LABELS, view_group
+from cxreport.labels import CHEXPERT_LABELS, view_group
 from cxreport.fsio import atomic_path, atomic_write_json, atomic_write_text
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")

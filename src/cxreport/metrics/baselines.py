@@ -21,17 +21,12 @@ import numpy as np
 
 from cxreport.data.cache import Cache
 from cxreport.data.dataset import select_views
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.data.study import check_split
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 
 BASELINES = ("constant", "random", "retrieval")
 THUMB = 16
-
-
-def check_split(split: str, allow_test: bool) -> None:
-    if split == "test" and not allow_test:
-        raise InputError("--split test is withheld while developing: score val (or pass --allow-test for the "
-                         "final, once-only evaluation)")
 
 
 def train_vocabulary(cache: Cache, field: str = "findings", dataset: str = "iu") -> set[str]:

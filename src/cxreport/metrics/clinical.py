@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 from cxreport.metrics.stats import ItemStats
 

@@ -220,7 +220,7 @@ class GreenScorer:
             from cxreport.errors import InputError
 
             raise InputError("GREEN needs an endpoint (base_url) or local=True with a model folder / hub id")
-        from cxreport.annotate.llm import ChatClient, EndpointError, LLMConfig
+        from cxreport.llm import ChatClient, EndpointError, LLMConfig
 
         client = ChatClient(LLMConfig(base_url=self.cfg.base_url, model=self.cfg.model, api_key_env=self.cfg.api_key_env,
                                       max_tokens=self.cfg.max_new_tokens, timeout_s=self.cfg.timeout_s, json_mode=False,

@@ -51,6 +51,12 @@ def resolve_metrics(metrics) -> list[str]:
     return out
 
 
+def protocol_dataset(source: str | None) -> str:
+    """Which R2Gen cleaning and truncation a dataset source gets: ``mimic`` for any MIMIC-CXR
+    source name (any case), ``iu`` otherwise."""
+    return "mimic" if "mimic" in str(source or "").lower() else "iu"
+
+
 def r2gen_vocabulary(train_texts, dataset: str = "iu") -> set[str]:
     """R2Gen's reference vocabulary: cleaned training words seen at least 3 (IU) / 10 (MIMIC) times."""
     from cxreport.text.tokenizer import SPECIALS, WordTokenizer

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch import nn
 
 from cxreport.errors import InputError
 from cxreport.models.config import DecoderConfig
-from cxreport.models.registry import DECODERS, lookup, register_decoder
+from cxreport.models.registry import DECODERS, register_decoder
 
 
 @dataclass
@@ -186,4 +186,4 @@ class TransformerDecoder(Decoder):
 
 
 def build_decoder(cfg: DecoderConfig, memory_dim: int) -> Decoder:
-    return lookup(DECODERS, "decoder", cfg.name)(cfg, memory_dim)
+    return DECODERS.get(cfg.name)(cfg, memory_dim)

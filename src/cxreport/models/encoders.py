@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cxreport.models.config import EncoderConfig
-from cxreport.models.registry import lookup, ENCODERS, register_encoder
+from cxreport.models.registry import ENCODERS, register_encoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,7 +62,7 @@ def map_to_output(fmap: torch.Tensor) -> EncoderOutput:
 
 
 def build_encoder(cfg: EncoderConfig) -> Encoder:
-    enc = lookup(ENCODERS, "encoder", cfg.name)(cfg)
+    enc = ENCODERS.get(cfg.name)(cfg)
     if cfg.freeze:
         enc.freeze()
     return enc

@@ -9,7 +9,7 @@ from torch import nn
 
 from cxreport.errors import InputError
 from cxreport.models.config import ProjectorConfig
-from cxreport.models.registry import PROJECTORS, lookup, register_projector
+from cxreport.models.registry import PROJECTORS, register_projector
 
 
 def sincos_2d(h: int, w: int, dim: int, device=None, dtype=None) -> torch.Tensor:
@@ -92,4 +92,4 @@ class TransformerMapper(Projector):
 
 
 def build_projector(cfg: ProjectorConfig, in_dim: int, d_model: int) -> Projector:
-    return lookup(PROJECTORS, "projector", cfg.name)(cfg, in_dim, d_model)
+    return PROJECTORS.get(cfg.name)(cfg, in_dim, d_model)

@@ -10,49 +10,24 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from cxreport.config import from_dict, to_dict
 from cxreport.errors import InputError
-
-ENCODERS: dict[str, Callable] = {}
-PROJECTORS: dict[str, Callable] = {}
-DECODERS: dict[str, Callable] = {}
-
-
-def _register(table: dict, kind: str, name: str):
-    def deco(builder):
-        if name in table:
-            raise ValueError(f"{kind} {name!r} registered twice")
-        table[name] = builder
-        return builder
-
-    return deco
-
-
-def register_encoder(name: str):
-    return _register(ENCODERS, "encoder", name)
-
-
-def register_projector(name: str):
-    return _register(PROJECTORS, "projector", name)
-
-
-def register_decoder(name: str):
-    return _register(DECODERS, "decoder", name)
-
-
-def lookup(table: dict, kind: str, name: str):
-    _load_components()
-    if name not in table:
-        raise InputError(f"unknown {kind} {name!r}; registered {kind}s: {sorted(table)}")
-    return table[name]
+from cxreport.registry import Registry
 
 
 def _load_components() -> None:
     # Importing the modules runs their decorators; kept lazy so `import registry` stays cheap.
     from cxreport.models import decoders, densenet, efficientnet, encoders, hf_backbones  # noqa: F401
     from cxreport.models import hf_decoders, projectors  # noqa: F401
+
+
+ENCODERS = Registry("encoder", _load_components)
+PROJECTORS = Registry("projector", _load_components)
+DECODERS = Registry("decoder", _load_components)
+register_encoder = ENCODERS.register
+register_projector = PROJECTORS.register
+register_decoder = DECODERS.register
 
 
 def _config_dir():

@@ -238,7 +238,7 @@ def _run(pipeline, datas: list[bytes], views, labels: list[str], opts: dict) -> 
     for v, label in zip(result["views"], labels):
         v["source"] = label
     if "heatmaps" in result:
-        from cxreport.heatmaps import to_png
+        from cxreport.inference.heatmaps import to_png
 
         result["heatmaps"] = [{k: v for k, v in h.items() if k != "overlay"}
                               | {"png_base64": base64.b64encode(to_png(h["overlay"])).decode("ascii")}

@@ -9,34 +9,26 @@ de-identification token one spelling, so that clinically meaningful text survive
 from __future__ import annotations
 
 import re
-from typing import Callable
 
 from cxreport.errors import InputError
+from cxreport.registry import Registry
 
 DEID_TOKEN = "xxxx"
 
-_PROTOCOLS: dict[str, Callable[[str, str], str]] = {}
-
-
-def register_protocol(name: str):
-    def deco(fn):
-        _PROTOCOLS[name] = fn
-        return fn
-
-    return deco
+PROTOCOLS = Registry("cleaning protocol")
+register_protocol = PROTOCOLS.register
 
 
 def protocols() -> list[str]:
-    return sorted(_PROTOCOLS)
+    return PROTOCOLS.names()
 
 
 def clean_report(text: str | None, protocol: str = "default", dataset: str = "iu") -> str:
     """Normalise one report. ``dataset`` is ``iu`` or ``mimic`` (only ``r2gen`` tells them apart)."""
-    if protocol not in _PROTOCOLS:
-        raise InputError(f"unknown cleaning protocol {protocol!r}; choose one of {protocols()}")
+    clean = PROTOCOLS.get(protocol)
     if dataset not in ("iu", "mimic"):
         raise InputError(f"unknown dataset {dataset!r} for cleaning; choose 'iu' or 'mimic'")
-    return _PROTOCOLS[protocol](text or "", dataset)
+    return clean(text or "", dataset)
 
 
 # --- r2gen -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 from cxreport.text.negation import (
     CLAUSE_SPLIT,

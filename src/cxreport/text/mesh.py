@@ -12,7 +12,7 @@ stents and implants, not ``Surgical Instruments`` (IU codes surgical clips and s
 
 from __future__ import annotations
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 
 _LUNG_SITES = ("lung", "pulmonary", "retrocardiac", "lingula", "lobe", "apex", "base", "hilum")
 _NOT_LUNG = ("rib", "spine", "vertebra", "breast", "abdomen", "soft tissue", "mediastinum", "paratracheal",

@@ -15,6 +15,7 @@ from typing import Iterable
 
 from cxreport import fsio
 from cxreport.errors import InputError, require
+from cxreport.registry import Registry
 from cxreport.text.clean import clean_report, split_words
 
 META_FILE = "cxreport_tokenizer.json"
@@ -22,14 +23,12 @@ SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 # R2Gen's thresholds: a word enters the vocabulary when seen at least this often in training.
 R2GEN_MIN_FREQ = {"iu": 3, "mimic": 10}
 
-_BUILDERS: dict = {}
-_LOADERS: dict = {}
+TOKENIZERS = Registry("tokenizer kind")
 
 
 def register_tokenizer(kind: str):
     def deco(cls):
-        _BUILDERS[kind] = cls.build
-        _LOADERS[kind] = cls.load_dir
+        TOKENIZERS.add(kind, cls)
         cls.kind = kind
         return cls
 
@@ -257,17 +256,16 @@ class HFTokenizer(Tokenizer):
 
 
 def tokenizer_kinds() -> list[str]:
-    return sorted(_BUILDERS)
+    return TOKENIZERS.names()
 
 
 def build_tokenizer(kind: str, texts: Iterable[str] | None = None, **opts) -> Tokenizer:
     """Train (``word``/``bpe``/``wordpiece``) on ``texts`` or wrap a local folder (``hf``, ``path=``)."""
-    if kind not in _BUILDERS:
-        raise InputError(f"unknown tokenizer kind {kind!r}; choose one of {tokenizer_kinds()}")
+    cls = TOKENIZERS.get(kind)
     texts = list(texts or [])
     if kind != "hf" and not any(t and t.strip() for t in texts):
         raise InputError(f"cannot train a {kind!r} tokenizer on no text: pass the training reports")
-    return _BUILDERS[kind](texts, **opts)
+    return cls.build(texts, **opts)
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
@@ -279,7 +277,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         kind = meta.get("kind")
-        if kind not in _LOADERS:
+        if kind not in TOKENIZERS:
             raise InputError(f"{meta_path}: unknown tokenizer kind {kind!r}")
-        return _LOADERS[kind](directory, meta)
+        return TOKENIZERS.get(kind).load_dir(directory, meta)
     return HFTokenizer.load_dir(directory, {"protocol": "default", "dataset": "iu"})

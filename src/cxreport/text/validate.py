@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
 
 MIN_CASES = 30

@@ -155,9 +155,8 @@ class Trainer:
         self.autocast, self.scaler = autocast_for(loop, self.dist.device)
         mc = self.model.cfg
         pad = dict(pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
-        self.collate_train = Collate(**pad, image_size=mc.preprocess.image_size, max_views=mc.views.max_views,
-                                     augment=cfg.data.augment)
-        self.collate_eval = Collate(**pad, image_size=mc.preprocess.image_size, max_views=mc.views.max_views)
+        self.collate_train = Collate.for_model(mc, **pad, augment=cfg.data.augment)
+        self.collate_eval = Collate.for_model(mc, **pad)
         self.step, self.epoch, self.micro, self.best, self.bad_evals = 0, 0, 0, None, 0
         self.history: list[dict] = []
         if resume:

@@ -7,39 +7,25 @@ An adapter is a function ``load(root, **options) -> list[Study]`` registered und
 from __future__ import annotations
 
 import importlib
-from typing import Callable
 
-from cxreport.errors import InputError
+from cxreport.registry import Registry
 
-_SOURCES: dict[str, Callable] = {}
 _MODULES = ["iu_xray", "openi", "r2gen", "csv_folder", "nih", "kermany", "mimic_cxr"]
-
-
-def register_source(name: str):
-    def deco(fn):
-        _SOURCES[name] = fn
-        return fn
-
-    return deco
 
 
 def _load_all():
     for mod in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
+        importlib.import_module(f"{__name__}.{mod}")
+
+
+SOURCES = Registry("source", _load_all)
+register_source = SOURCES.register
 
 
 def list_sources() -> list[str]:
-    _load_all()
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def load_source(name: str, root, **options):
     """Load the studies of source ``name`` under ``root``."""
-    _load_all()
-    if name not in _SOURCES:
-        raise InputError(f"unknown source {name!r}; choose one of {', '.join(sorted(_SOURCES))}")
-    return _SOURCES[name](root, **options)
+    return SOURCES.get(name)(root, **options)

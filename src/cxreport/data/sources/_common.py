@@ -1,47 +1,15 @@
-"""Helpers shared by the adapters: CSV reading with column checks, split files, image lookup."""
+"""Helpers shared by the adapters: split files, image lookup (CSV reading is fsio.read_csv)."""
 
 from __future__ import annotations
 
-import csv
-import gzip
 import logging
 from pathlib import Path
 
 from cxreport.data.study import seeded_split
 from cxreport.errors import InputError
+from cxreport.fsio import read_csv
 
 log = logging.getLogger("cxreport.data")
-
-
-def iter_csv(path: Path, required, hint: str = ""):
-    """Rows of a (possibly gzipped) CSV, streamed, after checking that ``required`` columns exist.
-
-    Streaming matters: MIMIC's metadata CSV has 377k rows and adapters keep a few fields of each.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            found = reader.fieldnames or []
-            missing = [c for c in required if c not in found]
-            if missing:
-                raise InputError(
-                    f"{path}: missing column(s) {', '.join(map(repr, missing))}; found columns [{', '.join(found)}], "
-                    f"expected at least [{', '.join(required)}]{' ' + hint if hint else ''}")
-            yield from reader
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
-    except (OSError, EOFError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read ({exc}); check or download the file again") from exc
-
-
-def read_csv(path: Path, required: list[str], what: str = "", hint: str = "") -> list[dict]:
-    """Read a whole CSV into dicts, failing clearly when it is missing or lacks required columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found{' (' + what + ')' if what else ''}")
-    return list(iter_csv(path, required, hint))
 
 
 def find_file(root: Path, name: str, explicit=None) -> Path | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxreport.data.sources import register_source
-from cxreport.data.sources._common import log, read_csv
+from cxreport.data.sources._common import log
+from cxreport.fsio import read_csv
 from cxreport.data.study import SPLITS, Study, normalise_ws, seeded_split
 from cxreport.errors import InputError
 

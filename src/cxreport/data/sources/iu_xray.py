@@ -12,8 +12,9 @@ from pathlib import Path
 
 from cxreport.data.sources import register_source
 from cxreport.data.sources._common import (
-    assign_split, find_file, log, read_csv, read_split_file, require_dir,
+    assign_split, find_file, log, read_split_file, require_dir,
 )
+from cxreport.fsio import read_csv
 from cxreport.data.study import Study, normalise_ws
 
 REPORT_COLS = ["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"]

@@ -8,8 +8,10 @@ observation; pneumonia films are positive for Pneumonia and Lung Opacity, other 
 from __future__ import annotations
 
 from cxreport.data.sources import register_source
-from cxreport.data.sources._common import log, read_csv, require_dir
-from cxreport.data.study import CHEXPERT_LABELS, Study, seeded_split
+from cxreport.data.sources._common import log, require_dir
+from cxreport.fsio import read_csv
+from cxreport.data.study import Study, seeded_split
+from cxreport.labels import CHEXPERT_LABELS
 
 
 @register_source("kermany")

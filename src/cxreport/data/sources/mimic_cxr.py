@@ -23,8 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from cxreport.data.sources import register_source
-from cxreport.data.sources._common import iter_csv as _iter_csv
-from cxreport.data.study import CHEXPERT_LABELS, Study, normalise_ws, view_group
+from cxreport.fsio import iter_csv as _iter_csv
+from cxreport.data.study import Study, normalise_ws
+from cxreport.labels import CHEXPERT_LABELS, view_group
 from cxreport.errors import InputError
 from cxreport.text.sections import parse_report_sections
 

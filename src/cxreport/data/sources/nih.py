@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxreport.data.sources import register_source
-from cxreport.data.sources._common import log, read_csv, require_dir
+from cxreport.data.sources._common import log, require_dir
+from cxreport.fsio import read_csv
 from cxreport.data.study import Study
 
 NIH_FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",

@@ -48,7 +48,7 @@ def run(args) -> int:
     cfg = ServeConfig(api_key=read_api_key(args.api_key_env), max_upload_mb=args.max_upload_mb,
                       workers=args.workers, max_queue=args.max_queue,
                       **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
-    from cxreport.inference import load_model
+    from cxreport.inference.pipeline import load_model
 
     pipeline = load_model(args.model)
     if args.host not in LOOPBACK and cfg.api_key is None:

@@ -29,10 +29,8 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     ``oracle_findings``: condition the decoder on the labeler's reading of each reference report
     instead of predicted findings: measures the decoder alone (does it write what it is told?).
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     from cxreport.data.dataset import Collate, StudyDataset
+    from cxreport.inference.predict import batches, generate, to_device
 
     if no_image not in ("generate", "skip"):
         raise InputError(f"--no-image {no_image!r}: choose generate or skip")
@@ -43,29 +41,21 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     if not len(ds):
         raise InputError(f"{getattr(cache, 'path', cache)}: no {split!r} studies with a {text_field!r} report"
                          + (" and an image" if no_image == "skip" else ""))
-    collate = Collate(image_size=model.cfg.preprocess.image_size, max_views=model.cfg.views.max_views)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    method = "beam" if beam > 1 else "greedy"
     model.eval().to(device)
     out = []
-    with torch.no_grad():
-        for batch in loader:
-            findings = None
-            if oracle_findings:
-                from cxreport.text.labeler import label_reports
+    for batch in batches(ds, Collate.for_model(model.cfg), batch_size):
+        findings = None
+        if oracle_findings:
+            from cxreport.text.labeler import label_reports
 
-                findings = label_reports(batch["text"])
-            gen = model.generate(batch["images"].to(device), batch["image_mask"].to(device),
-                                 batch["view_ids"].to(device), findings=findings, max_len=max_len, method=method,
-                                 num_beams=max(1, beam))
-            for sid, ref, has_img, g in zip(batch["study_id"], batch["text"], batch["has_image"].tolist(), gen):
-                out.append({"id": sid, "text": tokenizer.decode(g["token_ids"]), "reference": ref,
-                            "has_image": bool(has_img), "finding_probs": g.get("finding_probs")})
+            findings = label_reports(batch["text"])
+        b = to_device(batch, device)
+        gen = generate(model, tokenizer, b["images"], b["image_mask"], b["view_ids"], findings=findings,
+                       beam=beam, max_len=max_len)
+        for sid, ref, has_img, g in zip(batch["study_id"], batch["text"], batch["has_image"].tolist(), gen):
+            out.append({"id": sid, "text": g["text"], "reference": ref,
+                        "has_image": bool(has_img), "finding_probs": g.get("finding_probs")})
     return out
-
-
-def _dataset_of(cache) -> str:
-    return "mimic" if "mimic" in str(cache.meta.get("source", "")).lower() else "iu"
 
 
 def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, beam: int = 1, batch_size: int = 16,
@@ -74,8 +64,9 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
              limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False) -> dict:
     from cxreport.data.cache import Cache
-    from cxreport.metrics.baselines import baseline_reports, check_split, train_vocabulary
-    from cxreport.metrics.scoring import score_systems
+    from cxreport.data.study import check_split
+    from cxreport.metrics.baselines import baseline_reports, train_vocabulary
+    from cxreport.metrics.scoring import protocol_dataset, score_systems
     from cxreport.metrics.summary import per_label_plot, write_summary
     from cxreport.checkpoint import load_checkpoint, resolve_checkpoint
 
@@ -88,7 +79,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     run = cfg.get("run") or {}
     text_field = (run.get("data") or {}).get("text_field", "findings")
     max_len = max_len or (run.get("data") or {}).get("max_tokens", 100)
-    dataset = dataset or _dataset_of(cache)
+    dataset = dataset or protocol_dataset(cache.meta.get("source"))
 
     t0 = time.perf_counter()
     rows = generate_reports(model, tok, cache, split, text_field=text_field, batch_size=batch_size, beam=beam,

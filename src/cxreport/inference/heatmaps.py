@@ -11,8 +11,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
+from pathlib import Path
 
 import numpy as np
+
+from cxreport.labels import VIEW_IDS
 
 # A jet-like ramp (dark blue -> cyan -> yellow -> red); matplotlib stays unimported in the server.
 _STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -126,7 +130,7 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
     if cams is None:
         return out
     cams, image_mask, view_ids = cams.cpu(), image_mask.cpu(), view_ids.cpu()
-    names = {v: k for k, v in _view_ids().items()}
+    names = {v: k for k, v in VIEW_IDS.items()}
     for b, picks in enumerate(chosen):
         for j in picks:
             col = wanted.index(j)
@@ -144,7 +148,22 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
     return out
 
 
-def _view_ids() -> dict:
-    from cxreport.inference import VIEW_IDS
+def write_heatmaps(maps: list[dict], folder: Path, force: bool) -> list[dict]:
+    """Overlay PNGs named <finding>_<view>_<n>.png; returns the maps with ``file`` instead of pixels."""
+    from cxreport import fsio
+    from cxreport.errors import InputError
 
-    return VIEW_IDS
+    out = []
+    for h in maps:
+        name = f"{slug(h['finding'])}_{h['view']}_{h['view_index'] + 1}.png"
+        path = folder / name
+        if path.exists() and not force:
+            raise InputError(f"{path} exists: pass --force to overwrite, or choose another --heatmaps folder")
+        fsio.atomic_write_bytes(path, to_png(h["overlay"]))
+        out.append({k: v for k, v in h.items() if k != "overlay"} | {"file": str(path)})
+    return out
+
+
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: runs of other characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"

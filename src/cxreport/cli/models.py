@@ -1,5 +1,4 @@
-"""`cxreport models list | show NAME`: browse the bundled model configs (add
-``cxreport.models.commands`` to ``cli.COMMAND_MODULES``)."""
+"""`cxreport models list | show NAME`: browse the bundled model configs."""
 
 from __future__ import annotations
 

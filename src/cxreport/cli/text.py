@@ -29,7 +29,7 @@ def _io_args(p: argparse.ArgumentParser, out_name: str) -> None:
 
 def read_report_csv(path: str | Path, text_column: str, id_column: str) -> list[tuple[str, str]]:
     """(id, text) rows; a clear error for a missing file or column."""
-    from cxreport.data.sources._common import read_csv
+    from cxreport.fsio import read_csv
 
     rows = read_csv(Path(path), [id_column, text_column], hint="(choose with --text-column / --id-column)")
     return [(row[id_column] or "", row[text_column] or "") for row in rows]
@@ -37,7 +37,7 @@ def read_report_csv(path: str | Path, text_column: str, id_column: str) -> list[
 
 def _label(args) -> int:
     from cxreport import fsio
-    from cxreport.data.study import CHEXPERT_LABELS
+    from cxreport.labels import CHEXPERT_LABELS
     from cxreport.text.labeler import label_reports
 
     rows = read_report_csv(args.reports, args.text_column, args.id_column)

@@ -1,36 +1,25 @@
-"""`cxreport score`, `cxreport baselines`, `cxreport evaluate` (heavy imports stay in the handlers)."""
+"""`cxreport score`, `baselines`, `evaluate` and `evaluate-findings` (heavy imports stay in the handlers)."""
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 
 
 def read_texts(path: str, what: str) -> list[dict]:
     """JSONL rows {"id", "text"}: every error names the file, the line and the fix."""
     from cxreport.errors import InputError
+    from cxreport.fsio import iter_jsonl
 
     rows, seen = [], set()
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} file ({exc.strerror})") from exc
-    with fh:
-        for no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{no}: not valid JSON ({exc.msg}); each line must be "
-                                 '{"id": ..., "text": ...}') from exc
-            if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("text"), str):
-                raise InputError(f'{path}:{no}: each line must be an object with "id" and a string "text"')
-            key = str(row["id"])
-            if key in seen:
-                raise InputError(f"{path}:{no}: id {key!r} appears twice")
-            seen.add(key)
-            rows.append({"id": key, "text": row["text"]})
+    for no, row in iter_jsonl(path, what):
+        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("text"), str):
+            raise InputError(f'{path}:{no}: each line must be an object with "id" and a string "text"')
+        key = str(row["id"])
+        if key in seen:
+            raise InputError(f"{path}:{no}: id {key!r} appears twice")
+        seen.add(key)
+        rows.append({"id": key, "text": row["text"]})
     if not rows:
         raise InputError(f"{path}: no {what} in the file")
     return rows
@@ -99,14 +88,14 @@ def _baselines(args):
     from cxreport.fsio import atomic_write_json, atomic_write_jsonl
     from cxreport.metrics.baselines import baseline_reports, train_vocabulary
     from cxreport.metrics.scoring import score_systems
+    from cxreport.metrics.scoring import protocol_dataset
     from cxreport.metrics.summary import metrics_table, per_label_plot, write_summary
-    from pathlib import Path
 
     cache = Cache(args.cache)
     out = Path(args.out)
     refs, systems, info = baseline_reports(cache, args.split, field=args.field, seed=args.seed,
                                            allow_test=args.allow_test, retrieval_fallback=args.retrieval_fallback)
-    dataset = args.dataset or ("mimic" if "mimic" in str(cache.meta.get("source", "")) else "iu")
+    dataset = args.dataset or protocol_dataset(cache.meta.get("source"))
     res = score_systems(systems, refs, dataset=dataset, permutations=0, bertscore_model=args.bertscore_model,
                         r2gen_vocab=train_vocabulary(cache, args.field, dataset), **_kw(args, "r2gen"))
     atomic_write_jsonl(out / "refs.jsonl", ({"id": k, "text": v} for k, v in refs.items()))
@@ -129,7 +118,7 @@ def _baselines(args):
 
 
 def _evaluate(args):
-    from cxreport.evaluate import evaluate
+    from cxreport.inference.evaluate import evaluate
     from cxreport.metrics.summary import metrics_table
 
     res = evaluate(args.checkpoint, args.cache, args.split, args.out, allow_test=args.allow_test, beam=args.beam,
@@ -143,7 +132,30 @@ def _evaluate(args):
     return 0
 
 
+def _evaluate_findings(args):
+    from cxreport.fsio import atomic_write_json, atomic_write_text
+    from cxreport.inference.findings import evaluate_findings, markdown
+
+    res = evaluate_findings(args.checkpoint, args.cache, args.split, args.allow_test, args.threads)
+    md = markdown(res)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "findings_auroc.json", res)
+        atomic_write_text(out / "findings_auroc.md", md)
+    print(md)
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("evaluate-findings", help="per-finding AUROC of a checkpoint on a labelled cache split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--allow-test", action="store_true", help="score the test split (final reporting only)")
+    p.add_argument("--out", help="folder for findings_auroc.json / .md")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_evaluate_findings)
+
     p = sub.add_parser("score", help="score generated reports against references (NLG + clinical, with CIs)")
     p.add_argument("--hyps", required=True, help="JSONL of {\"id\", \"text\"}: generated reports")
     p.add_argument("--refs", required=True, help="JSONL of {\"id\", \"text\"}: reference reports")

@@ -70,7 +70,7 @@ def register(sub) -> None:
 
 
 def _llm_config(args):
-    from cxreport.annotate.llm import LLMConfig
+    from cxreport.llm import LLMConfig
 
     if args.concurrency < 1:
         raise InputError("--concurrency must be at least 1")
@@ -101,7 +101,7 @@ def run_backend(name: str, texts: list[str], args) -> tuple[list[dict], list[str
 def _rows_from_args(args) -> tuple[list[tuple[str, str]], dict[str, dict] | None]:
     """(id, text) rows and references (None when there are none)."""
     from cxreport.annotate.data import load_iu_region_examples, read_gold_jsonl
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     if args.iu_xray:
         ex = load_iu_region_examples(args.iu_xray, args.split, args.limit)
@@ -352,7 +352,7 @@ def _vlm_annotate(args) -> int:
 def _csv_with_images(args) -> list[tuple[str, str, list]]:
     import csv
 
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     rows = read_report_csv(args.input, args.text_column, args.id_column)
     if not args.image_column:
@@ -377,7 +377,7 @@ def _csv_with_images(args) -> list[tuple[str, str, list]]:
 def _green(args) -> int:
     from cxreport import fsio
     from cxreport.metrics.green import GreenConfig, GreenScorer, summarize
-    from cxreport.text.commands import read_report_csv
+    from cxreport.cli.text import read_report_csv
 
     refs = read_report_csv(args.input, args.reference_column, args.id_column)
     cands = read_report_csv(args.input, args.candidate_column, args.id_column)

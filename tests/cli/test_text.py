@@ -2,7 +2,7 @@ import csv
 import json
 
 from cxreport.cli import main
-from cxreport.data.study import CHEXPERT_LABELS
+from cxreport.labels import CHEXPERT_LABELS
 
 
 def _csv(path, rows, header=("uid", "findings", "impression")):

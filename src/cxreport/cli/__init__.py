@@ -1,7 +1,8 @@
-"""`cxreport <command>`: each area registers its own thin subcommands.
+"""`cxreport <command>`: argparse lives here only, one module per command group; nothing imports cli/.
 
-Command modules are imported when the parser is built, so they must keep heavy imports (torch,
-transformers, fastapi) inside their handlers: `cxreport --help` stays fast.
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)`` and sets its handlers with
+``set_defaults(func=...)``. Modules are imported when the parser is built, so they keep heavy
+imports (torch, transformers, fastapi) inside their handlers: `cxreport --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import sys
 from cxreport import __version__
 from cxreport.errors import CXReportError
 
-# Each module exposes ``register(subparsers)``; handlers are set with ``set_defaults(func=...)``.
+# The order is the order of `cxreport --help`.
 COMMAND_MODULES = [
-    "cxreport.data.commands",
-    "cxreport.text.commands",
-    "cxreport.models.commands",
-    "cxreport.training.commands",
-    "cxreport.metrics.findings",
-    "cxreport.annotate.commands",
-    "cxreport.metrics.commands",
-    "cxreport.generate_commands",
-    "cxreport.serve.commands",
+    "cxreport.cli.data",
+    "cxreport.cli.text",
+    "cxreport.cli.models",
+    "cxreport.cli.train",
+    "cxreport.cli.annotate",
+    "cxreport.cli.evaluate",
+    "cxreport.cli.generate",
+    "cxreport.cli.serve",
 ]
 
 
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # an area not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from cxreport.cli import main
 from cxreport.fsio import read_jsonl
-from cxreport.generate_commands import safe_name
+from cxreport.inference.batch import safe_name
 
 
 def test_single_study_text_json_and_heatmaps(tiny_run, xrays, tmp_path, capsys):

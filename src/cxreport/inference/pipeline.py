@@ -23,11 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxreport.data.images import MAX_PIXELS, MIN_SIDE, _to_uint8, letterbox, load_image_with_size
-from cxreport.data.study import VIEW_IDS, view_group
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox, load_image_with_size, to_uint8
 from cxreport.errors import ImageError, InputError
+from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
+from cxreport.labels import VIEW_IDS, view_group
 
-PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
 # The cache letterboxes to 256 px by default (`cxreport data prepare --size`); a checkpoint may
 # record another size in preprocessing.json as "letterbox_size".
@@ -145,7 +146,7 @@ def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tu
                              f"{min_side} px per side .. {max_pixels:,} pixels")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ImageError(label, "array has NaN or infinite values")
-        return _to_uint8(np.ascontiguousarray(arr)), (h, w), "array"
+        return to_uint8(np.ascontiguousarray(arr)), (h, w), "array"
     raise InputError(f"{label}: unsupported input {type(item).__name__} "
                      "(give a file path, the file's bytes or a numpy array)")
 
@@ -223,10 +224,7 @@ class Pipeline:
         """The training collate turns letterboxed uint8 views into the model's float batch."""
         from cxreport.data.dataset import Collate
 
-        items = [{"images": s.images, "view_ids": s.view_ids, "input_ids": [], "study_id": str(i), "text": "",
-                  "labels": _nan_labels(len(self.labels))} for i, s in enumerate(studies)]
-        batch = Collate(image_size=self.image_size, max_views=self.max_views)(items)
-        return batch["images"], batch["image_mask"], batch["view_ids"]
+        return Collate.for_model(self.model.cfg).images([(s.images, s.view_ids) for s in studies])
 
     # ---- generation ---------------------------------------------------------------------
     def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int = 1,
@@ -268,7 +266,6 @@ class Pipeline:
             raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
         dev = next(self.model.parameters()).device
         images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
-        opts = dict(max_len=max_len, method="beam" if beam > 1 else "greedy", num_beams=int(beam))
         with self.lock:
             t0 = time.perf_counter()
             findings = None
@@ -276,13 +273,14 @@ class Pipeline:
                     abs(thr[k] - self.model_thresholds[k]) > 1e-9 for k in self.labels):
                 # The model plans its sentences from findings at its own thresholds; other thresholds
                 # need the probabilities first, then generation from that plan (one more encoder pass).
-                findings = [self._plan(o["finding_probs"], thr) for o in self.model.generate(images, mask, view_ids,
-                                                                                              max_len=1)]
-            outs = self.model.generate(images, mask, view_ids, findings, **opts)
+                findings = [self._plan(o["finding_probs"], thr)
+                            for o in generate(self.model, self.tokenizer, images, mask, view_ids, max_len=1)]
+            outs = generate(self.model, self.tokenizer, images, mask, view_ids, findings=findings, beam=beam,
+                            max_len=max_len)
             gen_ms = (time.perf_counter() - t0) * 1000
             maps = None
             if heatmaps:
-                from cxreport.heatmaps import finding_heatmaps
+                from cxreport.inference.heatmaps import finding_heatmaps
 
                 t1 = time.perf_counter()
                 maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], thr,
@@ -291,7 +289,7 @@ class Pipeline:
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
             probs = o["finding_probs"] or {}
-            r = {"report": detokenize(self.tokenizer.decode(o["token_ids"])),
+            r = {"report": o["text"],
                  "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= thr[k]), "threshold": thr[k]}
                               for k, v in probs.items()},
                  "views": p.views, "model": self.name, "threshold": _uniform(thr),
@@ -308,12 +306,6 @@ class Pipeline:
         return {k: (1 if v >= thr[k] else below) for k, v in probs.items()}
 
 
-def _nan_labels(n: int):
-    import torch
-
-    return torch.full((n,), float("nan"))
-
-
 def _uniform(thr: dict) -> float | None:
     """The one threshold shared by every finding, or None when they differ."""
     values = set(thr.values())
@@ -325,13 +317,3 @@ def _check_threshold(t: float) -> float:
     if not 0.0 < t < 1.0:
         raise InputError(f"threshold={t}: choose a probability strictly between 0 and 1")
     return t
-
-
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
-
-
-def detokenize(text: str) -> str:
-    """Word tokenizers decode as 'the heart is enlarged .': join punctuation, capitalise sentences."""
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split()))
-    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)

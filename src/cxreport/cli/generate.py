@@ -1,0 +1,147 @@
+"""`cxreport generate`: a report for one study, or for a folder / manifest of studies.
+
+    cxreport generate pa.png lat.png                 # one study, report + findings
+    cxreport generate --example                      # the two sample NIH films shipped with cxreport
+    cxreport generate pa.dcm --json --heatmaps maps/
+    cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
+    cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view]
+    torchrun --nproc-per-node 2 -m cxreport generate --input-dir ... # shards the studies
+
+Batch outputs, resume and torchrun sharding: see ``cxreport.inference.batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="write a report (and finding probabilities) for chest X-rays",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="the views of ONE study (PNG, JPEG or DICOM)")
+    p.add_argument("--example", action="store_true",
+                   help="run on the two sample NIH ChestX-ray14 films shipped with cxreport (one study each)")
+    p.add_argument("--view", action="append", default=None, choices=["frontal", "lateral", "unknown"],
+                   help="view of each IMAGE, in order (default: first frontal, second lateral)")
+    p.add_argument("--model", default=None, metavar="NAME|PATH",
+                   help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--beam", type=int, default=1, metavar="N", help="beam search with N beams (1 = greedy)")
+    p.add_argument("--max-len", type=int, default=None, metavar="TOKENS", help="longest report, in tokens")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--heatmaps", default=None, metavar="DIR",
+                   help="write a Grad-CAM overlay PNG per positive finding and view into DIR")
+    p.add_argument("--input-dir", default=None, metavar="DIR", help="batch: a study per sub-folder or per image file")
+    p.add_argument("--manifest", default=None, metavar="CSV", help="batch: CSV with study_id,path[,view]")
+    p.add_argument("--output-dir", default=None, metavar="OUT", help="batch: where the per-study JSON files go")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cxreport.errors import InputError
+
+    batch = args.input_dir or args.manifest
+    if args.example and (batch or args.images or args.view):
+        raise InputError("--example runs on the bundled sample films: give no IMAGE, --view, --input-dir or --manifest")
+    if batch and args.images:
+        raise InputError("give either IMAGE files (one study) or --input-dir/--manifest (a batch), not both")
+    if not batch and not args.images and not args.example:
+        raise InputError("nothing to do: give the IMAGE files of a study, --input-dir DIR / --manifest CSV, "
+                         "or --example for the sample films")
+    if batch and not args.output_dir:
+        raise InputError("batch mode needs --output-dir OUT for the per-study results")
+    if args.input_dir and args.manifest:
+        raise InputError("give --input-dir or --manifest, not both")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from cxreport.inference.pipeline import load_model
+
+    pipeline = load_model(args.model)
+    opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps))
+    if batch:
+        return run_batch(pipeline, args, opts)
+    if args.example:
+        return run_examples(pipeline, args, opts)
+    return run_single(pipeline, args, opts)
+
+
+# ---- one study ------------------------------------------------------------------------------
+def run_single(pipeline, args, opts) -> int:
+    from cxreport.errors import InputError
+
+    if args.view and len(args.view) != len(args.images):
+        raise InputError(f"{len(args.view)} --view given for {len(args.images)} images: give one per image")
+    result = pipeline.generate(args.images, args.view, **opts)
+    if args.heatmaps:
+        from cxreport.inference.heatmaps import write_heatmaps
+
+        result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), Path(args.heatmaps), args.force)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_text(result))
+    return 0
+
+
+def run_examples(pipeline, args, opts) -> int:
+    """Each sample film as its own study; the NIH labels are printed beside the model's reading."""
+    from cxreport.examples import example_studies
+
+    results = []
+    for study in example_studies():
+        result = pipeline.generate(study["images"], study["views"], **opts)
+        if args.heatmaps:
+            from cxreport.inference.heatmaps import write_heatmaps
+
+            result["heatmaps"] = write_heatmaps(result.get("heatmaps", []),
+                                                Path(args.heatmaps) / study["study_id"], args.force)
+        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        films = ", ".join(v["source"] for v in r["views"])
+        print(f"== sample study {r['study_id']} ({films}; NIH labels: {r['nih_labels']})")
+        print(format_text(r) + "\n")
+    return 0
+
+
+def format_text(result: dict) -> str:
+    views = ", ".join(v["view"] for v in result["views"])
+    uniform = result["threshold"]
+    at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
+    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
+             f"Findings (probability; * = positive at {at}):"]
+    for name, f in sorted(result["findings"].items(), key=lambda kv: -kv[1]["probability"]):
+        bar = "#" * round(20 * f["probability"])
+        own = f" [{f['threshold']:.2f}]" if uniform is None else ""
+        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}{own}  {bar}")
+    for h in result.get("heatmaps", []):
+        lines.append(f"heatmap: {h['file']}")
+    return "\n".join(lines)
+
+
+# ---- many studies ---------------------------------------------------------------------------
+def run_batch(pipeline, args, opts) -> int:
+    from cxreport.inference.batch import SUMMARY, discover_studies, run_batch
+
+    studies = discover_studies(args.input_dir, args.manifest)
+    opts = {k: v for k, v in opts.items() if k != "heatmaps"}
+    res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
+                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)
+    n, failed, where = len(res.rows), res.failed, res.summary
+    print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
+          + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if res.merged else
+                                                                      f"; waiting for other ranks to merge {SUMMARY}"),
+          file=sys.stderr)
+    return 1 if failed and failed == n else 0

@@ -1,0 +1,182 @@
+"""Many studies at once: discovery (a folder or a manifest), safe output names, torchrun sharding.
+
+Outputs: OUT/<study>.json per study and OUT/summary.jsonl (one line per study, errors included);
+a bad image fails its study, never the batch. Under torchrun each rank takes studies
+i % WORLD_SIZE == RANK and writes OUT/summary.part-<rank>-of-<world>.jsonl; whichever rank
+finishes last (rank 0 when it is last) merges the parts into summary.jsonl.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxreport import fsio
+from cxreport.errors import InputError
+from cxreport.inference.heatmaps import slug, write_heatmaps
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+SUMMARY = "summary.jsonl"
+
+
+def safe_name(study_id: str, max_len: int = 80) -> str:
+    """A file name that stays inside the output folder: no separators, no leading dots, no
+    '..'; ids that had to change get a short hash so 'a/b' and 'a_b' do not collide."""
+    s = slug(str(study_id))[:max_len]
+    if s != str(study_id):
+        s = f"{s}-{hashlib.sha1(str(study_id).encode('utf-8')).hexdigest()[:8]}"
+    return s
+
+
+def discover_studies(input_dir: str | None = None, manifest: str | None = None) -> list[dict]:
+    """[{study_id, images, views}] from a folder (a study per sub-folder or per image file) or a CSV."""
+    if manifest:
+        return read_manifest(Path(manifest))
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise InputError(f"--input-dir {root}: not a folder")
+    studies, used = [], set()
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if files:
+                studies.append({"study_id": entry.name, "images": [str(p) for p in files], "views": None})
+                used.add(entry.name)
+    for entry in sorted(root.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+            sid = entry.stem if entry.stem not in used else entry.name
+            used.add(sid)
+            studies.append({"study_id": sid, "images": [str(entry)], "views": None})
+    if not studies:
+        raise InputError(f"--input-dir {root}: no images found (expected sub-folders of PNG/JPEG/DICOM "
+                         "files, or image files)")
+    return studies
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """A CSV of study_id,path[,view] -> one study per id; relative paths are from the CSV's folder."""
+    if not path.is_file():
+        raise InputError(f"--manifest {path}: file not found")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        if "study_id" not in cols or "path" not in cols:
+            raise InputError(f"{path}: needs the columns study_id,path[,view] (found {cols or 'no header'})")
+        by_id: dict[str, dict] = {}
+        for n, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            if not row.get("study_id") or not row.get("path"):
+                raise InputError(f"{path}, line {n}: study_id and path must not be empty")
+            img = Path(row["path"]).expanduser()
+            img = img if img.is_absolute() else path.parent / img
+            s = by_id.setdefault(row["study_id"], {"study_id": row["study_id"], "images": [], "views": []})
+            s["images"].append(str(img))
+            s["views"].append(row.get("view") or None)
+    if not by_id:
+        raise InputError(f"{path}: no rows")
+    return list(by_id.values())
+
+
+def shard() -> tuple[int, int]:
+    """(rank, world) from torchrun's environment; (0, 1) otherwise."""
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise InputError("RANK and WORLD_SIZE must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
+    return rank, world
+
+
+def part_path(out: Path, rank: int, world: int) -> Path:
+    return out / f"summary.part-{rank}-of-{world}.jsonl"
+
+
+@dataclass
+class BatchResult:
+    rows: list[dict]
+    failed: int
+    merged: bool  # summary.jsonl written (this rank finished last, or a single process)
+    summary: Path  # summary.jsonl when merged, else this rank's part
+
+
+def plan_batch(studies: list[dict], out: Path, *, heatmaps: Path | None = None, force: bool = False):
+    """This rank's share of ``studies`` as [(study, safe name)] after checking that no output is
+    in the way (unless ``force``) and that no two ids map to the same file."""
+    names = [safe_name(s["study_id"]) for s in studies]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise InputError(f"study ids collide after making them safe file names: {sorted(dupes)[:5]}")
+    rank, world = shard()
+    for i, s in enumerate(studies):
+        s["index"] = i
+    mine = [(s, n) for s, n in zip(studies, names) if s["index"] % world == rank]
+    if not force:
+        targets = [out / SUMMARY] + [part_path(out, rank, world)] * (world > 1) + [out / f"{n}.json" for _, n in mine]
+        targets += [heatmaps / n for _, n in mine] if heatmaps else []
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise InputError(f"{existing[0]} exists ({len(existing)} output(s) in the way): pass --force to "
+                             "overwrite, or choose another --output-dir")
+    return mine
+
+
+def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, heatmaps: Path | None = None,
+              force: bool = False, progress: bool | None = None, **opts) -> BatchResult:
+    """Generate this rank's studies ``batch_size`` at a time, write one JSON per study and the
+    summary (or this rank's part of it). ``opts`` go to ``Pipeline.generate_batch``."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    mine = plan_batch(studies, out, heatmaps=heatmaps, force=force)
+    rank, world = shard()
+    part = part_path(out, rank, world)
+    if world > 1:
+        part.unlink(missing_ok=True)  # a stale part from an earlier run must not be merged into this one
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failed = [], 0
+    bar = tqdm(total=len(mine), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
+               unit="study", position=rank, disable=None if progress is None else not progress)
+    for start in range(0, len(mine), batch_size):
+        chunk = mine[start:start + batch_size]
+        results = pipeline.generate_batch([{"images": s["images"], "views": s["views"]} for s, _ in chunk],
+                                          on_error="record", heatmaps=heatmaps is not None, **opts)
+        for (s, name), r in zip(chunk, results):
+            rows.append(_write_study(out, s, name, r, heatmaps))
+            failed += rows[-1]["status"] == "error"
+        bar.update(len(chunk))
+    bar.close()
+    if world == 1:
+        fsio.atomic_write_jsonl(out / SUMMARY, rows)
+        merged = True
+    else:
+        fsio.atomic_write_jsonl(part, rows)
+        merged = merge_parts(out, world)
+    return BatchResult(rows, failed, merged, out / SUMMARY if merged else part)
+
+
+def _write_study(out: Path, study: dict, name: str, result: dict, heatmaps: Path | None) -> dict:
+    """Write one study's JSON (and overlays); its summary row."""
+    row = {"index": study["index"], "study_id": study["study_id"], "images": study["images"]}
+    if "error" in result:
+        return row | {"status": "error", "error": result["error"]}
+    if heatmaps is not None:
+        result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), heatmaps / name, True)
+    fsio.atomic_write_json(out / f"{name}.json", {"study_id": study["study_id"], **result})
+    return row | {"status": "ok", "file": f"{name}.json", "report": result["report"],
+                  "positive": [k for k, f in result["findings"].items() if f["positive"]]}
+
+
+def merge_parts(out: Path, world: int) -> bool:
+    """Merge every rank's part into summary.jsonl once all exist (idempotent, atomic)."""
+    parts = [part_path(out, r, world) for r in range(world)]
+    if not all(p.is_file() for p in parts):
+        return False
+    rows = sorted((row for p in parts for row in fsio.read_jsonl(p)), key=lambda r: r.get("index", 0))
+    fsio.atomic_write_jsonl(out / SUMMARY, rows)
+    return True
