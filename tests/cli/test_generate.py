@@ -87,10 +87,41 @@ def test_batch_folder_summary_bad_file_and_no_overwrite(tiny_run, xrays, tmp_pat
     assert sorted(p.name for p in out.glob("*.json")) == ["s1.json", "s2.json", "s3.json"]
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temp files
 
+    # A rerun continues: finished studies are verified and skipped, failed ones are tried again.
     before = (out / "s1.json").read_text()
-    assert main(args) == 2
-    assert "exists" in capsys.readouterr().err and (out / "s1.json").read_text() == before
+    (out / "s2.json").write_text('{"study_id": "s2", "rep')  # incomplete: generated again
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "3 of 5 studies written" in err and "(2 already done by an earlier run, skipped, 1 incomplete" in err
+    assert (out / "s1.json").read_text() == before and json.loads((out / "s2.json").read_text())["report"]
+    assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
     assert main(args + ["--force"]) == 0
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_batch_interrupted_writes_summary_and_rerun_continues(tiny_run, xrays, tmp_path, monkeypatch, capsys):
+    from cxreport.inference.pipeline import Pipeline
+
+    src, out = _input_dir(tmp_path / "in", xrays), tmp_path / "out"
+    args = ["generate", "--input-dir", str(src), "--output-dir", str(out), "--model", str(tiny_run),
+            "--batch-size", "2", "--max-len", "10"]
+    real, calls = Pipeline.generate_batch, []
+
+    def ctrl_c_on_second_chunk(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Pipeline, "generate_batch", ctrl_c_on_second_chunk)
+    assert main(args) == 130
+    assert "rerun the same command to continue" in capsys.readouterr().err
+    rows = read_jsonl(out / "summary.jsonl")
+    assert [r["status"] for r in rows] == ["ok", "ok", "pending", "pending", "pending"]
+    monkeypatch.setattr(Pipeline, "generate_batch", real)
+    assert main(args) == 0
+    assert "(2 already done by an earlier run, skipped)" in capsys.readouterr().err
+    assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
 
 
 def test_batch_manifest_views_and_safe_names(tiny_run, xrays, tmp_path, capsys):

@@ -37,7 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--input-dir", default=None, metavar="DIR", help="batch: a study per sub-folder or per image file")
     p.add_argument("--manifest", default=None, metavar="CSV", help="batch: CSV with study_id,path[,view]")
     p.add_argument("--output-dir", default=None, metavar="OUT", help="batch: where the per-study JSON files go")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files; in batch mode, redo every study (default: skip the "
+                        "studies an earlier run finished)")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.set_defaults(func=run)
@@ -140,7 +142,9 @@ def run_batch(pipeline, args, opts) -> int:
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
                     heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)
     n, failed, where = len(res.rows), res.failed, res.summary
+    again = f", {res.redone} incomplete output(s) redone" if res.redone else ""
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
+          + (f" ({res.skipped} already done by an earlier run, skipped{again})" if res.skipped or res.redone else "")
           + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if res.merged else
                                                                       f"; waiting for other ranks to merge {SUMMARY}"),
           file=sys.stderr)
