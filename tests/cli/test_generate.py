@@ -29,6 +29,18 @@ def test_single_study_text_json_and_heatmaps(tiny_run, xrays, tmp_path, capsys):
     assert main(args + ["--force"]) == 0
 
 
+def test_outputs_say_which_model_and_version_wrote_them(tiny_run, xrays, capsys):
+    from cxreport import __version__
+    from cxreport.inference.pipeline import DISCLAIMER, weights_sha256
+
+    assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--json", "--max-len", "5"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["cxreport_version"] == __version__ and r["model"] == "run" and r["disclaimer"] == DISCLAIMER
+    assert len(r["model_sha256"]) == 64 and r["model_sha256"] == weights_sha256(tiny_run / "best")
+    assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--max-len", "5"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(DISCLAIMER)
+
+
 def test_single_study_errors(tiny_run, xrays, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
@@ -95,6 +107,10 @@ def test_batch_folder_summary_bad_file_and_no_overwrite(tiny_run, xrays, tmp_pat
     assert "3 of 5 studies written" in err and "(2 already done by an earlier run, skipped, 1 incomplete" in err
     assert (out / "s1.json").read_text() == before and json.loads((out / "s2.json").read_text())["report"]
     assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
+    s3 = json.loads((out / "s3.json").read_text())
+    (out / "s3.json").write_text(json.dumps(s3 | {"model_sha256": "0" * 64}))
+    assert main(args) == 2  # outputs of another model are never mixed in silently
+    assert "s3.json was written by another model" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert "skipped" not in capsys.readouterr().err
 

@@ -130,6 +130,8 @@ def format_text(result: dict) -> str:
         lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}{own}  {bar}")
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
+    if result.get("disclaimer"):
+        lines += ["", result["disclaimer"]]
     return "\n".join(lines)
 
 

@@ -218,6 +218,10 @@ class F1CheXbertLabeler:
 _BACKENDS = {"rules": RuleLabeler, "f1chexbert": F1CheXbertLabeler}
 
 
+def labeler_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
 def get_labeler(backend: str = "rules", **opts):
     if backend not in _BACKENDS:
         raise InputError(f"unknown labeler backend {backend!r}; choose one of {sorted(_BACKENDS)}")
