@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from cxreport.cli import main
+from cxreport.inference.heatmaps import BAR_WIDTH
 from cxreport.fsio import read_jsonl
 from cxreport.inference.batch import safe_name
 
@@ -23,10 +24,37 @@ def test_single_study_text_json_and_heatmaps(tiny_run, xrays, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["threshold"] == 0.6 and r["heatmaps"] and r["views"][0]["view"] == "frontal"
     for h in r["heatmaps"]:
-        assert Image.open(h["file"]).size == (256, 256) and "overlay" not in h
+        assert Image.open(h["file"]).size == (256 + BAR_WIDTH, 256) and "overlay" not in h and h["has_signal"]
     assert main(args) == 2  # the overlays exist: no silent overwrite
     assert "pass --force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
+
+
+def test_heatmap_folder_is_checked_before_the_model_runs(tiny_run, xrays, tmp_path, capsys, monkeypatch):
+    import cxreport.inference.pipeline as pl
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "Edema_frontal_1.png").write_bytes(b"old")
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(pl, "load_model", lambda *a, **k: pytest.fail("the model ran before the check"))
+    for folder, message in ((tmp_path / "maps", "already holds 1 overlay PNG(s)"), (tmp_path / "file", "not a folder")):
+        assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--heatmaps", str(folder)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_views_without_signal_get_no_overlay(pipeline, xrays, monkeypatch):
+    import cxreport.inference.heatmaps as hm
+
+    real = hm.gradcam
+
+    def lateral_blank(*a, **k):
+        cams = real(*a, **k)
+        cams[:, 1] = 0  # as when the finding head reads the frontal film only
+        return cams
+
+    monkeypatch.setattr(hm, "gradcam", lateral_blank)
+    maps = pipeline.generate([xrays["cardio"], xrays["effusion"]], heatmaps=True)["heatmaps"]
+    assert maps and {m["view"] for m in maps} == {"frontal"}
 
 
 def test_outputs_say_which_model_and_version_wrote_them(tiny_run, xrays, capsys):

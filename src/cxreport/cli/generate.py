@@ -62,6 +62,10 @@ def run(args) -> int:
         raise InputError("give --input-dir or --manifest, not both")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.heatmaps and not batch:  # batch mode: a folder per study, resumable (inference.batch)
+        from cxreport.inference.heatmaps import check_heatmap_folder
+
+        check_heatmap_folder(Path(args.heatmaps), args.force)
     if args.threads:
         import torch
 
