@@ -6,30 +6,8 @@ import pytest
 
 from cxreport.metrics.green import (ERROR_CATEGORIES, GreenConfig, GreenScorer, green_score, make_prompt,
                                     parse_green, summarize)
+from tests.fixtures.green_replies import TYPICAL
 from tests.fixtures.openai_server import Reply, ScriptedOpenAIServer
-
-TYPICAL = """[Explanation]:
-The candidate misses the left pleural effusion and calls the mild cardiomegaly severe.
-
-[Clinically Significant Errors]:
-(a) False report of a finding in the candidate: 0.
-(b) Missing a finding present in the reference: 1. Small left pleural effusion
-(c) Misidentification of a finding's anatomic location/position: 0.
-(d) Misassessment of the severity of a finding: 1. Severity of cardiomegaly
-(e) Mentioning a comparison that isn't in the reference: 0.
-(f) Omitting a comparison detailing a change from a prior study: 0.
-
-[Clinically Insignificant Errors]:
-(a) False report of a finding in the candidate: 2. Mild degenerative changes; Old rib fracture
-(b) Missing a finding present in the reference: 0.
-(c) Misidentification of a finding's anatomic location/position: 0.
-(d) Misassessment of the severity of a finding: 0.
-(e) Mentioning a comparison that isn't in the reference: 0.
-(f) Omitting a comparison detailing a change from a prior study: 0.
-
-[Matched Findings]:
-3. Cardiomegaly; No pneumothorax; Clear lungs
-"""
 
 
 def test_typical_answer():

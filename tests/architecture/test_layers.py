@@ -135,3 +135,16 @@ def test_no_import_cycles_but_registry_loaders():
 
 def _modules() -> set[str]:
     return {module_name(p) for p in SRC.rglob("*.py")}
+
+
+def test_argparse_only_in_cli():
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        if module_name(path).split(".")[1:2] == ["cli"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if "argparse" in names:
+                bad.append(f"{module_name(path)}:{node.lineno}")
+    assert not bad, "argparse outside cli/: " + ", ".join(bad)

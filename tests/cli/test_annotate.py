@@ -127,7 +127,7 @@ def test_compare_on_iu_xray(server, shared_data, tmp_path, capsys):
 
 
 def test_compare_with_green_metric(server, reports_csv, tmp_path, capsys):
-    from tests.annotate.test_green import TYPICAL
+    from tests.fixtures.green_replies import TYPICAL
 
     path, gold = reports_csv
     with ScriptedOpenAIServer(lambda req: TYPICAL) as judge:

@@ -4,7 +4,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from cxreport.data.cache import prepare_cache
 from cxreport.data.dataset import ITEM_KEYS, Collate, StudyDataset, _augment, select_views
-from tests.data.test_sources import make_iu_kaggle
+from tests.fixtures.iu_tree import make_iu_kaggle
 
 
 class CharTok:

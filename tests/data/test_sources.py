@@ -1,31 +1,11 @@
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cxreport.data.sources import list_sources, load_source
 from cxreport.data.study import normalise_ws
 from cxreport.errors import InputError
-
-
-def _img(path, w=80, h=64):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.random.default_rng(len(str(path))).random((h, w)) * 255).astype(np.uint8)).save(path)
-
-
-def make_iu_kaggle(root):
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "indiana_reports.csv").write_text(
-        "uid,MeSH,Problems,image,indication,comparison,findings,impression\n"
-        '1,normal,normal,Xray Chest PA and Lateral,cough,None.,"The lungs are clear.  No effusion.",Normal.\n'
-        "2,Cardiomegaly/mild,Cardiomegaly,Xray,,,,Mild cardiomegaly.\n"
-        '3,normal,normal,Xray,,,"Heart size normal.",\n')
-    (root / "indiana_projections.csv").write_text(
-        "uid,filename,projection\n1,1_IM-0001-3001.dcm.png,Lateral\n1,1_IM-0001-4001.dcm.png,Frontal\n"
-        "2,2_IM-0652-1001.dcm.png,Frontal\n")
-    _img(root / "images" / "1_IM-0001-3001.dcm.png")
-    _img(root / "images" / "1_IM-0001-4001.dcm.png")
+from tests.fixtures.iu_tree import make_iu_kaggle, write_random_png
 
 
 def test_registry_lists_every_adapter():
@@ -55,8 +35,8 @@ def test_wrong_columns_name_file_and_columns(tmp_path):
 
 def test_csv_source(tmp_path):
     (tmp_path / "images").mkdir()
-    _img(tmp_path / "images" / "a.png")
-    _img(tmp_path / "images" / "b.jpg")
+    write_random_png(tmp_path / "images" / "a.png")
+    write_random_png(tmp_path / "images" / "b.jpg")
     (tmp_path / "reports.csv").write_text("id,text\na.png,Clear lungs.\nb,Small effusion.\nc,No image.\n")
     st = {s.study_id: s for s in load_source("csv", tmp_path)}
     assert st["b"].image_paths[0].endswith("b.jpg") and st["c"].image_paths == []
@@ -74,7 +54,7 @@ def test_r2gen_synthetic(tmp_path):
     ann = {"train": [{"id": "CXR1_1_IM-0001", "report": "Clear.", "image_path": ["CXR1_1_IM-0001/0.png"],
                       "split": "train"}], "val": [], "test": []}
     (tmp_path / "annotation.json").write_text(json.dumps(ann))
-    _img(tmp_path / "images" / "CXR1_1_IM-0001" / "0.png")
+    write_random_png(tmp_path / "images" / "CXR1_1_IM-0001" / "0.png")
     (s,) = load_source("r2gen", tmp_path)
     assert s.patient_id == "1" and s.split == "train" and len(s.image_paths) == 1
 

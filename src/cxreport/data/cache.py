@@ -169,6 +169,19 @@ def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, ski
     atomic_write_text(work / "fingerprint", fp)
 
     state, bad = _run_images(work, paths, size, max(1, workers), skip_bad, max_pixels)
+    rows = _write_tables(work, studies, paths, state, bad)
+    meta = _meta(source, root, options, fp, size, studies, rows, paths, state, bad)
+    atomic_write_json(work / "meta.json", meta)
+    for f in ("done.npy", "bad.json", "fingerprint"):
+        (work / f).unlink(missing_ok=True)
+    _publish(work, out)
+    log.info("prepared %s: %d studies, %d images (%d bad)", out, len(rows), meta["counts"]["images_ok"], len(bad))
+    return out
+
+
+def _write_tables(work: Path, studies, paths: list[str], state, bad: dict) -> list[dict]:
+    """studies.jsonl (each study's images that decoded, with their row in images.npy), images.jsonl
+    and bad_files.txt; returns the study rows."""
     row_of = {p: i for i, p in enumerate(paths) if state[i, 0] == 1}
     rows = []
     for s in studies:
@@ -185,6 +198,12 @@ def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, ski
          "orig_height": int(state[i, 1]), "orig_width": int(state[i, 2]), "ok": bool(state[i, 0] == 1)}
         for i, p in enumerate(paths)))
     atomic_write_text(work / "bad_files.txt", "".join(f"{p}\t{e}\n" for p, e in sorted(bad.items())))
+    return rows
+
+
+def _meta(source: str, root, options: dict, fp: str, size: int, studies, rows: list[dict], paths: list[str], state,
+          bad: dict) -> dict:
+    """meta.json: what was prepared from where, how (fingerprint, preprocessing), and counts."""
     splits = {}
     for r in rows:
         c = splits.setdefault(r["split"], {"studies": 0, "with_images": 0, "images": 0})
@@ -202,9 +221,11 @@ def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, ski
                           "dtype": "uint8", "channels": 1, "flip": "never"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(work / "meta.json", meta)
-    for f in ("done.npy", "bad.json", "fingerprint"):
-        (work / f).unlink(missing_ok=True)
+    return meta
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Swap the finished cache in: the old one is kept until the new one is in place."""
     if out.exists():
         trash = out.parent / f".{out.name}.old"
         shutil.rmtree(trash, ignore_errors=True)
@@ -213,8 +234,6 @@ def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, ski
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(work, out)
-    log.info("prepared %s: %d studies, %d images (%d bad)", out, len(rows), meta["counts"]["images_ok"], len(bad))
-    return out
 
 
 class Cache:

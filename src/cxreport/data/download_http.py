@@ -285,13 +285,9 @@ class Downloader:
             self.ledger.add(rel, final, digest)
             return "ok", downloaded
 
-    def _transfer(self, url: str, part: Path, rel: str) -> tuple[str, int]:
-        """Fetch ``url`` into ``part`` from its current size on; return (sha256 of all, new bytes)."""
-        offset = part.stat().st_size if part.exists() else 0
-        try:
-            resp, _ = self.http.get(url, {"Range": f"bytes={offset}-"} if offset else {})
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from None
+    def _check_status(self, resp, url: str, part: Path, rel: str, offset: int) -> tuple[str, int] | None:
+        """Raise what a non-content answer means (denied, transient, gone); (sha256, 0) when a
+        416 says the partial file is already whole; None when the body is the file from ``offset``."""
         status = resp.status
         if status in (401, 403):
             resp.read()
@@ -321,7 +317,19 @@ class Downloader:
                 resp.read()
                 part.unlink()
                 raise _Transient(f"server answered Range {offset}- with Content-Range {start}-; restarting")
-        else:
+        return None
+
+    def _transfer(self, url: str, part: Path, rel: str) -> tuple[str, int]:
+        """Fetch ``url`` into ``part`` from its current size on; return (sha256 of all, new bytes)."""
+        offset = part.stat().st_size if part.exists() else 0
+        try:
+            resp, _ = self.http.get(url, {"Range": f"bytes={offset}-"} if offset else {})
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from None
+        early = self._check_status(resp, url, part, rel, offset)
+        if early is not None:
+            return early
+        if resp.status != 206:
             offset = 0  # the server ignored Range: start over
         length = resp.getheader("Content-Length")
         expected = int(length) if length and length.isdigit() else None

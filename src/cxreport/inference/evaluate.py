@@ -70,23 +70,21 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
              limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False,
              progress: bool | None = False) -> dict:
-    """Every precondition (split, metrics and their packages, baselines' training reports, the
-    <unk> vocabulary, the output folder) is checked before the first report is generated."""
+    """Every precondition (split, metrics and their packages, the model, the baselines' training
+    reports, the <unk> vocabulary, the output folder) is checked before the first report is generated."""
     from cxreport.checkpoint import load_checkpoint
     from cxreport.data.cache import Cache
     from cxreport.data.study import check_split
     from cxreport.inference.pipeline import resolve_model_path
     from cxreport.metrics.baselines import baseline_reports
     from cxreport.metrics.scoring import check_scoring, protocol_dataset, score_systems
-    from cxreport.metrics.summary import per_label_plot, write_summary
 
     check_split(split, allow_test)
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     dataset = dataset or protocol_dataset(cache.meta.get("source"))
     metrics = check_scoring(metrics, protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler)
-    path = resolve_model_path(checkpoint)  # a bundled name ("default"), a checkpoint or a run folder
-    model, tok, cfg = load_checkpoint(path, map_location=device)
+    model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)  # also "default"
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
     run = cfg.get("run") or {}
@@ -105,39 +103,48 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     gen_s = time.perf_counter() - t0
     refs = {r["id"]: r["reference"] for r in rows}
     systems = {"model": {r["id"]: r["text"] for r in rows}}
-    notes = [f"checkpoint: {checkpoint}; split {split}; decoding: {'beam ' + str(beam) if beam > 1 else 'greedy'}, "
-             f"max {max_len} tokens; {len(rows)} studies generated in {gen_s:.1f} s",
-             "findings: " + ("ORACLE - the labeler's reading of each reference report conditions the decoder "
-                             "(measures the decoder, not the image model)" if oracle_findings
-                             else "predicted by the model's finding head"),
-             f"studies without an image: {sum(not r['has_image'] for r in rows)} scored"
-             + (" (generated with every finding state unknown, flagged has_image=false)" if no_image == "generate"
-                else " (--no-image skip: left out)")]
-    if vocab_note:
-        notes.append("r2gen <unk> vocabulary: " + vocab_note)
-    for name, hyps in base.items():
-        systems[name] = {sid: hyps[sid] for sid in refs}
-    if "retrieval" in info:
-        notes.append("retrieval baseline: " + info["retrieval"]["note"])
+    systems |= {name: {sid: hyps[sid] for sid in refs} for name, hyps in base.items()}
+    notes = _notes(checkpoint, split, beam, max_len, rows, gen_s, no_image, oracle_findings)
+    notes += [f"r2gen <unk> vocabulary: {vocab_note}"] * bool(vocab_note)
+    notes += [f"retrieval baseline: {info['retrieval']['note']}"] * ("retrieval" in info)
     res = score_systems(systems, refs, r2gen_vocab=vocab, metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
                         bertscore_model=bertscore_model)
+    metrics_json = _write_outputs(out, rows, res, info, notes, {
+        "checkpoint": str(checkpoint), "cache": str(cache.path), "split": split, "unk_vocabulary": vocab_note or None,
+        "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},
+        "no_image": no_image, "oracle_findings": oracle_findings, "generation_seconds": gen_s})
+    return metrics_json
+
+
+def _notes(checkpoint, split, beam, max_len, rows, gen_s, no_image, oracle_findings) -> list[str]:
+    """The summary's account of how the reports were made."""
+    return [f"checkpoint: {checkpoint}; split {split}; decoding: {'beam ' + str(beam) if beam > 1 else 'greedy'}, "
+            f"max {max_len} tokens; {len(rows)} studies generated in {gen_s:.1f} s",
+            "findings: " + ("ORACLE - the labeler's reading of each reference report conditions the decoder "
+                            "(measures the decoder, not the image model)" if oracle_findings
+                            else "predicted by the model's finding head"),
+            f"studies without an image: {sum(not r['has_image'] for r in rows)} scored"
+            + (" (generated with every finding state unknown, flagged has_image=false)" if no_image == "generate"
+               else " (--no-image skip: left out)")]
+
+
+def _write_outputs(out: Path, rows: list[dict], res: dict, info: dict, notes: list[str], head: dict) -> dict:
+    """hyps/refs/per_study JSONL, metrics.json (``head`` first), the plot and summary.md."""
+    from cxreport.metrics.summary import per_label_plot, write_summary
+
     comparisons = res.get("comparisons")
-    model_res = res["systems"]["model"]
-    per_study = model_res.pop("per_study")
+    per_study = res["systems"]["model"].pop("per_study")
     for r, p in zip(rows, per_study):
         p.update(has_image=r["has_image"])
     atomic_write_jsonl(out / "hyps.jsonl", ({"id": r["id"], "text": r["text"], "has_image": r["has_image"],
                                              "finding_probs": r["finding_probs"]} for r in rows))
     atomic_write_jsonl(out / "refs.jsonl", ({"id": r["id"], "text": r["reference"]} for r in rows))
     atomic_write_jsonl(out / "per_study.jsonl", per_study)
-    for name, r in res["systems"].items():
+    for r in res["systems"].values():
         r.pop("per_study", None)
-    metrics_json = {"checkpoint": str(checkpoint), "cache": str(cache.path), "split": split,
-                    "unk_vocabulary": vocab_note or None,
-                    "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},
-                    "no_image": no_image, "oracle_findings": oracle_findings, "generation_seconds": gen_s, **res["systems"]["model"],
+    metrics_json = {**head, **res["systems"]["model"],
                     "baselines": {k: v for k, v in res["systems"].items() if k != "model"},
                     "baselines_info": {k: v for k, v in info.items() if k != "retrieval"} |
                     ({"retrieval": {k: v for k, v in info["retrieval"].items() if k != "per_study"}}
@@ -145,10 +152,9 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
                     "comparisons": comparisons}
     atomic_write_json(out / "metrics.json", metrics_json)
     plot = per_label_plot(res["systems"], out / "per_label_f1.png")
-    write_summary(out / "summary.md", f"Evaluation on {split}", res["systems"], comparisons, notes,
+    write_summary(out / "summary.md", f"Evaluation on {head['split']}", res["systems"], comparisons, notes,
                   plot.name if plot else None)
     return metrics_json
-
 
 
 def unk_vocabulary(cache, text_field: str, dataset: str, tokenizer) -> tuple[set[str] | None, str]:

@@ -1,7 +1,7 @@
 """Validate the labeler against IU X-Ray's MeSH codes and the region annotator against the curated
 region reports; writes docs/text_validation.md.
 
-    python -m cxreport.text.validate --data /work/shared/data/iu_xray --out docs/text_validation.md
+    python scripts/validate_text.py --data ../shared/data/iu_xray --out docs/text_validation.md
 
 Uncertain (-1) counts as not positive ("U-zeros") in the main figures: MeSH codes what the
 radiologist asserted, and differential lists ("may represent atelectasis or pneumonia") are
@@ -10,7 +10,6 @@ not coded; U-ones F1 is reported alongside.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -97,7 +96,7 @@ def region_scores(root: str | Path) -> dict:
             for name, fn in (("baseline", keyword_baseline), ("ours", split_regions))}
 
 
-def _labeler_table(t: dict) -> list[str]:
+def labeler_table(t: dict) -> list[str]:
     lines = ["| observation | train n | P | R | **F1** | F1 (U-ones) | val n | P | R | **F1** | F1 (U-ones) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     tr, va = t["train"], t["val"]
@@ -109,7 +108,7 @@ def _labeler_table(t: dict) -> list[str]:
     return lines
 
 
-def _region_table(scores: dict) -> list[str]:
+def region_table(scores: dict) -> list[str]:
     lines = ["| region | curated mentions | baseline F1 | **our F1** | our mention P | our mention R |",
              "|---|---|---|---|---|---|"]
     for region, r in scores["ours"]["regions"].items():
@@ -139,7 +138,7 @@ def write_doc(out: str | Path, tables: dict, regions: dict, rate: float, n_texts
     parts = [
         "# Text pipeline validation on IU X-Ray (train + val)",
         "",
-        "Produced by `python -m cxreport.text.validate --out docs/text_validation.md`: every number below is",
+        "Produced by `python scripts/validate_text.py --out docs/text_validation.md`: every number below is",
         "recomputed by that command (the notes are kept in `cxreport/text/validate.py`). Test studies are",
         "withheld and never used.",
         "",
@@ -152,7 +151,7 @@ def write_doc(out: str | Path, tables: dict, regions: dict, rate: float, n_texts
         "pneumonia\", \"borderline heart size\") uncoded; F1 with uncertain counted positive (U-ones) is",
         "shown alongside. n = reference positives. Rules were tuned on train only.",
         "",
-        *_labeler_table(tables),
+        *labeler_table(tables),
         "",
         f"Throughput: **{rate:,.0f} reports/s** on one core ({n_texts} train+val reports, best of 3 passes).",
         "",
@@ -163,7 +162,7 @@ def write_doc(out: str | Path, tables: dict, regions: dict, rate: float, n_texts
         "stop words removed, both empty = 1, averaged over all pairs; mention P/R = does the region say",
         "anything. Baseline = one sentence -> region of its first keyword, no rewriting.",
         "",
-        *_region_table(regions),
+        *region_table(regions),
         "",
         notes,
         "",
@@ -224,30 +223,3 @@ minority choices are most of what remains, and `others` (which collects them) is
 The rules were read off these same curated train items (the val items carry no regions), so the
 region figures are in-sample.
 """
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/iu_xray", help="the iu_xray folder")
-    ap.add_argument("--out", default="", help="write the markdown report here")
-    ap.add_argument("--show", default="", help="print train disagreements for this observation")
-    args = ap.parse_args(argv)
-    rows = load_iu(args.data)
-    tables = labeler_tables(rows)
-    texts = [r["text"] for r in rows]
-    rate = throughput(texts)
-    regions = region_scores(args.data)
-    print("\n".join(_labeler_table(tables)))
-    print(f"throughput: {rate:.0f} reports/s on {len(texts)} reports")
-    print("\n".join(_region_table(regions)))
-    if args.show:
-        fps, fns = disagreements(tables["train"]["items"], tables["train"]["preds"], args.show, limit=40)
-        print("FALSE POSITIVES", *fps, "FALSE NEGATIVES", *fns, sep="\n")
-    if args.out:
-        write_doc(args.out, tables, regions, rate, len(texts), NOTES)
-        print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -26,8 +26,7 @@ from cxreport.fsio import atomic_path, atomic_write_jsonl
 from cxreport.metrics.classification import auroc_table
 from cxreport.training.config import RunConfig, validate_run_config
 from cxreport.training.setup import (
-    autocast_for, build_datasets, build_run_tokenizer, epoch_indices, init_distributed, lr_lambda, open_caches,
-    train_texts,
+    autocast_for, build_data, build_optimisation, build_run_model, epoch_indices, init_distributed,
 )
 
 log = logging.getLogger("cxreport.train")
@@ -96,8 +95,6 @@ class _Pairs(torch.utils.data.Dataset):
 
 class Trainer:
     def __init__(self, cfg: RunConfig):
-        from cxreport.models import create_model
-
         self.cfg, loop = cfg, cfg.train
         validate_run_config(cfg)  # before processes, data and model: a typo costs a second, not an epoch
         self.dist = init_distributed()
@@ -106,79 +103,32 @@ class Trainer:
         torch.manual_seed(loop.seed)
         if loop.threads:
             torch.set_num_threads(loop.threads)
-        resume = (self.out / "last" / "trainer_state.pt").is_file()
-        caches = open_caches(cfg)
-        # The checkpoint to continue (last/) or start from (init_from), loaded once: weights + tokenizer.
-        source, self.tokenizer = None, None
-        if resume or loop.init_from:
-            source, self.tokenizer, _ = load_checkpoint(self.out / "last" if resume else loop.init_from)
-        if self.tokenizer is None and any(s.use != "findings" for s in cfg.data.sources):
-            self.tokenizer = build_run_tokenizer(cfg, train_texts(cfg, caches))
-        self.train_sets = build_datasets(cfg, caches, self.tokenizer, "train_split")
-        self.val_sets = build_datasets(cfg, caches, self.tokenizer, "val_split")
-        if not sum(len(d) for d in self.train_sets):
-            raise InputError("no training studies: check data.sources (cache paths, splits, require)")
-        if not sum(len(d) for d in self.val_sets):
-            splits = ", ".join(f"{s.cache}:{s.val_split}" for s in cfg.data.sources)
-            raise InputError(f"no validation studies in {splits}: every validation metric would be empty; "
-                             "set data.sources[i].val_split to a split the cache has")
-        tok = self.tokenizer
-        ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
-        self.model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
-        if loop.init_from and not resume:
-            self._init_from(source, loop.init_from)
-        if loop.stage == 1:
-            for p in self.model.encoder.parameters():
-                p.requires_grad_(False)
-            if loop.cache_features:
-                if cfg.data.augment:
-                    raise InputError("train.cache_features needs data.augment=false (augmented inputs never repeat)")
-                from cxreport.training.feature_cache import enable_feature_cache
-
-                enable_feature_cache(self.model.encoder)
-        elif loop.stage != 2:
-            raise InputError(f"train.stage {loop.stage}: choose 1 (frozen encoder) or 2 (fine-tune)")
-        self.model.to(self.dist.device)
-        if loop.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.ddp = self.model
-        if self.dist.world > 1:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.dist.local_rank] if self.dist.device.type == "cuda" else None,
-                find_unused_parameters=True)  # batches without text leave the decoder unused
-        self.opt = torch.optim.AdamW(self.model.parameter_groups(loop.lr, loop.weight_decay, loop.encoder_lr / loop.lr),
-                                     betas=(0.9, 0.999))
-        per_epoch = math.ceil(sum(len(d) for d in self.train_sets) / (loop.batch_size * self.dist.world))
-        self.steps_per_epoch = max(1, per_epoch // loop.grad_accum)
-        self.total_steps = loop.max_steps or loop.epochs * self.steps_per_epoch
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(loop, self.total_steps))
+        data = build_data(cfg, self.out)
+        self.tokenizer, self.train_sets, self.val_sets = data.tokenizer, data.train_sets, data.val_sets
+        init = data.source if loop.init_from and not data.resume else None
+        self.model, self.ddp = build_run_model(cfg, self.tokenizer, self.dist, init)
+        optim = build_optimisation(loop, self.model, sum(len(d) for d in self.train_sets), self.dist.world)
+        self.opt, self.sched = optim.opt, optim.sched
+        self.steps_per_epoch, self.total_steps = optim.steps_per_epoch, optim.total_steps
         self.autocast, self.scaler = autocast_for(loop, self.dist.device)
-        mc = self.model.cfg
+        tok = self.tokenizer
         pad = dict(pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
-        self.collate_train = Collate.for_model(mc, **pad, augment=cfg.data.augment)
-        self.collate_eval = Collate.for_model(mc, **pad)
+        self.collate_train = Collate.for_model(self.model.cfg, **pad, augment=cfg.data.augment)
+        self.collate_eval = Collate.for_model(self.model.cfg, **pad)
         self.step, self.epoch, self.micro, self.best, self.bad_evals = 0, 0, 0, None, 0
         self.history: list[dict] = []
-        if resume:
-            self._resume(source)
+        if data.resume:
+            self._resume(data.source)
         if self.dist.main:
             save_config(cfg, self.out / "config.json")
-        self.tb = None
-        if loop.tensorboard and self.dist.main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise InputError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from exc
-            self.tb = SummaryWriter(str(self.out / "tensorboard"))
+        self.tb = self._tensorboard() if loop.tensorboard and self.dist.main else None
 
-    def _init_from(self, init, path) -> None:
-        """Start from another run's weights; tensors whose shape changed (a new vocabulary) stay fresh."""
-        own = self.model.state_dict()
-        take = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
-        self.model.load_state_dict(take, strict=False)
-        fresh = sorted(set(own) - set(take))
-        log.info("initialised from %s: %d tensors loaded, %d kept fresh%s", path, len(take), len(fresh),
-                 f" (e.g. {fresh[:3]})" if fresh else "")
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise InputError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from exc
+        return SummaryWriter(str(self.out / "tensorboard"))
 
     # ---- state ----------------------------------------------------------------------------
     def _trainer_state(self) -> dict:
@@ -310,13 +260,7 @@ class Trainer:
         stop, t0, seen, running = False, time.monotonic(), 0, []
         while not stop and self.step < self.total_steps:
             order = epoch_indices(sizes, weights, self.epoch, loop.seed)[self.dist.rank::self.dist.world]
-            batches = [order[i:i + loop.batch_size] for i in range(0, len(order), loop.batch_size)]
-            usable = len(batches) - len(batches) % loop.grad_accum
-            loader = torch.utils.data.DataLoader(
-                _Pairs(self.train_sets), batch_sampler=batches[self.micro:usable], collate_fn=self.collate_train,
-                num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda",
-                # Its own generator: creating a loader must not draw from the global RNG (exact resume).
-                generator=torch.Generator().manual_seed(loop.seed * 7919 + self.epoch))
+            loader, usable = self._epoch_loader(order)
             for batch in loader:
                 if stop:
                     break
@@ -331,18 +275,7 @@ class Trainer:
                 self.micro += 1
                 if self.micro % loop.grad_accum:
                     continue
-                if self.scaler:
-                    self.scaler.unscale_(self.opt)
-                if loop.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), loop.clip_norm)
-                if self.scaler:
-                    self.scaler.step(self.opt)
-                    self.scaler.update()
-                else:
-                    self.opt.step()
-                self.opt.zero_grad(set_to_none=True)
-                self.sched.step()
-                self.step += 1
+                self._optimiser_step()
                 bar.update(1)
                 if self.step % loop.log_every == 0 or self.step == self.total_steps:
                     dt = time.monotonic() - t0
@@ -359,6 +292,34 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         return {"step": self.step, "best": self.best, "metric": loop.metric, "out_dir": str(self.out)}
+
+    def _epoch_loader(self, order: list) -> tuple:
+        """(loader over this rank's batches of the epoch from ``self.micro`` on, number of usable
+        batches: a whole number of gradient-accumulation groups)."""
+        loop = self.cfg.train
+        batches = [order[i:i + loop.batch_size] for i in range(0, len(order), loop.batch_size)]
+        usable = len(batches) - len(batches) % loop.grad_accum
+        loader = torch.utils.data.DataLoader(
+            _Pairs(self.train_sets), batch_sampler=batches[self.micro:usable], collate_fn=self.collate_train,
+            num_workers=self.cfg.data.num_workers, pin_memory=self.dist.device.type == "cuda",
+            # Its own generator: creating a loader must not draw from the global RNG (exact resume).
+            generator=torch.Generator().manual_seed(loop.seed * 7919 + self.epoch))
+        return loader, usable
+
+    def _optimiser_step(self) -> None:
+        """Unscale (fp16), clip, step the optimiser and the schedule once the gradients are summed."""
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        if self.cfg.train.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.step += 1
 
 
 def train(cfg: RunConfig) -> dict:

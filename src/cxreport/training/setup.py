@@ -1,14 +1,19 @@
-"""What a run needs before its first step: devices and processes, tokenizer, datasets, optimizer, schedule."""
+"""What a run needs before its first step, in three builders the Trainer calls in order:
+``build_data`` (caches, the checkpoint to resume or start from, tokenizer, datasets),
+``build_run_model`` (model, frozen encoder, device, DDP) and ``build_optimisation`` (optimiser,
+schedule, step counts); plus devices and processes, the epoch sampler and mixed precision."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from cxreport.checkpoint import load_checkpoint
 from cxreport.data.cache import Cache
 from cxreport.data.dataset import StudyDataset
 from cxreport.errors import InputError
@@ -102,6 +107,101 @@ def train_texts(cfg: RunConfig, caches: list[Cache]) -> list[str]:
     return texts
 
 
+# ---- the three builders ---------------------------------------------------------------------
+@dataclass
+class RunData:
+    tokenizer: object | None
+    train_sets: list = field(default_factory=list)
+    val_sets: list = field(default_factory=list)
+    resume: bool = False  # out_dir/last/ holds a trainer state to continue
+    source: object | None = None  # the model of last/ (resume) or of train.init_from, loaded once
+
+
+def build_data(cfg: RunConfig, out: Path) -> RunData:
+    """Open each cache once, load the checkpoint to continue (last/) or start from (init_from)
+    once, then the tokenizer (the checkpoint's, else trained on the run's texts) and datasets."""
+    loop = cfg.train
+    resume = (out / "last" / "trainer_state.pt").is_file()
+    caches = open_caches(cfg)
+    source, tokenizer = None, None
+    if resume or loop.init_from:
+        source, tokenizer, _ = load_checkpoint(out / "last" if resume else loop.init_from)
+    if tokenizer is None and any(s.use != "findings" for s in cfg.data.sources):
+        tokenizer = build_run_tokenizer(cfg, train_texts(cfg, caches))
+    data = RunData(tokenizer, build_datasets(cfg, caches, tokenizer, "train_split"),
+                   build_datasets(cfg, caches, tokenizer, "val_split"), resume, source)
+    if not sum(len(d) for d in data.train_sets):
+        raise InputError("no training studies: check data.sources (cache paths, splits, require)")
+    if not sum(len(d) for d in data.val_sets):
+        splits = ", ".join(f"{s.cache}:{s.val_split}" for s in cfg.data.sources)
+        raise InputError(f"no validation studies in {splits}: every validation metric would be empty; "
+                         "set data.sources[i].val_split to a split the cache has")
+    return data
+
+
+def build_run_model(cfg: RunConfig, tokenizer, dist: Dist, init=None):
+    """(model, the module to train: DDP-wrapped under torchrun, else the model). ``init``: a model
+    whose weights start this one (train.init_from)."""
+    from cxreport.models import create_model
+
+    loop, tok = cfg.train, tokenizer
+    ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
+    model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
+    if init is not None:
+        init_weights(model, init, loop.init_from)
+    if loop.stage == 1:
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        if loop.cache_features:
+            if cfg.data.augment:
+                raise InputError("train.cache_features needs data.augment=false (augmented inputs never repeat)")
+            from cxreport.training.feature_cache import enable_feature_cache
+
+            enable_feature_cache(model.encoder)
+    elif loop.stage != 2:
+        raise InputError(f"train.stage {loop.stage}: choose 1 (frozen encoder) or 2 (fine-tune)")
+    model.to(dist.device)
+    if loop.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ddp = model
+    if dist.world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+            find_unused_parameters=True)  # batches without text leave the decoder unused
+    return model, ddp
+
+
+def init_weights(model, init, path) -> None:
+    """Start from another run's weights; tensors whose shape changed (a new vocabulary) stay fresh."""
+    own = model.state_dict()
+    take = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    fresh = sorted(set(own) - set(take))
+    log.info("initialised from %s: %d tensors loaded, %d kept fresh%s", path, len(take), len(fresh),
+             f" (e.g. {fresh[:3]})" if fresh else "")
+
+
+@dataclass
+class Optimisation:
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+    total_steps: int
+
+
+def build_optimisation(loop: LoopConfig, model, n_train: int, world: int) -> Optimisation:
+    """AdamW over the model's parameter groups (encoder at its own learning rate) and the schedule
+    over the run's optimiser steps (``n_train`` studies per epoch across ``world`` processes)."""
+    opt = torch.optim.AdamW(model.parameter_groups(loop.lr, loop.weight_decay, loop.encoder_lr / loop.lr),
+                            betas=(0.9, 0.999))
+    per_epoch = math.ceil(n_train / (loop.batch_size * world))
+    steps_per_epoch = max(1, per_epoch // loop.grad_accum)
+    total_steps = loop.max_steps or loop.epochs * steps_per_epoch
+    return Optimisation(opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(loop, total_steps)),
+                        steps_per_epoch, total_steps)
+
+
+# ---- the epoch sampler, schedule and precision -----------------------------------------------
 def epoch_indices(sizes: list[int], weights: list[float], epoch: int, seed: int) -> list[tuple[int, int]]:
     """A shuffled epoch of (source, item) pairs, each source drawn in proportion to its weight.
 

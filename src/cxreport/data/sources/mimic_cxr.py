@@ -103,6 +103,101 @@ def _reports_dir(root: Path, reports_root) -> Path:
     return base / "files" if (base / "files").is_dir() else base
 
 
+def _group_split(split_csv: Path):
+    """(subject, study) -> dicom ids in CSV order, (subject, study) -> split, number of images."""
+    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    study_split: dict[tuple[str, str], str] = {}
+    n_images = 0
+    for row in iter_csv(split_csv, SPLIT_COLUMNS):
+        n_images += 1
+        key = (row["subject_id"].strip(), row["study_id"].strip())
+        raw_split = row["split"].strip()
+        if raw_split not in _SPLITS:
+            raise InputError(f"{split_csv}: unknown split {raw_split!r} for study {key[1]}; expected train, validate or test")
+        study_split.setdefault(key, _SPLITS[raw_split])
+        grouped[key].append(row["dicom_id"].strip())
+    if not grouped:
+        raise InputError(f"{split_csv}: no rows; the split CSV of the release lists 377k images, download it again")
+    return grouped, study_split, n_images
+
+
+def _study(reports_dir: str, rel: str, sid: str, subject: str, split: str, image_paths, image_views, dicom_ids,
+           missing, study_date: str, labels, label_source: str) -> tuple[Study, bool]:
+    """One Study with its report's sections; and whether the report file exists."""
+    try:
+        with open(os.path.join(reports_dir, rel, f"{sid}.txt"), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        found = True
+    except FileNotFoundError:
+        text, found = "", False
+    sec = parse_report_sections(text, study_id=sid)
+    return Study(
+        study_id=sid,
+        patient_id=subject,
+        split=split,
+        source=SOURCE,
+        image_paths=image_paths,
+        views=image_views,
+        findings=normalise_ws(sec["findings"]),
+        impression=normalise_ws(sec["impression"]),
+        indication=normalise_ws(sec["indication"]),
+        comparison=normalise_ws(sec["comparison"]),
+        labels=dict(labels or {}),
+        extra={
+            "last_paragraph": normalise_ws(sec["last_paragraph"]),
+            "conclusion": normalise_ws(sec["conclusion"]),
+            "dicom_ids": dicom_ids,
+            "missing_dicom_ids": missing,
+            "missing_images": len(missing),
+            "StudyDate": study_date,
+            "has_report": bool(text),
+            "labels_source": label_source if labels is not None else "",
+        },
+    ), found
+
+
+def _images_on_disk(study_dir: str, dicom_ids: list[str], views: list[str]):
+    """(image paths, their views, dicom ids whose JPG is missing) of one study, in view order."""
+    paths, found_views, missing = [], [], []
+    for dicom, view in zip(dicom_ids, views):
+        path = os.path.join(study_dir, f"{dicom}.jpg")
+        if os.path.isfile(path):
+            paths.append(path)
+            found_views.append(view)
+        else:
+            missing.append(dicom)
+    return paths, found_views, missing
+
+
+def _log_gaps(root, split_csv: Path, reports_dir: str, require_images: bool, n_images: int, n_missing_img: int,
+              example_missing, n_dropped: int, n_missing_report: int, n_studies: int) -> None:
+    """Say what the download lacks: images, whole studies dropped, reports."""
+    if n_missing_img:
+        log.warning(
+            "%s: %d of %d image files listed in %s are missing (e.g. %s); their studies are %s",
+            root, n_missing_img, n_images, split_csv.name, example_missing,
+            "dropped when they have no image left" if require_images else "kept for text-only use",
+        )
+    if n_dropped:
+        log.warning("%s: dropped %d studies with no image on disk (require_images=True)", root, n_dropped)
+    if n_missing_report:
+        log.warning(
+            "%s: %d of %d studies have no report under %s; their text fields are empty",
+            root, n_missing_report, n_studies - n_dropped, reports_dir,
+        )
+
+
+def _release_csvs(root: Path) -> dict[str, Path]:
+    csvs = {kind: find_csv(root, kind) for kind in ("split", "metadata")}
+    for kind, path in csvs.items():
+        if path is None:
+            raise InputError(
+                f"{root}: {CSV_NAME.format(kind)}.gz (or .csv) not found; the MIMIC-CXR-JPG adapter needs "
+                f"the split and metadata CSVs from the release next to files/"
+            )
+    return csvs
+
+
 @register_source(SOURCE)
 def load(root, labels: str | None = "chexpert", reports_root=None, require_images: bool = False) -> list[Study]:
     """Load MIMIC-CXR-JPG studies under ``root``.
@@ -114,13 +209,7 @@ def load(root, labels: str | None = "chexpert", reports_root=None, require_image
     root = Path(root).expanduser().absolute()  # absolute() not resolve(): no per-file syscalls
     if not root.is_dir():
         raise InputError(f"MIMIC-CXR root {root} is not a folder; point it at the MIMIC-CXR-JPG download")
-    csvs = {kind: find_csv(root, kind) for kind in ("split", "metadata")}
-    for kind, path in csvs.items():
-        if path is None:
-            raise InputError(
-                f"{root}: {CSV_NAME.format(kind)}.gz (or .csv) not found; the MIMIC-CXR-JPG adapter needs "
-                f"the split and metadata CSVs from the release next to files/"
-            )
+    csvs = _release_csvs(root)
     # dicom -> (ViewPosition, StudyDate): all we need of the metadata
     meta = {
         r["dicom_id"].strip(): ((r["ViewPosition"] or "").strip().upper(), (r["StudyDate"] or "").strip())
@@ -130,21 +219,7 @@ def load(root, labels: str | None = "chexpert", reports_root=None, require_image
     reports_dir = str(_reports_dir(root, reports_root))
     images_dir = str(root / "files")
 
-    # (subject, study) -> split and dicom ids in CSV order
-    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
-    study_split: dict[tuple[str, str], str] = {}
-    n_images = 0
-    for row in iter_csv(csvs["split"], SPLIT_COLUMNS):
-        n_images += 1
-        key = (row["subject_id"].strip(), row["study_id"].strip())
-        raw_split = row["split"].strip()
-        if raw_split not in _SPLITS:
-            raise InputError(f"{csvs['split']}: unknown split {raw_split!r} for study {key[1]}; expected train, validate or test")
-        study_split.setdefault(key, _SPLITS[raw_split])
-        grouped[key].append(row["dicom_id"].strip())
-
-    if not grouped:
-        raise InputError(f"{csvs['split']}: no rows; the split CSV of the release lists 377k images, download it again")
+    grouped, study_split, n_images = _group_split(csvs["split"])
 
     studies: list[Study] = []
     n_missing_img = n_missing_report = n_dropped = 0
@@ -157,66 +232,23 @@ def load(root, labels: str | None = "chexpert", reports_root=None, require_image
         # Plain string paths: pathlib joins were the top cost when profiling a 208k-study table.
         rel = os.path.join(_group_dir(subject), f"p{subject}")
         study_dir = os.path.join(images_dir, rel, sid)
-        image_paths, image_views, missing = [], [], []
-        for i in order:
-            path = os.path.join(study_dir, f"{dicoms[i]}.jpg")
-            if os.path.isfile(path):
-                image_paths.append(path)
-                image_views.append(views[i])
-            else:
-                missing.append(dicoms[i])
-                example_missing = example_missing or path
+        image_paths, image_views, missing = _images_on_disk(study_dir, [dicoms[i] for i in order],
+                                                            [views[i] for i in order])
+        example_missing = example_missing or (os.path.join(study_dir, f"{missing[0]}.jpg") if missing else None)
         n_missing_img += len(missing)
         if require_images and not image_paths:
             n_dropped += 1
             continue
 
-        try:
-            with open(os.path.join(reports_dir, rel, f"{sid}.txt"), encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            text = ""
-            n_missing_report += 1
-        sec = parse_report_sections(text, study_id=sid)
-        studies.append(
-            Study(
-                study_id=sid,
-                patient_id=subject,
-                split=study_split[(subject, study)],
-                source=SOURCE,
-                image_paths=image_paths,
-                views=image_views,
-                findings=normalise_ws(sec["findings"]),
-                impression=normalise_ws(sec["impression"]),
-                indication=normalise_ws(sec["indication"]),
-                comparison=normalise_ws(sec["comparison"]),
-                labels=dict(label_table.get((subject, study), {})),
-                extra={
-                    "last_paragraph": normalise_ws(sec["last_paragraph"]),
-                    "conclusion": normalise_ws(sec["conclusion"]),
-                    "dicom_ids": [dicoms[i] for i in order],
-                    "missing_dicom_ids": missing,
-                    "missing_images": len(missing),
-                    "StudyDate": meta.get(dicoms[order[0]], ("", ""))[1],
-                    "has_report": bool(text),
-                    "labels_source": label_source if (subject, study) in label_table else "",
-                },
-            )
-        )
+        study_rec, has_report = _study(reports_dir, rel, sid, subject, study_split[(subject, study)], image_paths,
+                                       image_views, [dicoms[i] for i in order], missing,
+                                       meta.get(dicoms[order[0]], ("", ""))[1], label_table.get((subject, study)),
+                                       label_source)
+        n_missing_report += not has_report
+        studies.append(study_rec)
 
-    if n_missing_img:
-        log.warning(
-            "%s: %d of %d image files listed in %s are missing (e.g. %s); their studies are %s",
-            root, n_missing_img, n_images, csvs["split"].name, example_missing,
-            "dropped when they have no image left" if require_images else "kept for text-only use",
-        )
-    if n_dropped:
-        log.warning("%s: dropped %d studies with no image on disk (require_images=True)", root, n_dropped)
-    if n_missing_report:
-        log.warning(
-            "%s: %d of %d studies have no report under %s; their text fields are empty",
-            root, n_missing_report, len(grouped) - n_dropped, reports_dir,
-        )
+    _log_gaps(root, csvs["split"], reports_dir, require_images, n_images, n_missing_img, example_missing, n_dropped,
+              n_missing_report, len(grouped))
     if require_images and not studies:
         raise InputError(f"{root}: no image files found under {root / 'files'}; download the JPGs or set require_images=False")
     log.info("%s: %d studies, %d images", root, len(studies), sum(len(s.image_paths) for s in studies))
