@@ -105,8 +105,10 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     systems = {"model": {r["id"]: r["text"] for r in rows}}
     systems |= {name: {sid: hyps[sid] for sid in refs} for name, hyps in base.items()}
     notes = _notes(checkpoint, split, beam, max_len, rows, gen_s, no_image, oracle_findings)
-    notes += [f"r2gen <unk> vocabulary: {vocab_note}"] * bool(vocab_note)
-    notes += [f"retrieval baseline: {info['retrieval']['note']}"] * ("retrieval" in info)
+    if vocab_note:
+        notes.append(f"r2gen <unk> vocabulary: {vocab_note}")
+    if "retrieval" in info:
+        notes.append(f"retrieval baseline: {info['retrieval']['note']}")
     res = score_systems(systems, refs, r2gen_vocab=vocab, metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
