@@ -75,6 +75,8 @@ def main() -> int:
     ap.add_argument("--beam", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=60)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--no-faithful", dest="faithful", action="store_false",
+                    help="time the decoder's text alone (no plan check / repair), as before plan-faithful decoding")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -96,7 +98,7 @@ def main() -> int:
         pipeline = fallback_pipeline()
     with tempfile.TemporaryDirectory() as tmp:
         images = [Path(p) for p in (args.images or default_images(Path(tmp), args.synthetic))][: args.views]
-        opts = dict(beam=args.beam, max_len=args.max_len)
+        opts = dict(beam=args.beam, max_len=args.max_len, faithful=args.faithful)
         for _ in range(args.warmup):
             pipeline.generate(images, **opts)
         total, prep, model, tokens = [], [], [], []
@@ -110,14 +112,15 @@ def main() -> int:
     sizes = [f"{v['width']}x{v['height']}" for v in r["views"]]
     result = {"model": pipeline.name, "note": note, "torch_threads": torch.get_num_threads(),
               "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "views": len(images), "image_sizes": sizes, "beam": args.beam,
-              "max_len": args.max_len, "runs": args.runs, "words_per_report": statistics.median(tokens),
+              "faithful": args.faithful, "max_len": args.max_len, "runs": args.runs, "words_per_report": statistics.median(tokens),
               "p50_ms": round(pct(total, 50), 1), "p95_ms": round(pct(total, 95), 1),
               "preprocess_p50_ms": round(pct(prep, 50), 1), "model_p50_ms": round(pct(model, 50), 1)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"model: {result['model']}" + (f"  [{note}]" if note else ""))
-        print(f"{len(images)} view(s) {', '.join(sizes)}; beam {args.beam}; max_len {args.max_len}; "
+        print(f"{len(images)} view(s) {', '.join(sizes)}; beam {args.beam}; faithful {args.faithful}; "
+              f"max_len {args.max_len}; "
               f"torch threads {result['torch_threads']} of {result['cpu_count']} CPUs (load avg "
               f"{result['load_avg_1m']}); {args.runs} runs")
         print(f"per study: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms "

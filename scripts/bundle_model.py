@@ -52,7 +52,8 @@ def main() -> None:
     ap.add_argument("--tune", choices=["none", "youden"], default="none",
                     help="per-finding thresholds: keep findings.threshold (0.5), or Youden's J on the split")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--no-repeat-ngram", type=int, default=3, help="default n-gram blocking of the bundled model")
+    ap.add_argument("--no-repeat-ngram", type=int, default=None,
+                    help="n-gram blocking of the bundled model (default: the decoder run's own decoder.no_repeat_ngram)")
     ap.add_argument("--head-views", choices=["all", "frontal"], default="frontal",
                     help="views the finding head reads (NIH trains it on frontal films only)")
     args = ap.parse_args()
@@ -82,10 +83,12 @@ def main() -> None:
         if not seen[j]:
             thresholds[name] = 1.01
     model.cfg.findings.thresholds = thresholds
-    model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    # Decoding settings (n-gram blocking, suppressed words, default beam and length, faithful
+    # decoding) come from the decoder run's config, so a trained run decodes like the bundle;
+    # load_checkpoint resolved its suppressed words with the tokenizer.
+    if args.no_repeat_ngram is not None:
+        model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
     model.cfg.views.head_views = args.head_views
-    unk = getattr(tok, "unk_id", None)
-    model.cfg.decoder.suppress_ids = [int(unk)] if unk is not None else []
     val = auroc_table(probs, targets, model.labels)
     provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,
                                       "tune": args.tune, "min_positives": args.min_positives,

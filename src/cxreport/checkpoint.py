@@ -134,4 +134,7 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokeniz
         from cxreport.text.tokenizer import load_tokenizer
 
         tok = load_tokenizer(path / "tokenizer")
+        from cxreport.models.decoding import resolve_decoding
+
+        resolve_decoding(model, tok)
     return model, tok, cfg

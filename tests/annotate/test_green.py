@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cxreport.metrics.green import (ERROR_CATEGORIES, GreenConfig, GreenScorer, green_score, make_prompt,
@@ -126,3 +128,47 @@ def test_local_model_path_runs(tmp_path):
     scorer = GreenScorer(GreenConfig(model=str(tmp_path), local=True, max_new_tokens=5, batch_size=2))
     res = scorer.score(["Clear lungs.", "Cardiomegaly.", "Effusion."], ["Clear lungs.", "Normal heart.", "None."])
     assert len(res) == 3 and all(r.green is None and r.note.startswith("unparseable") for r in res)
+
+
+# --- answers of judges that are not GREEN models (issue 17, problem 8) ---------------------------
+NUMBERED_MATCHES = TYPICAL.replace("3. Cardiomegaly; No pneumothorax; Clear lungs",
+                                   "1. Cardiomegaly\n2. No pneumothorax\n3. Clear lungs\n4. Normal mediastinum")
+
+
+def test_numbered_matched_list_counts_items():
+    r = parse_green(NUMBERED_MATCHES)
+    assert r.matched == 4 and r.green == pytest.approx(4 / (4 + 2)) and "numbered list" in r.note
+
+
+def test_enumerated_error_counts_are_implausible():
+    text = TYPICAL
+    for i, c in enumerate("abcdef", 1):  # the significant counts become 1, 2, ..., 6
+        text = re.sub(rf"(\[Clinically Significant Errors\]:.*?\({c}\) [^:]*: )\d+", rf"\g<1>{i}", text, flags=re.S)
+    r = parse_green(text)
+    assert r.significant == [1, 2, 3, 4, 5, 6] and r.green is None and r.note.startswith("implausible")
+
+
+def test_count_disagreeing_with_listed_findings_is_implausible():
+    r = parse_green(TYPICAL.replace("3. Cardiomegaly;", "1. Cardiomegaly;"))
+    assert r.green is None and r.note == "implausible: matched count 1 but 3 findings listed"
+    s = summarize([r, parse_green(TYPICAL)])
+    assert s["scored"] == 1 and s["implausible"] == 1
+
+
+def test_non_green_judge_is_warned_and_settings_recorded(caplog):
+    with caplog.at_level("WARNING"):
+        GreenScorer(GreenConfig(base_url="http://127.0.0.1:1/v1", model="qwen2.5-1.5b-instruct"))
+    assert "is not a GREEN model" in caplog.text
+    caplog.clear()
+    cfg = GreenConfig(base_url="http://127.0.0.1:1/v1", model="StanfordAIMI/GREEN-RadLlama2-7b", concurrency=4)
+    GreenScorer(cfg)
+    assert "not a GREEN model" not in caplog.text
+    judge = summarize([parse_green(TYPICAL)], cfg)["judge"]
+    assert judge["temperature"] == 0.0 and judge["concurrency"] == 4 and judge["green_model"]
+    assert "not guaranteed" in judge["reproducible"]
+
+
+def test_temperature_is_sent():
+    with ScriptedOpenAIServer(lambda req: TYPICAL) as srv:
+        GreenScorer(GreenConfig(base_url=srv.base_url, model="green", temperature=0.0)).score(["a"], ["b"])
+    assert srv.requests[0]["temperature"] == 0.0 and "response_format" not in srv.requests[0]

@@ -49,7 +49,7 @@ PERTURB = {"v1": v1_merges_mediastinum, "v2": v2_drops_others_and_stumbles}
 @pytest.fixture
 def server():
     prompts = {p: load_prompt(p) for p in ("v1", "v2")}
-    with ScriptedOpenAIServer(rules_responder(PERTURB, prompts)) as srv:
+    with ScriptedOpenAIServer(rules_responder(PERTURB, prompts), schema_style="llamacpp") as srv:
         yield srv
 
 
@@ -79,8 +79,10 @@ def test_annotate_llm_run_writes_jsonl_and_usage(server, reports_csv, tmp_path, 
     assert rows[1]["mediastinal"] == "" and "Mediastinal contours are normal." in rows[1]["heart"]
     meta = json.loads((tmp_path / "out.jsonl.meta.json").read_text())
     assert meta["requests"] == 4 and meta["prompt"] == "v1" and meta["cost_usd"] > 0  # the empty report: no call
-    assert "requests 4, tokens" in capsys.readouterr().out
-    assert main(args) == 0 and len(server.requests) == 4  # all cached the second time
+    assert meta["schema_mode"] == "llamacpp" and meta["schema_probe_requests"] == 2
+    assert "schema mode llamacpp: requests 4, tokens" in capsys.readouterr().out
+    assert len(server.requests) == 2 + 4  # the schema-mode probe (json_schema refused, llama.cpp's accepted)
+    assert main(args) == 0 and len(server.requests) == 6  # all cached the second time, no probe either
 
 
 def test_annotate_rules_backend(reports_csv, tmp_path):
@@ -153,3 +155,69 @@ def test_iu_region_examples_join(shared_data):
     assert load_iu_region_examples(shared_data / "iu_xray", "val") == []  # val items carry no regions
     sample = load_iu_region_examples(shared_data / "iu_xray", "train", limit=5)
     assert len(sample) == 5 and sample == load_iu_region_examples(shared_data / "iu_xray", "train", limit=5)
+
+
+# --- issue 17: what a real server taught us ----------------------------------------------------
+def test_compare_help_is_compares(capsys):
+    """Problem 6: `annotate compare --help` printed `annotate --help`."""
+    with pytest.raises(SystemExit):
+        main(["annotate", "compare", "--help"])
+    out = capsys.readouterr().out
+    assert "--prompts" in out and "--gold" in out and "--metric" in out and "--backend" not in out
+    with pytest.raises(SystemExit):
+        main(["annotate", "export-iu", "--help"])
+    out = capsys.readouterr().out
+    assert "--annotations" in out and "--base-url" not in out
+
+
+def test_compare_prompt_is_not_ignored(server, reports_csv, tmp_path):
+    path, gold = reports_csv
+    res = tmp_path / "cmp.json"
+    assert main(["annotate", "compare", "--prompt", "v1", "--base-url", server.base_url, "--model", "m",
+                 "--input", str(path), "--gold", str(gold), "--no-cache", "--out", str(res)]) == 0
+    results = json.loads(res.read_text())["results"]
+    assert [r["prompt"] for r in results] == ["v1"]
+    preds = results[0]["predictions"]  # per-report predictions are kept, not only scores
+    assert [p["id"] for p in preds] == [f"s{i}" for i in range(5)] and "Mediastinal" in preds[1]["heart"]
+
+
+def test_dead_endpoint_is_an_error_and_errors_are_kept(reports_csv, tmp_path, capsys):
+    path, gold = reports_csv
+    with ScriptedOpenAIServer() as srv:
+        dead = srv.base_url  # closed on exit: connection refused from here on
+    res = tmp_path / "cmp.json"
+    common = ["--base-url", dead, "--model", "m", "--input", str(path), "--http-retries", "0", "--no-cache"]
+    assert main(["annotate", "compare", "--prompts", "rules,v1", "--gold", str(gold), "--out", str(res), *common]) == 1
+    err = capsys.readouterr().err
+    assert "error: v1: every request failed" in err and "rules" not in err.split("error:")[-1]
+    v1 = json.loads(res.read_text())["results"][1]
+    assert v1["failed"] == 4 and all("error" in p for p in v1["predictions"] if p["id"] != "s4")
+    assert main(["annotate", "run", "--out", str(tmp_path / "o.jsonl"), *common]) == 1
+    assert "every request failed" in capsys.readouterr().err
+
+
+def test_default_model_to_another_server_is_warned(server, reports_csv, tmp_path, caplog):
+    """Problem 3: forgetting --model stored a local model's answers as gpt-4o-mini."""
+    path, _ = reports_csv
+    with caplog.at_level("WARNING"):
+        assert main(["annotate", "--base-url", server.base_url, "--input", str(path), "--no-cache",
+                     "--out", str(tmp_path / "o.jsonl")]) == 0
+    assert "--model is the default 'gpt-4o-mini'" in caplog.text
+
+
+def test_compare_and_export_any_annotation_file_any_split(server, tmp_path, capsys):
+    """Problem 7: a held-out file (here its 'test' split) is scored and exported."""
+    quiz = {"train": [], "test": [{"id": f"t{i}", "findings": t, "report": split_regions_of(t)}
+                                  for i, t in enumerate(REPORTS[:4])]}
+    ann = tmp_path / "annotation_quiz_all.json"
+    ann.write_text(json.dumps(quiz))
+    assert main(["annotate", "compare", "--prompts", "rules", "--annotations", str(ann), "--split", "test"]) == 0
+    assert "| rules | 4 | 1.000 |" in capsys.readouterr().out
+    assert main(["annotate", "export-iu", "--annotations", str(ann), "--split", "test", "--out", str(tmp_path / "x")]) == 0
+    assert [r["uid"] for r in read_jsonl(tmp_path / "x" / "gold.jsonl")] == ["t0", "t1", "t2", "t3"]
+
+
+def split_regions_of(text):
+    from cxreport.text.regions import split_regions
+
+    return split_regions(text)

@@ -92,7 +92,7 @@ def test_finding_states_from_targets_dicts_and_predictions():
     assert s[CHEXPERT_LABELS.index("No Finding")] == UNKNOWN
     with pytest.raises(InputError, match="unknown label"):
         dict_to_states({"Edemaa": 1}, list(CHEXPERT_LABELS))
-    with pytest.raises(InputError, match="use 1, 0, -1"):
+    with pytest.raises(InputError, match="or 1/0/-1"):
         dict_to_states({"Edema": 7}, list(CHEXPERT_LABELS))
 
 

@@ -66,6 +66,14 @@ def test_report_one_and_two_views_with_heatmaps(client, pipeline, xrays):
     assert img.size == (256 + 44, 256) and img.mode == "RGB"  # film + colour bar
 
 
+def test_report_with_regions(client, xrays):
+    """Issue 17, problem 9: ``regions=true`` adds the report split into regions."""
+    from cxreport.text.regions import split_regions
+
+    r = client.post("/v1/reports", files=_files(("a.png", xrays["cardio"].read_bytes())), data={"regions": "true"}).json()
+    assert r["regions"] == split_regions(r["report"])
+
+
 def test_bad_uploads_get_4xx_with_a_message(client, xrays):
     png = xrays["cardio"].read_bytes()
     cases = {
@@ -161,3 +169,23 @@ def test_dicom_upload_and_blank_views_from_a_plain_form(client, xrays, tmp_path)
     assert resp.status_code == 200, resp.text
     assert [v["view"] for v in resp.json()["views"]] == ["frontal", "lateral"]
     assert resp.json()["views"][0]["height"] == gray.shape[0]
+
+
+def test_findings_override_rewrites_the_report(client, pipeline, xrays):
+    from cxreport.text.faithful import check
+
+    files = _files(("a.png", xrays["cardio"].read_bytes()))
+    plain = client.post("/v1/reports", files=files).json()
+    edited = client.post("/v1/reports", files=files,
+                         data={"findings": '{"Pneumothorax": "positive", "Cardiomegaly": "negative"}'})
+    assert edited.status_code == 200
+    r = edited.json()
+    assert r["findings"]["Pneumothorax"]["set_by"] == "user" and r["findings"]["Edema"]["set_by"] == "model"
+    assert r["report"] != plain["report"] and "pneumothorax" in r["report"].lower()
+    assert check(r["report"], {k: f["state"] for k, f in r["findings"].items()})["agrees"]
+    assert r == {**r, "report": pipeline.generate([xrays["cardio"]], findings="Pneumothorax=positive,"
+                                                  "Cardiomegaly=negative")["report"]}
+    bad = client.post("/v1/reports", files=files, data={"findings": "Pneumothorax=sure"})
+    assert bad.status_code == 400 and "field 'findings'" in bad.json()["error"]
+    path = client.post("/v1/reports", files=files, data={"findings": "/etc/plan.json"})
+    assert path.status_code == 400  # never read as a server-side file

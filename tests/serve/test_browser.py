@@ -131,3 +131,53 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
     assert bars == 14 and heatmaps >= 2 and model_name == "Model: run."
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert error.startswith("Error 400:") and "not a readable image" in error
+
+
+def _wait_reports(wd, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (wd.js("return document.body.dataset.state || ''") == "done"
+               and wd.js("return Number(document.body.dataset.reports || 0)") >= n):
+        status = wd.js("return document.getElementById('status').textContent")
+        assert "Error" not in status, status
+        assert time.monotonic() < deadline, f"no report {n} after {timeout} s; status: {status!r}"
+        time.sleep(0.2)
+
+
+def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
+    port, driver_port = free_port(), free_port()
+    server = start_server(tiny_run, port)
+    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
+    wd = None
+    try:
+        wait_for_driver(driver_port, driver_proc)
+        wd = WebDriver(driver_port, profile)
+        wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
+        wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": str(xrays["cardio"])})
+        wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
+        _wait_reports(wd, 1)
+        before = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
+        assert wd.js("return document.querySelectorAll('#findings select.state').length") == 14
+        # The radiologist says: pneumothorax present, no cardiomegaly.
+        for finding, state in (("Pneumothorax", "positive"), ("Cardiomegaly", "negative")):
+            n = wd.js("return Number(document.body.dataset.reports)")
+            option = wd.find(f'select.state[data-finding="{finding}"] option[value="{state}"]')
+            wd.cmd("POST", f"/element/{option}/click", {})
+            _wait_reports(wd, n + 1)
+        after = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
+        marked = wd.js("return Array.from(document.querySelectorAll('#findings .name.user'))"
+                       ".map(e => e.textContent)")
+        chosen = wd.js("return document.querySelector('select.state[data-finding=\"Pneumothorax\"]').value")
+        api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
+                         files=[("images", (xrays["cardio"].name, xrays["cardio"].read_bytes(), "image/png"))],
+                         data={"findings": '{"Pneumothorax": "positive", "Cardiomegaly": "negative"}'}).json()
+    finally:
+        if wd is not None:
+            wd.quit()
+        driver_proc.terminate()
+        driver_proc.wait(timeout=20)
+        stop_server(server)
+        shutil.rmtree(profile, ignore_errors=True)
+    assert after != before and "pneumothorax" in after.lower() and after == api["report"]
+    assert chosen == "positive" and sorted(marked) == ["Cardiomegaly (set by you)", "● Pneumothorax (set by you)"]

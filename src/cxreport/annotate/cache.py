@@ -1,5 +1,5 @@
-"""On-disk response cache keyed by (prompt, model, text): rerunning an annotation or a prompt
-comparison only pays for texts, prompts or models it has not seen.
+"""On-disk response cache keyed by (prompt, endpoint and decoding settings, text): rerunning an
+annotation or a prompt comparison only pays for texts, prompts or settings it has not seen.
 
 One small JSON file per entry under ``root/<2 hex>/<sha256>.json``, written atomically, so parallel
 workers and interrupted runs never leave half an entry behind.
@@ -14,9 +14,11 @@ from pathlib import Path
 from cxreport import fsio
 
 
-def cache_key(prompt_sha: str, model: str, text: str) -> str:
-    """``prompt_sha`` is the hash of the prompt's content, so editing a prompt file invalidates it."""
-    blob = json.dumps([prompt_sha, model, text], ensure_ascii=False, separators=(",", ":"))
+def cache_key(prompt_sha: str, decoding: dict, text: str) -> str:
+    """``prompt_sha`` is the hash of the prompt's content, so editing a prompt file invalidates it;
+    ``decoding`` holds the base URL, model and every setting that can change an answer (temperature,
+    max tokens, JSON / schema mode), so an answer is reused only for the same request."""
+    blob = json.dumps([prompt_sha, decoding, text], ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -1,6 +1,6 @@
 """Region annotation through any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server,
 Ollama): versioned prompts, schema-checked JSON answers with retries, a disk cache, token and cost
-accounting and a concurrency limit. Standard library HTTP only.
+accounting and a concurrency limit. The HTTP client is :mod:`cxreport.llm`.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from cxreport.annotate.cache import ResponseCache, cache_key
-from cxreport.annotate.schema import REGION_SCHEMA, SchemaError, parse_regions
+from cxreport.annotate.schema import REGION_EXAMPLE, REGION_SCHEMA, SchemaError, parse_regions
 from cxreport.errors import InputError
 from cxreport.llm import ChatClient, EndpointError, LLMConfig, Usage  # noqa: F401  (annotate's public names)
 from cxreport.text.regions import REGIONS
@@ -88,9 +88,15 @@ class LLMAnnotator:
         self.usage = Usage()
 
     def annotate(self, text: str) -> Annotation:
+        try:
+            return self._annotate(text)
+        finally:
+            self.usage.add(done=1)
+
+    def _annotate(self, text: str) -> Annotation:
         if not text.strip():  # nothing to sort; no request
             return Annotation({r: "" for r in REGIONS})
-        key = cache_key(self.prompt.sha, self.cfg.model, text)
+        key = cache_key(self.prompt.sha, self.cfg.decoding(), text)
         hit = self.cache.get(key)
         if hit is not None:
             self.usage.add(cache_hits=1)
@@ -98,8 +104,10 @@ class LLMAnnotator:
         messages = self.prompt.messages(text)
         error = ""
         for attempt in range(1, self.cfg.max_retries + 2):
+            if attempt > 1:
+                self.usage.add(retries=1)
             try:
-                answer, usage = self.client.complete(messages)
+                answer, usage = self.client.complete(messages, schema=REGION_SCHEMA)
             except EndpointError as exc:
                 self.usage.add(failures=1)
                 return Annotation(None, attempt, error=str(exc))
@@ -108,25 +116,32 @@ class LLMAnnotator:
             try:
                 regions = parse_regions(answer)
             except SchemaError as exc:
-                self.usage.add(malformed=1)
+                self.usage.add(malformed=1, malformed_first=int(attempt == 1))
                 error = f"malformed answer: {exc}"
-                # Show the model its answer and what is wrong with it; models fix this reliably.
-                messages = messages[:2] + [
-                    {"role": "assistant", "content": answer},
-                    {"role": "user", "content": f"That answer is invalid ({exc}). Reply with only a JSON object "
-                                                f"matching this schema: {json.dumps(REGION_SCHEMA)}"}]
+                messages = messages[:2] + [{"role": "assistant", "content": answer},
+                                           {"role": "user", "content": retry_message(exc)}]
                 continue
-            self.cache.put(key, {"regions": regions, "prompt": self.prompt.id, "model": self.cfg.model})
+            self.cache.put(key, {"regions": regions, "prompt": self.prompt.id, "model": self.cfg.model,
+                                 "served_model": self.client.served_model, "decoding": self.cfg.decoding()})
             return Annotation(regions, attempt)
         self.usage.add(failures=1)
         return Annotation(None, self.cfg.max_retries + 1, error=error)
 
     def annotate_many(self, texts: list[str], progress=None) -> list[Annotation]:
-        """In input order; at most ``cfg.concurrency`` requests in flight."""
+        """In input order; at most ``cfg.concurrency`` requests in flight. ``progress(usage)`` is
+        called as each report finishes (in completion order)."""
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            out = []
-            for ann in pool.map(self.annotate, texts):
-                out.append(ann)
+            futures = [pool.submit(self.annotate, t) for t in texts]
+            for fut in as_completed(futures):
+                fut.result()
                 if progress:
-                    progress(len(out))
-        return out
+                    progress(self.usage)
+        return [f.result() for f in futures]
+
+
+def retry_message(exc: SchemaError) -> str:
+    """The re-ask after a malformed answer: the reason and an example object. Not the JSON Schema:
+    small models echo a schema's own keys (type, properties, ...) back as their answer."""
+    return (f"That answer is invalid ({exc}). Reply with only one JSON object with exactly these five keys "
+            f"and a string value for each (an empty string for a region the report does not mention), "
+            f"for example: {json.dumps(REGION_EXAMPLE)}")

@@ -8,14 +8,19 @@ import re
 
 from cxreport.text.regions import REGIONS
 
-# JSON Schema of one answer; shipped to endpoints that accept ``response_format`` json_schema and
-# written into the prompts so models see the exact keys.
+# JSON Schema of one answer, sent with each request in schema mode (constrained decoding, see
+# cxreport.annotate.llm). Never shown to the model as text: small models copy its keys back.
 REGION_SCHEMA = {
     "type": "object",
     "properties": {r: {"type": "string"} for r in REGIONS},
     "required": list(REGIONS),
     "additionalProperties": False,
 }
+
+
+# What the retry message shows instead of the schema: an object of the right shape.
+REGION_EXAMPLE = {"lung": "No pleural effusion.", "heart": "The heart is normal in size.",
+                  "mediastinal": "", "bone": "Mild thoracic spondylosis.", "others": ""}
 
 
 class SchemaError(ValueError):
@@ -54,8 +59,19 @@ def _first_object(text: str) -> str:
     raise SchemaError("the JSON object in the answer is not closed (truncated answer?)")
 
 
+def _as_text(value):
+    """A region's value as text: ``null`` is empty, a list of strings is joined (small models list
+    sentences); anything else is returned unchanged for the type check to reject."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    return value
+
+
 def validate_regions(obj) -> dict[str, str]:
-    """Check one decoded answer against :data:`REGION_SCHEMA`; ``null`` counts as an empty region."""
+    """Check one decoded answer against :data:`REGION_SCHEMA`; ``null`` counts as an empty region and
+    a list of strings is joined into one text."""
     if not isinstance(obj, dict):
         raise SchemaError(f"expected a JSON object with keys {', '.join(REGIONS)}, got {type(obj).__name__}")
     missing = [r for r in REGIONS if r not in obj]
@@ -65,12 +81,13 @@ def validate_regions(obj) -> dict[str, str]:
         problems.append(f"missing key(s) {', '.join(missing)}")
     if extra:
         problems.append(f"unexpected key(s) {', '.join(map(str, extra))}")
-    bad = [r for r in REGIONS if r in obj and obj[r] is not None and not isinstance(obj[r], str)]
+    values = {r: _as_text(obj[r]) for r in REGIONS if r in obj}
+    bad = [r for r, v in values.items() if not isinstance(v, str)]
     if bad:
         problems.append(f"value(s) of {', '.join(bad)} must be strings")
     if problems:
         raise SchemaError("; ".join(problems))
-    return {r: " ".join((obj[r] or "").split()) for r in REGIONS}
+    return {r: " ".join(values[r].split()) for r in REGIONS}
 
 
 def parse_regions(answer: str) -> dict[str, str]:

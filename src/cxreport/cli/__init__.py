@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cxreport.cli.models",
     "cxreport.cli.train",
     "cxreport.cli.annotate",
+    "cxreport.cli.vlm",
     "cxreport.cli.evaluate",
     "cxreport.cli.generate",
     "cxreport.cli.serve",

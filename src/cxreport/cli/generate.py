@@ -3,8 +3,9 @@
     cxreport generate pa.png lat.png                 # one study, report + findings
     cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
+    cxreport generate pa.png --findings "Pleural Effusion=positive,Pneumonia=negative"   # edit the plan
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
-    cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view]
+    cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view][,findings]
     torchrun --nproc-per-node 2 -m cxreport generate --input-dir ... # shards the studies
 
 Batch outputs, resume and torchrun sharding: see ``cxreport.inference.batch``.
@@ -28,14 +29,26 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="NAME|PATH",
                    help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--beam", type=int, default=1, metavar="N", help="beam search with N beams (1 = greedy)")
-    p.add_argument("--max-len", type=int, default=None, metavar="TOKENS", help="longest report, in tokens")
+    p.add_argument("--beam", type=int, default=None, metavar="N",
+                   help="beam search with N beams (1 = greedy; default: the model's own setting)")
+    p.add_argument("--max-len", type=int, default=None, metavar="TOKENS",
+                   help="longest report, in tokens (default: the model's own setting)")
+    p.add_argument("--findings", default=None, metavar="SPEC",
+                   help="set finding states and write the report from that plan: "
+                        "'Pleural Effusion=positive,Pneumonia=negative' or a JSON file/object "
+                        "(states: positive, negative, uncertain, not_assessed); in batch mode for every study, "
+                        "under a manifest's findings column")
+    p.add_argument("--no-faithful", dest="faithful", action="store_false", default=None,
+                   help="keep the decoder's text as it is, unchecked against the plan (for comparison)")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--regions", action="store_true",
+                   help="also split the report into lung / heart / mediastinal / bone / others (rules annotator)")
     p.add_argument("--heatmaps", default=None, metavar="DIR",
                    help="write a Grad-CAM overlay PNG per positive finding and view into DIR")
     p.add_argument("--input-dir", default=None, metavar="DIR", help="batch: a study per sub-folder or per image file")
-    p.add_argument("--manifest", default=None, metavar="CSV", help="batch: CSV with study_id,path[,view]")
+    p.add_argument("--manifest", default=None, metavar="CSV",
+                   help="batch: CSV with study_id,path[,view][,findings]")
     p.add_argument("--output-dir", default=None, metavar="OUT", help="batch: where the per-study JSON files go")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files; in batch mode, redo every study (default: skip the "
@@ -72,8 +85,13 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     from cxreport.inference.pipeline import load_model
 
+    from cxreport.labels import parse_findings
+
+    findings = parse_findings(args.findings, where="--findings")
     pipeline = load_model(args.model)
-    opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps))
+    opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
+                regions=args.regions, faithful=args.faithful)
+    args.findings = findings
     if batch:
         return run_batch(pipeline, args, opts)
     if args.example:
@@ -87,7 +105,7 @@ def run_single(pipeline, args, opts) -> int:
 
     if args.view and len(args.view) != len(args.images):
         raise InputError(f"{len(args.view)} --view given for {len(args.images)} images: give one per image")
-    result = pipeline.generate(args.images, args.view, **opts)
+    result = pipeline.generate(args.images, args.view, findings=args.findings, **opts)
     if args.heatmaps:
         from cxreport.inference.heatmaps import write_heatmaps
 
@@ -105,7 +123,7 @@ def run_examples(pipeline, args, opts) -> int:
 
     results = []
     for study in example_studies():
-        result = pipeline.generate(study["images"], study["views"], **opts)
+        result = pipeline.generate(study["images"], study["views"], findings=args.findings, **opts)
         if args.heatmaps:
             from cxreport.inference.heatmaps import write_heatmaps
 
@@ -126,12 +144,19 @@ def format_text(result: dict) -> str:
     views = ", ".join(v["view"] for v in result["views"])
     uniform = result["threshold"]
     at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
-    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", "",
-             f"Findings (probability; * = positive at {at}):"]
-    for name, f in sorted(result["findings"].items(), key=lambda kv: -kv[1]["probability"]):
-        bar = "#" * round(20 * f["probability"])
+    lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", ""]
+    if "regions" in result:
+        lines += ["Regions:", *(f"  {r:<12} {t or '-'}" for r, t in result["regions"].items()), ""]
+    lines.append(f"Findings (probability; * = positive at {at}; state the report was written from):")
+    prob = lambda f: -1.0 if f.get("probability") is None else f["probability"]  # noqa: E731
+    for name, f in sorted(result["findings"].items(), key=lambda kv: -prob(kv[1])):
+        p = prob(f)
+        bar = "#" * round(20 * max(p, 0))
         own = f" [{f['threshold']:.2f}]" if uniform is None else ""
-        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {f['probability']:.2f}{own}  {bar}")
+        state = f.get("state", "positive" if f["positive"] else "negative").replace("_", " ")
+        who = " (set by user)" if f.get("set_by") == "user" else ""
+        value = f"{p:.2f}" if p >= 0 else "  - "
+        lines.append(f" {'*' if f['positive'] else ' '} {name:<27} {value}{own}  {bar:<20}  {state}{who}")
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
     if result.get("disclaimer"):
@@ -144,6 +169,8 @@ def run_batch(pipeline, args, opts) -> int:
     from cxreport.inference.batch import SUMMARY, discover_studies, run_batch
 
     studies = discover_studies(args.input_dir, args.manifest)
+    for s in studies:
+        s["findings"] = {**args.findings, **(s.get("findings") or {})}
     opts = {k: v for k, v in opts.items() if k != "heatmaps"}
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
                     heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)

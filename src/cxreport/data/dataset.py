@@ -71,7 +71,11 @@ class StudyDataset(Dataset):
         self.labels = [labels_vector(r.get("labels")) for r in rows]
         if label_fn is not None:
             need = [i for i, r in enumerate(rows) if not r.get("labels") and (r.get(text_field) or "").strip()]
-            for i, lab in zip(need, label_fn([rows[i][text_field] for i in need])):
+            # Labels read the text the model learns from (after ``text_fn``), so a plan never holds a
+            # finding whose sentence was cleaned away.
+            texts = [rows[i][text_field] for i in need]
+            texts = [text_fn(t) for t in texts] if text_fn is not None else texts
+            for i, lab in zip(need, label_fn(texts)):
                 self.labels[i] = labels_vector(lab)
 
     def __len__(self) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from cxreport import fsio
 from cxreport.errors import InputError
 from cxreport.inference.heatmaps import slug, write_heatmaps
+from cxreport.labels import parse_findings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SUMMARY = "summary.jsonl"
@@ -63,7 +64,9 @@ def discover_studies(input_dir: str | None = None, manifest: str | None = None) 
 
 
 def read_manifest(path: Path) -> list[dict]:
-    """A CSV of study_id,path[,view] -> one study per id; relative paths are from the CSV's folder."""
+    """A CSV of study_id,path[,view][,findings] -> one study per id; relative paths are from the
+    CSV's folder. ``findings`` sets finding states for the study's report ("Pleural
+    Effusion=positive;Pneumonia=negative" or a JSON object), on any one of its rows."""
     if not path.is_file():
         raise InputError(f"--manifest {path}: file not found")
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -81,6 +84,12 @@ def read_manifest(path: Path) -> list[dict]:
             s = by_id.setdefault(row["study_id"], {"study_id": row["study_id"], "images": [], "views": []})
             s["images"].append(str(img))
             s["views"].append(row.get("view") or None)
+            if row.get("findings"):
+                given = parse_findings(row["findings"], where=f"{path}, line {n}, column findings")
+                if s.get("findings") and s["findings"] != given:
+                    raise InputError(f"{path}, line {n}: study {row['study_id']!r} has two different findings "
+                                     "cells; give them on one row")
+                s["findings"] = given
     if not by_id:
         raise InputError(f"{path}: no rows")
     return list(by_id.values())
@@ -153,6 +162,7 @@ def finished_row(out: Path, study: dict, name: str, heatmaps: Path | None, model
 def _ok_row(study: dict, name: str, result: dict) -> dict:
     return {"index": study["index"], "study_id": study["study_id"], "images": study["images"], "status": "ok",
             "file": f"{name}.json", "report": result["report"],
+            **({"regions": result["regions"]} if "regions" in result else {}),
             "positive": [k for k, f in result["findings"].items() if f.get("positive")]}
 
 
@@ -185,7 +195,8 @@ def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, 
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            results = pipeline.generate_batch([{"images": s["images"], "views": s["views"]} for s, _ in chunk],
+            results = pipeline.generate_batch([{"images": s["images"], "views": s["views"],
+                                                "findings": s.get("findings")} for s, _ in chunk],
                                               on_error="record", heatmaps=heatmaps is not None, **opts)
             for (s, name), r in zip(chunk, results):
                 rows[s["index"]] = _write_study(out, s, name, r, heatmaps)

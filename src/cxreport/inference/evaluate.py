@@ -52,7 +52,11 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
         if oracle_findings:
             from cxreport.text.labeler import label_reports
 
-            findings = label_reports(batch["text"])
+            # A finding the reference does not mention enters the plan as the decoder learned it
+            # (findings.unmentioned: negative for decoders trained with explicit negatives).
+            unmentioned = model.cfg.findings.unmentioned
+            findings = [{k: (unmentioned if v is None else v) for k, v in lab.items()}
+                        for lab in label_reports(batch["text"])]
         b = to_device(batch, device)
         gen = generate(model, tokenizer, b["images"], b["image_mask"], b["view_ids"], findings=findings,
                        beam=beam, max_len=max_len)

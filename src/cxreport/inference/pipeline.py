@@ -26,7 +26,9 @@ import numpy as np
 from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox, load_image_with_size, to_uint8
 from cxreport.errors import ImageError, InputError
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
-from cxreport.labels import VIEW_IDS, view_group
+from cxreport.labels import VIEW_IDS, parse_findings, view_group
+from cxreport.models.decoding import DecodeOptions
+from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
@@ -255,43 +257,56 @@ class Pipeline:
         return Collate.for_model(self.model.cfg).images([(s.images, s.view_ids) for s in studies])
 
     # ---- generation ---------------------------------------------------------------------
-    def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int = 1,
-                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False) -> dict:
-        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps)."""
-        return self.generate_batch([{"images": images, "views": views}], beam=beam, max_len=max_len,
-                                   threshold=threshold, heatmaps=heatmaps)[0]
+    def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int | None = None,
+                 max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False,
+                 regions: bool = False, findings=None, faithful: bool | None = None) -> dict:
+        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps, + the
+        report split into lung / heart / mediastinal / bone / others with ``regions``).
 
-    def generate_batch(self, studies: Sequence, *, beam: int = 1, max_len: int | None = None,
-                       threshold: float | None = None, heatmaps: bool = False, on_error: str = "raise") -> list[dict]:
+        ``findings`` sets finding states on top of the model's plan (a radiologist's edits):
+        ``{"Pleural Effusion": "positive"}``, a JSON file or "Pleural Effusion=positive,...";
+        the report is written from the edited plan and each finding says who set its state."""
+        return self.generate_batch([{"images": images, "views": views, "findings": findings}], beam=beam,
+                                   max_len=max_len, threshold=threshold, heatmaps=heatmaps, regions=regions,
+                                   faithful=faithful)[0]
+
+    def generate_batch(self, studies: Sequence, *, beam: int | None = None, max_len: int | None = None,
+                       threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+                       on_error: str = "raise", faithful: bool | None = None) -> list[dict]:
         """Several studies in one forward pass. Each study: a list of images, or a dict with
-        ``images`` and optional ``views``. ``on_error="record"`` returns ``{"error": msg}`` for a
-        study whose images cannot be read instead of raising."""
+        ``images`` and optional ``views`` and ``findings`` (state overrides, as in ``generate``).
+        ``on_error="record"`` returns ``{"error": msg}`` for a study whose images or findings
+        cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
         prepared: list[PreparedStudy | str] = []
+        overrides = []
         for s in studies:
-            imgs, views = (s.get("images"), s.get("views")) if isinstance(s, dict) else (s, None)
+            imgs, views, given = ((s.get("images"), s.get("views"), s.get("findings")) if isinstance(s, dict)
+                                  else (s, None, None))
             try:
+                plan = parse_findings(given, self.labels)
                 prepared.append(self.prepare(imgs, views))
+                overrides.append(plan)
             except InputError as exc:
                 if on_error == "raise":
                     raise
                 prepared.append(str(exc))
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
-        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps)
-                    if good else [])
+        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                             regions=regions, findings=overrides, faithful=faithful) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, **self.identity} for p in prepared]
 
-    def run(self, prepared: list[PreparedStudy], *, beam: int = 1, max_len: int | None = None,
-            threshold: float | None = None, heatmaps: bool = False) -> list[dict]:
-        """The model part: prepared studies -> result dicts."""
+    def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
+            threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
+            findings: list | None = None, faithful: bool | None = None) -> list[dict]:
+        """The model part: prepared studies -> result dicts. ``findings``: per study, a dict of
+        states a user set (or None); beam and length default to the model's own settings."""
         thr = self.thresholds(threshold)
-        if not 1 <= int(beam) <= 16:
-            raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
-        limit = self.model.cfg.decoder.max_len - 1
-        max_len = min(100, limit) if max_len is None else int(max_len)
-        if not 1 <= max_len <= limit:
-            raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
+        DecodeOptions(beam=beam, max_len=max_len).resolve(self.model.cfg)  # bad settings fail before any work
+        overrides = [parse_findings(f, self.labels) for f in (findings or [None] * len(prepared))]
+        if len(overrides) != len(prepared):
+            raise InputError(f"findings: {len(overrides)} given for {len(prepared)} studies")
         dev = next(self.model.parameters()).device
         images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
         with self.lock:
@@ -301,10 +316,10 @@ class Pipeline:
                     abs(thr[k] - self.model_thresholds[k]) > 1e-9 for k in self.labels):
                 # The model plans its sentences from findings at its own thresholds; other thresholds
                 # need the probabilities first, then generation from that plan (one more encoder pass).
-                findings = [self._plan(o["finding_probs"], thr)
-                            for o in generate(self.model, self.tokenizer, images, mask, view_ids, max_len=1)]
+                findings = [self._plan(o["finding_probs"], thr) for o in generate(
+                    self.model, self.tokenizer, images, mask, view_ids, max_len=1, beam=1, faithful=False)]
             outs = generate(self.model, self.tokenizer, images, mask, view_ids, findings=findings, beam=beam,
-                            max_len=max_len)
+                            max_len=max_len, overrides=overrides, faithful=faithful)
             gen_ms = (time.perf_counter() - t0) * 1000
             maps = None
             if heatmaps:
@@ -316,12 +331,13 @@ class Pipeline:
                 heat_ms = (time.perf_counter() - t1) * 1000
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
-            probs = o["finding_probs"] or {}
-            r = {"report": o["text"],
-                 "findings": {k: {"probability": round(float(v), 4), "positive": bool(v >= thr[k]), "threshold": thr[k]}
-                              for k, v in probs.items()},
+            r = {"report": o["text"], "findings": _findings_json(o, thr, overrides[i]),
+                 "plan_check": o.get("plan_check"),
                  "views": p.views, **self.identity, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            if regions:
+                # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).
+                r["regions"] = split_regions(o["text"])
             if maps is not None:
                 r["heatmaps"] = maps[i]
                 r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)
@@ -330,8 +346,23 @@ class Pipeline:
         return results
 
     def _plan(self, probs: dict, thr: dict) -> dict:
-        below = None if self.model.cfg.findings.below_threshold == "unknown" else 0
+        below = None if self.model.cfg.findings.below_threshold in ("unknown", "not_assessed") else 0
         return {k: (1 if v >= thr[k] else below) for k, v in probs.items()}
+
+
+def _findings_json(out: dict, thr: dict, user: dict) -> dict:
+    """Per finding: probability, the state the report was written from, and who set it."""
+    probs = out.get("finding_probs") or {}
+    states = out.get("finding_states") or {}
+    res = {}
+    for k in states or probs:
+        p = probs.get(k)
+        state = states.get(k) or ("positive" if p is not None and p >= thr[k] else "negative")
+        # "positive": the finding head's call at the threshold; "state": what the report was written from.
+        res[k] = {"probability": None if p is None else round(float(p), 4),
+                  "positive": bool(p is not None and p >= thr[k]), "threshold": thr[k], "state": state,
+                  "assessed": state != "not_assessed", "set_by": "user" if k in user else "model"}
+    return res
 
 
 def _uniform(thr: dict) -> float | None:

@@ -24,18 +24,39 @@ def decode(tokenizer, token_ids) -> str:
     return detokenize(tokenizer.decode(token_ids))
 
 
-def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, beam: int = 1,
-             max_len: int = 100) -> list[dict]:
-    """One batch -> ``[{"text", "token_ids", "finding_probs"}]`` per study.
+def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, overrides=None,
+             beam: int | None = None, max_len: int | None = None, faithful: bool | None = None,
+             prior: bool = False) -> list[dict]:
+    """One batch -> ``[{"text", "token_ids", "finding_probs", "finding_states", "plan_check"}]``.
 
     ``findings`` (one plan dict per study, or None) conditions the decoder instead of the model's
-    own finding head; ``beam`` 1 is greedy search."""
+    own finding head; ``overrides`` (a dict per study, or None) sets states on top of the plan (a
+    radiologist's edits). Decoding settings left at None are the model's own (``decoder`` section
+    of its config: default beam, length, n-gram blocking). ``faithful`` (default: the model's
+    ``decoder.faithful``) reranks beam search's N-best list by agreement with the plan and repairs
+    the chosen text until our labeler reads back the plan (``text.faithful``); ``plan_check`` says
+    what that changed. ``prior``: the input includes a prior study or comparison text."""
     import torch
 
+    from cxreport.models.decoding import DecodeOptions
+    from cxreport.text.faithful import make_faithful
+
+    opts = DecodeOptions(beam=beam, max_len=max_len, faithful=faithful, prior=prior).resolve(model.cfg)
     with torch.no_grad():
-        outs = model.generate(images, image_mask, view_ids, findings, max_len=int(max_len),
-                              method="beam" if beam > 1 else "greedy", num_beams=max(1, int(beam)))
-    return [{**o, "text": decode(tokenizer, o["token_ids"])} for o in outs]
+        outs = model.generate(images, image_mask, view_ids, findings, overrides=overrides, max_len=opts.max_len,
+                              num_beams=opts.beam, no_repeat_ngram=opts.no_repeat_ngram, prior=prior,
+                              num_return=opts.beam if opts.faithful else 1)
+    n_views = image_mask.sum(1).tolist() if image_mask is not None else [None] * len(outs)
+    results = []
+    for o, views in zip(outs, n_views):
+        texts = [decode(tokenizer, c["token_ids"]) for c in o.pop("candidates", None) or [o]]
+        check = None
+        if opts.faithful and o.get("finding_states") is not None:
+            text, check = make_faithful(texts, o["finding_states"], prior=prior, views=int(views) if views else None)
+        else:
+            text = texts[0]
+        results.append({**o, "text": text, "plan_check": check})
+    return results
 
 
 def batches(dataset, collate, batch_size: int, indices=None):

@@ -11,6 +11,15 @@ is GREEN's own (the models were trained on it) and the parsing follows the refer
 - matched findings: the number that opens the section and is followed by a period;
 - errors: lines ``(a) ...: <n>.`` to ``(f) ...`` (or ``(1)``-``(6)``), the first number after ": ".
 
+Judges that are not GREEN models (a general instruct model, tried as a stand-in) break that format
+in two ways the reference parser misreads, so two rules are added:
+
+- matched findings written as a numbered list (``1. a`` / ``2. b`` / ...) count their items, not
+  the first item's number;
+- a parse is *implausible* (GREEN None, with a note) when the opening count disagrees with a
+  ``;``-separated list after it, or when the error counts are 1, 2, ..., 6 in category order (the
+  judge numbered the categories instead of counting errors).
+
 GREEN is 0 when nothing matched. It is None when the answer cannot be read: no ``[Matched
 Findings]`` section, or findings matched but no ``[Clinically Significant Errors]`` section (the
 reference code meant to return None there, but its parser never reports a missing section).
@@ -128,11 +137,28 @@ def _error_counts(section: str) -> list[int]:
     return counts
 
 
-def _matched_count(section: str) -> int:
+_ITEM = re.compile(r"^\s*(\d+)[.)]\s+\S", re.MULTILINE)
+
+
+def _matched_count(section: str) -> tuple[int, str]:
+    """(count, note): the count opening the section, or the items of a numbered list."""
     if section.startswith("No"):
-        return 0
+        return 0, ""
+    numbers = [int(n) for n in _ITEM.findall(section)]
+    if len(numbers) >= 2 and numbers == list(range(1, len(numbers) + 1)):
+        return len(numbers), "matched findings given as a numbered list: items counted"
     n = re.findall(r"^\b\d+\b(?=\.)", section)
-    return int(n[0]) if n else 0
+    if not n:
+        return 0, ""
+    count = int(n[0])
+    listed = [x for x in section.split(".", 1)[1].split(";") if x.strip()] if ";" in section else []
+    if listed and len(listed) != count:
+        return count, f"implausible: matched count {count} but {len(listed)} findings listed"
+    return count, ""
+
+
+def _enumerated(counts: list[int]) -> bool:
+    return counts == list(range(1, 7))
 
 
 @dataclass
@@ -154,11 +180,16 @@ def parse_green(response: str) -> GreenResult:
     text = clean_response(response)
     matched_sec, sig_sec, insig_sec = (_section(text, c) for c in (MATCHED, SIGNIFICANT, INSIGNIFICANT))
     res = GreenResult(None, response=response)
-    res.matched = _matched_count(matched_sec) if matched_sec is not None else 0
+    res.matched, note = _matched_count(matched_sec) if matched_sec is not None else (0, "")
     res.significant = _error_counts(sig_sec) if sig_sec is not None else [0] * 6
     res.insignificant = _error_counts(insig_sec) if insig_sec is not None else [0] * 6
+    if _enumerated(res.significant) or _enumerated(res.insignificant):
+        note = "implausible: error counts 1..6 follow the category order (categories numbered, not counted)"
+    res.note = note
     if matched_sec is None:
         res.note = "unparseable: no [Matched Findings] section"
+    elif note.startswith("implausible"):
+        pass  # left out of the mean: the counts cannot be trusted
     elif res.matched == 0:
         res.green = 0.0
     elif sig_sec is None:
@@ -180,6 +211,7 @@ class GreenConfig:
     local: bool = False  # load ``model`` with transformers instead of calling an endpoint
     api_key_env: str = "OPENAI_API_KEY"
     max_new_tokens: int = 2048  # as the reference implementation
+    temperature: float = 0.0  # greedy; still not reproducible with concurrency > 1 (see summarize)
     concurrency: int = 4
     timeout_s: float = 300.0
     http_retries: int = 3
@@ -193,6 +225,9 @@ class GreenScorer:
         """``generate(prompts) -> answers`` overrides the endpoint / local model (tests, custom runners)."""
         self.cfg = cfg
         self._generate = generate
+        if generate is None and not is_green_model(cfg.model):
+            log.warning("judge %r is not a GREEN model: GREEN's parsing assumes a model trained on its answer "
+                        "format, and other models' scores are not GREEN scores (see the notes per row)", cfg.model)
 
     def score(self, references: list[str], candidates: list[str]) -> list[GreenResult]:
         if len(references) != len(candidates):
@@ -223,7 +258,7 @@ class GreenScorer:
         from cxreport.llm import ChatClient, EndpointError, LLMConfig
 
         client = ChatClient(LLMConfig(base_url=self.cfg.base_url, model=self.cfg.model, api_key_env=self.cfg.api_key_env,
-                                      max_tokens=self.cfg.max_new_tokens, timeout_s=self.cfg.timeout_s, json_mode=False,
+                                      max_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature, timeout_s=self.cfg.timeout_s, json_mode=False,
                                       http_retries=self.cfg.http_retries, backoff_s=self.cfg.backoff_s))
 
         def ask(prompt):
@@ -237,14 +272,28 @@ class GreenScorer:
             return list(pool.map(ask, prompts))
 
 
-def summarize(results: list[GreenResult]) -> dict:
-    """Mean GREEN over parseable answers, and mean error counts per category."""
+def is_green_model(name: str) -> bool:
+    return "green" in name.lower()
+
+
+def summarize(results: list[GreenResult], cfg: GreenConfig | None = None) -> dict:
+    """Mean GREEN over parseable answers, mean error counts per category, and (with ``cfg``) the judge
+    and decoding settings the scores depend on."""
     ok = [r for r in results if r.green is not None]
     mean = sum(r.green for r in ok) / len(ok) if ok else None
     per_cat = {cat: sum(r.significant[i] for r in ok) / len(ok) if ok else None for i, cat in enumerate(ERROR_CATEGORIES)}
-    return {"n": len(results), "scored": len(ok), "unparseable": len(results) - len(ok), "green": mean,
-            "mean_significant_errors": per_cat,
-            "mean_matched": sum(r.matched for r in ok) / len(ok) if ok else None}
+    out = {"n": len(results), "scored": len(ok), "unparseable": len(results) - len(ok),
+           "implausible": sum(r.note.startswith("implausible") for r in results), "green": mean,
+           "mean_significant_errors": per_cat, "mean_matched": sum(r.matched for r in ok) / len(ok) if ok else None}
+    if cfg is not None:
+        # Greedy decoding on a server that batches concurrent requests is not bit-reproducible
+        # (batch composition changes the floating-point sums), so the settings are kept with the scores.
+        out["judge"] = {"model": cfg.model, "green_model": is_green_model(cfg.model), "temperature": cfg.temperature,
+                        "concurrency": 1 if cfg.local else cfg.concurrency,
+                        "reproducible": "not guaranteed: temperature 0 answers can differ between runs when "
+                                        "requests are batched (concurrency > 1)" if cfg.concurrency > 1 and not cfg.local
+                                        else "one request at a time"}
+    return out
 
 
 class _LocalGreen:

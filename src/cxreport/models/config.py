@@ -82,10 +82,22 @@ class DecoderConfig:
     hf_model: str = ""
     hf_config: dict = field(default_factory=dict)
     mode: str = "cross"
-    # Default n-gram blocking when generating (0 = off); ``generate(no_repeat_ngram=...)`` overrides.
-    no_repeat_ngram: int = 0
-    # Token ids never generated (the tokenizer's <unk>, set when a model is bundled).
+    # How this model decodes unless ``generate``/``evaluate`` say otherwise. They live here, so that
+    # every trained run decodes like the bundled model. n-gram blocking (0 = off):
+    no_repeat_ngram: int = 3
+    # Words never generated: "<unk>" (a report should not say "unknown word") and the
+    # de-identification token of the training reports. Resolved to ``suppress_ids`` with the
+    # tokenizer when a model is built for training or loaded (models.decoding.resolve_decoding).
+    suppress_words: list[str] = field(default_factory=lambda: ["<unk>", "xxxx"])
     suppress_ids: list[int] = field(default_factory=list)
+    # Words that compare with an earlier study ("stable", "unchanged", "interval"...): never
+    # generated unless the input includes a prior study or comparison text; ids resolved as above.
+    comparison_ids: list[int] = field(default_factory=list)
+    default_beam: int = 1  # 1 = greedy
+    default_max_len: int = 100  # tokens
+    # Faithful decoding: with beam search, the N-best list is reranked by agreement of each text
+    # (read back by the labeler) with its plan; the chosen text is then repaired (text.faithful).
+    faithful: bool = True
 
 
 @dataclass
@@ -106,9 +118,13 @@ class FindingsConfig:
     threshold: float = 0.5
     condition: bool = True
     state_dropout: float = 0.1
-    # state given to a finding predicted below threshold at inference: unknown | negative.
-    # Training sees "unknown" for findings a report does not mention, which is most negatives.
+    # state given to a finding predicted below threshold at inference: not_assessed (alias
+    # unknown, the old decoders') | negative.
     below_threshold: str = "unknown"
+    # Training: the state of a finding its report does not mention. "negative" makes the plan's
+    # negatives explicit (a normal report says nothing of most absent findings); "not_assessed"
+    # was the old behaviour, where a decoder met "unknown" for most negatives.
+    unmentioned: str = "not_assessed"
     # Does the decoder cross-attend to the image tokens as well as to the finding plan? False when
     # the decoder learns only from reports without images (IU here): it must not meet image tokens
     # at inference that it never saw in training; the images then speak through the findings.

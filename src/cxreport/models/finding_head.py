@@ -10,17 +10,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxreport.errors import InputError
+from cxreport.labels import FINDING_STATES, state_name
 from cxreport.models.config import FindingsConfig
 
-# Finding-token states. Targets use CheXpert values: 1 positive, 0 negative, -1 uncertain, NaN unknown.
-POSITIVE, NEGATIVE, UNCERTAIN, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = ("positive", "negative", "uncertain", "unknown")
+# Finding-token states (indices into FINDING_STATES). Targets use CheXpert values: 1 positive,
+# 0 negative, -1 uncertain, NaN not mentioned.
+POSITIVE, NEGATIVE, UNCERTAIN, NOT_ASSESSED = 0, 1, 2, 3
+UNKNOWN = NOT_ASSESSED  # the name before plans had explicit negatives; checkpoints store the same index
+STATE_NAMES = FINDING_STATES
 UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 
 
-def targets_to_states(targets: torch.Tensor) -> torch.Tensor:
-    """B x L float CheXpert targets -> B x L long states."""
-    states = torch.full(targets.shape, UNKNOWN, dtype=torch.long, device=targets.device)
+def targets_to_states(targets: torch.Tensor, unmentioned: int = NOT_ASSESSED) -> torch.Tensor:
+    """B x L float CheXpert targets -> B x L long states; a finding the report does not mention
+    (NaN) gets ``unmentioned`` (NEGATIVE when the plan's negatives are explicit)."""
+    states = torch.full(targets.shape, unmentioned, dtype=torch.long, device=targets.device)
     states[targets == 1] = POSITIVE
     states[targets == 0] = NEGATIVE
     states[targets == -1] = UNCERTAIN
@@ -31,26 +35,21 @@ def probs_to_states(probs: torch.Tensor, threshold: float | torch.Tensor) -> tor
     return torch.where(probs >= threshold, POSITIVE, NEGATIVE).long()
 
 
-def dict_to_states(findings: dict, labels: list[str]) -> torch.Tensor:
-    """User-given (oracle) findings -> L states. Values: 1/0/-1/None or positive/negative/
-    uncertain/unknown; labels not given are unknown."""
+def dict_to_states(findings: dict, labels: list[str], default: int = NOT_ASSESSED) -> torch.Tensor:
+    """User-given (oracle) findings -> L states. Values: 1/0/-1/None or a FINDING_STATES name;
+    labels not given are ``default`` (not assessed)."""
     unknown = set(findings) - set(labels)
     if unknown:
         raise InputError(f"findings: unknown label(s) {sorted(unknown)}; valid labels: {list(labels)}")
-    by_value = {1: POSITIVE, 0: NEGATIVE, -1: UNCERTAIN, None: UNKNOWN}
     states = []
     for name in labels:
-        v = findings.get(name)
-        if isinstance(v, str):
-            if v.lower() not in STATE_NAMES:
-                raise InputError(f"findings[{name!r}] = {v!r}: use one of {STATE_NAMES} or 1/0/-1/null")
-            states.append(STATE_NAMES.index(v.lower()))
-        elif isinstance(v, float) and math.isnan(v):
-            states.append(UNKNOWN)
-        elif v in by_value and not isinstance(v, bool):
-            states.append(by_value[v])
-        else:
-            raise InputError(f"findings[{name!r}] = {v!r}: use 1, 0, -1 or null")
+        if name not in findings:
+            states.append(default)
+            continue
+        try:
+            states.append(STATE_NAMES.index(state_name(findings[name])))
+        except InputError as exc:
+            raise InputError(f"findings[{name!r}]: {exc}") from None
     return torch.tensor(states, dtype=torch.long)
 
 

@@ -60,10 +60,12 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
                     method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0,
                     no_repeat_ngram: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     use_cache: bool = True, generator: torch.Generator | None = None,
-                    suppress_ids: list[int] | tuple = ()) -> list[dict]:
+                    suppress_ids: list[int] | tuple = (), num_return: int = 1) -> list[dict]:
     """Decode one sequence per memory row -> [{"token_ids": [...], "score": logprob}, ...].
 
-    ``suppress_ids`` are never generated (e.g. ``<unk>``: a report should not say "unknown word")."""
+    ``suppress_ids`` are never generated (e.g. ``<unk>``: a report should not say "unknown word").
+    Beam search with ``num_return`` > 1 adds "candidates": the best ``num_return`` finished beams,
+    best first (the N-best list a faithfulness check reranks)."""
     if method not in METHODS:
         raise InputError(f"generation method {method!r}: choose one of {METHODS}")
     if max_len < 1:
@@ -73,7 +75,7 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
     max_len = min(max_len, decoder.max_len - 1)
     if method == "beam" and num_beams > 1:
         return _beam(decoder, memory, memory_mask, max_len, num_beams, length_penalty, no_repeat_ngram, use_cache,
-                     suppress_ids)
+                     suppress_ids, num_return)
     b = memory.shape[0]
     state = decoder.start(memory, memory_mask, use_cache)
     tokens = torch.full((b, 1), decoder.bos_id, dtype=torch.long, device=memory.device)
@@ -98,7 +100,8 @@ def generate_tokens(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.T
     return [{"token_ids": ids, "score": float(s)} for ids, s in zip(_finish(tokens, decoder.eos_id), score.tolist())]
 
 
-def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ngram, use_cache, suppress_ids=()):
+def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ngram, use_cache, suppress_ids=(),
+          num_return=1):
     b, dev = memory.shape[0], memory.device
     state = decoder.start(memory, memory_mask, use_cache)
     decoder.reorder(state, torch.arange(b, device=dev).repeat_interleave(k))
@@ -130,7 +133,14 @@ def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ng
         decoder.reorder(state, src)
         if done.all():
             break
-    norm = scores / lengths.clamp(min=1) ** length_penalty
-    best = norm.view(b, k).argmax(-1) + base.squeeze(1)
-    seqs = _finish(tokens[best], decoder.eos_id)
-    return [{"token_ids": ids, "score": float(s)} for ids, s in zip(seqs, scores[best].tolist())]
+    norm = (scores / lengths.clamp(min=1) ** length_penalty).view(b, k)
+    order = norm.argsort(-1, descending=True) + base
+    seqs = _finish(tokens, decoder.eos_id)
+    flat = scores.tolist()
+    out = []
+    for row in order.tolist():
+        cands = [{"token_ids": seqs[j], "score": flat[j]} for j in row if flat[j] > float("-inf")]
+        out.append(dict(cands[0]))
+        if num_return > 1:
+            out[-1]["candidates"] = cands[:num_return]
+    return out

@@ -46,8 +46,10 @@ class ReportModel(nn.Module):
             cfg = without_pretrained(cfg)
         d = cfg.d_model
         fc = cfg.findings
-        if fc.below_threshold not in ("unknown", "negative"):
-            raise InputError(f"findings.below_threshold {fc.below_threshold!r}: choose unknown or negative")
+        if fc.below_threshold not in ("unknown", "not_assessed", "negative"):
+            raise InputError(f"findings.below_threshold {fc.below_threshold!r}: choose not_assessed or negative")
+        if fc.unmentioned not in ("not_assessed", "negative"):
+            raise InputError(f"findings.unmentioned {fc.unmentioned!r}: choose not_assessed or negative")
         self.labels = list(fc.labels)
         self.encoder = build_encoder(cfg.encoder)
         self.projector = build_projector(cfg.projector, self.encoder.out_dim, d)
@@ -149,7 +151,8 @@ class ReportModel(nn.Module):
                 rows = has_text.nonzero().squeeze(1)
                 states = None
                 if self.finding_tokens is not None:
-                    states = targets_to_states(targets[rows])
+                    states = targets_to_states(targets[rows], NEGATIVE if self.cfg.findings.unmentioned == "negative"
+                                               else UNKNOWN)
                     p = self.cfg.findings.state_dropout
                     if self.training and p > 0:
                         states = states.masked_fill(torch.rand(states.shape, device=dev) < p, UNKNOWN)
@@ -197,7 +200,7 @@ class ReportModel(nn.Module):
         if probs is not None:
             thr = self.thresholds()
             pred = probs_to_states(probs.cpu(), thr)
-            if fc.below_threshold == "unknown":
+            if fc.below_threshold in ("unknown", "not_assessed"):
                 pred = pred.masked_fill(probs.cpu() < thr, UNKNOWN)
             if "No Finding" in self.labels:
                 # CheXpert's rule: no "No Finding" beside a positive finding (Support Devices aside), so
@@ -214,16 +217,26 @@ class ReportModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
-                 view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *, max_len: int = 60,
-                 method: str = "greedy", num_beams: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
+                 view_ids: torch.Tensor | None = None, findings: dict | list | None = None, *,
+                 max_len: int | None = None, method: str | None = None, num_beams: int | None = None,
+                 length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None) -> list[dict]:
+                 generator: torch.Generator | None = None, overrides: dict | list | None = None,
+                 num_return: int = 1, prior: bool = False) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
 
         ``findings``: None (predicted by the finding head), one dict for every study or a list with
-        a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others unknown).
-        ``finding_probs`` is None for studies without an image.
+        a dict/None per study (oracle mode: {"Cardiomegaly": 1, "Edema": 0, ...}, others not assessed).
+        ``overrides``: states set on top of the plan (a user's edits), one dict or one per study.
+        ``finding_probs`` is None for studies without an image. Decoding settings left at None come
+        from the model's config (``decoder.default_beam``, ``default_max_len``, ``no_repeat_ngram``);
+        words comparing with an earlier study are never generated unless ``prior``.
         """
+        dc = self.cfg.decoder
+        num_beams = dc.default_beam if num_beams is None else num_beams
+        method = method or ("beam" if num_beams > 1 else "greedy")
+        max_len = dc.default_max_len if max_len is None else max_len
+        suppress = list(dc.suppress_ids) + ([] if prior else list(getattr(dc, "comparison_ids", [])))
         was_training = self.training
         self.eval()
         try:
@@ -238,13 +251,15 @@ class ReportModel(nn.Module):
                     if images.dim() == 5 else None
             probs = torch.sigmoid(self.finding_logits(img_tok, img_mask, view_ids)) if img_tok.shape[1] else None
             states = self._states_for(findings, probs, has_image, b) if self.finding_tokens is not None else None
+            if overrides is not None and states is not None:
+                states = self._override(states, overrides)
             mem, mem_mask = self.memory(img_tok, img_mask, states)
             outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
                                    length_penalty=length_penalty,
                                    no_repeat_ngram=self.cfg.decoder.no_repeat_ngram if no_repeat_ngram is None
                                    else no_repeat_ngram,
                                    temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
-                                   generator=generator, suppress_ids=self.cfg.decoder.suppress_ids)
+                                   generator=generator, suppress_ids=suppress, num_return=num_return)
         finally:
             self.train(was_training)
         for i, o in enumerate(outs):
@@ -253,6 +268,24 @@ class ReportModel(nn.Module):
             o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
                                    if states is not None else None)
         return outs
+
+
+    def _override(self, states: torch.Tensor, overrides) -> torch.Tensor:
+        per_study = overrides if isinstance(overrides, (list, tuple)) else [overrides] * states.shape[0]
+        if len(per_study) != states.shape[0]:
+            raise InputError(f"overrides: got {len(per_study)} entries for {states.shape[0]} studies")
+        states = states.clone()
+        for i, o in enumerate(per_study):
+            if o:
+                given = dict_to_states(o, self.labels, default=-1).to(states.device)
+                states[i] = torch.where(given >= 0, given, states[i])
+                if "No Finding" in self.labels and "No Finding" not in o:
+                    # An edited plan with a positive finding is no longer "No Finding".
+                    nf = self.labels.index("No Finding")
+                    others = [j for j, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
+                    if (states[i, others] == POSITIVE).any() and states[i, nf] == POSITIVE:
+                        states[i, nf] = NEGATIVE
+        return states
 
 
 def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:

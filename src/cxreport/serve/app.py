@@ -1,7 +1,8 @@
 """The report service: ``create_app(pipeline, ServeConfig()) -> FastAPI``.
 
     POST /v1/reports   multipart: images (1..max_views files), views (optional, one per image),
-                       beam, max_len, threshold, heatmaps -> the structured report JSON
+                       beam, max_len, threshold, heatmaps, findings (states the user set) -> the
+                       structured report JSON
     GET  /v1/models    the loaded model       GET /healthz    liveness
     GET  /             the web page           GET /docs       OpenAPI (Swagger UI)
 
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException
 from cxreport import __version__
 from cxreport.data.images import MAX_PIXELS
 from cxreport.errors import InputError
+from cxreport.labels import parse_findings
 
 log = logging.getLogger("cxreport.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -195,10 +197,17 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         images: list[UploadFile] = File(..., description="the study's X-rays: PNG, JPEG or DICOM"),
         views: list[str] | None = Form(None, description="frontal | lateral | unknown per image, in order "
                                                          "(default: first frontal, second lateral)"),
-        beam: int = Form(1, ge=1, le=8, description="beam search width (1 = greedy)"),
+        beam: int | None = Form(None, ge=1, le=8, description="beam search width (1 = greedy; default: the "
+                                                               "model's own setting)"),
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
+        regions: bool = Form(False, description="also return the report split into lung / heart / mediastinal / "
+                                                "bone / others (rules region annotator)"),
+        findings: str | None = Form(None, description="finding states set by the user, and the report written "
+                                                      "from that plan: a JSON object {\"Pleural Effusion\": "
+                                                      "\"positive\"} or 'Pleural Effusion=positive,Pneumonia="
+                                                      "negative' (positive, negative, uncertain, not_assessed)"),
     ):
         if state["in_flight"] >= cfg.max_queue:
             log.warning("POST /v1/reports 503 (%d in flight)", state["in_flight"])
@@ -214,9 +223,11 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
             views = [v for v in views] if views else None
             if views is not None and len(views) == 1 and len(images) > 1 and not views[0].strip():
                 views = None  # an empty optional field sent by a plain HTML form
-            work = partial(_run, pipeline, datas, views, labels,
-                           dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps))
             try:
+                plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
+                work = partial(_run, pipeline, datas, views, labels,
+                               dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                                    regions=regions, findings=[plan]))
                 result = await anyio.to_thread.run_sync(work, limiter=state["limiter"])
             except InputError as exc:
                 log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),

@@ -30,6 +30,13 @@ class DataConfig:
     clean: str = "default"  # report cleaning protocol (cxreport.text.clean)
     max_tokens: int = 100
     label_reports: bool = True  # label reports without labels with the rule labeler
+    # Sentences left out of the training reports (text.wording): "deid" (de-identification residue
+    # "xxxx") and/or "comparison" (wording against an earlier study the input never has).
+    drop_sentences: list[str] = field(default_factory=list)
+    # Reports with a rare positive finding are repeated (at most ``oversample_cap`` times) until
+    # each finding has about this many positive training reports per epoch; 0 = off.
+    min_positives: int = 0
+    oversample_cap: int = 10
     max_views: int = 2
     augment: bool = True
     num_workers: int = 0  # DataLoader workers; exact resume after a kill holds for 0

@@ -81,16 +81,50 @@ def open_caches(cfg: RunConfig) -> list[Cache]:
     return [Cache(src.cache) for src in cfg.data.sources]
 
 
+def _text_fn(cfg: RunConfig):
+    if not cfg.data.drop_sentences:
+        return None
+    from functools import partial
+
+    from cxreport.text.wording import drop_sentences
+
+    drop_sentences("", cfg.data.drop_sentences)  # an unknown kind fails here, before any data is read
+    return partial(drop_sentences, kinds=tuple(cfg.data.drop_sentences))
+
+
+def oversample_positives(ds: StudyDataset, min_positives: int, cap: int = 10):
+    """``ds`` with each report that has a rare positive finding repeated, up to ``cap`` times, so
+    that every finding has about ``min_positives`` positive reports per epoch."""
+    import numpy as np
+
+    if min_positives <= 0 or not len(ds):
+        return ds
+    labels = np.stack(ds.labels)
+    counts = (labels == 1).sum(0)
+    reps = np.ones(len(ds), dtype=int)
+    for j, n in enumerate(counts):
+        if 0 < n < min_positives:
+            r = min(cap, int(np.ceil(min_positives / n)))
+            reps[labels[:, j] == 1] = np.maximum(reps[labels[:, j] == 1], r)
+    indices = [i for i, r in enumerate(reps) for _ in range(r)]
+    log.info("oversampling rare positives: %d reports -> %d items", len(ds), len(indices))
+    return torch.utils.data.Subset(ds, indices)
+
+
 def build_datasets(cfg: RunConfig, caches: list[Cache], tokenizer=None,
-                   split_attr: str = "train_split") -> list[StudyDataset]:
-    """One StudyDataset per source (``caches`` from `open_caches`) for ``train_split`` or ``val_split``."""
+                   split_attr: str = "train_split") -> list:
+    """One StudyDataset per source (``caches`` from `open_caches`) for ``train_split`` or
+    ``val_split``; training report sources oversample rare positives (``data.min_positives``)."""
     out = []
-    label_fn = _label_fn(cfg)
+    label_fn, text_fn = _label_fn(cfg), _text_fn(cfg)
     for src, cache in zip(cfg.data.sources, caches):
         ds = StudyDataset(
             cache, getattr(src, split_attr), tokenizer=None if src.use == "findings" else tokenizer,
             text_field=cfg.data.text_field, max_views=0 if src.use == "text" else cfg.data.max_views,
-            require=src.require, label_fn=label_fn, max_tokens=cfg.data.max_tokens)
+            require=src.require, label_fn=label_fn, max_tokens=cfg.data.max_tokens,
+            text_fn=None if src.use == "findings" else text_fn)
+        if split_attr == "train_split" and src.use != "findings":
+            ds = oversample_positives(ds, cfg.data.min_positives, cfg.data.oversample_cap)
         out.append(ds)
     return out
 
@@ -147,6 +181,10 @@ def build_run_model(cfg: RunConfig, tokenizer, dist: Dist, init=None):
     loop, tok = cfg.train, tokenizer
     ids = dict(vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id) if tok else {}
     model = create_model(cfg.model.name, **ids, **cfg.model.overrides)
+    if tok is not None:
+        from cxreport.models.decoding import resolve_decoding
+
+        resolve_decoding(model, tok)  # its checkpoints decode without <unk>, "xxxx", comparison words
     if init is not None:
         init_weights(model, init, loop.init_from)
     if loop.stage == 1:

@@ -1,4 +1,5 @@
-// cxreport web page: upload a study, show the report, finding bars and Grad-CAM overlays.
+// cxreport web page: upload a study, show the report, finding bars and Grad-CAM overlays;
+// edit a finding's state and the report is rewritten from the edited plan.
 // Server text is always inserted with textContent, never as HTML.
 "use strict";
 
@@ -41,21 +42,57 @@ function renderFileList() {
   $("submit").disabled = files.length === 0;
 }
 
+// The finding plan the report is written from; a radiologist may set any finding's state, and
+// the report is rewritten from the edited plan (sent as the "findings" form field).
+const STATES = ["positive", "negative", "uncertain", "not_assessed"];
+const overrides = {};
+
+function stateOf(f) {
+  return f.state || (f.positive ? "positive" : "negative");
+}
+
+function stateSelect(name, f) {
+  const select = el("select", "state");
+  select.dataset.finding = name;
+  select.setAttribute("aria-label", "state of " + name);
+  const model = el("option", null, f.set_by === "user" ? "model's" : "model: " + stateOf(f).replace("_", " "));
+  model.value = "";
+  select.appendChild(model);
+  for (const s of STATES) {
+    const opt = el("option", null, s.replace("_", " "));
+    opt.value = s;
+    select.appendChild(opt);
+  }
+  select.value = overrides[name] || "";
+  select.addEventListener("change", () => {
+    if (select.value) overrides[name] = select.value; else delete overrides[name];
+    submit();
+  });
+  return select;
+}
+
 function renderFindings(findings) {
   const box = $("findings");
   box.replaceChildren();
-  const rows = Object.entries(findings).sort((a, b) => b[1].probability - a[1].probability);
+  const prob = (f) => (f.probability === null || f.probability === undefined ? -1 : f.probability);
+  const rows = Object.entries(findings).sort((a, b) => prob(b[1]) - prob(a[1]));
   for (const [name, f] of rows) {
-    const pos = f.positive ? " positive" : "";
+    const state = stateOf(f);
+    const pos = state === "positive" ? " positive" : "";
+    const user = f.set_by === "user" ? " user" : "";
     const track = el("div", "track");
     const bar = el("div", "bar" + pos);
-    bar.style.width = (100 * f.probability).toFixed(1) + "%";
-    const tick = el("div", "tick");
-    tick.style.left = (100 * f.threshold).toFixed(1) + "%";
-    tick.title = "threshold " + f.threshold.toFixed(2);
-    track.append(bar, tick);
-    box.append(el("span", "name" + pos, (f.positive ? "● " : "") + name), track,
-               el("span", "value", f.probability.toFixed(2)));
+    bar.style.width = (100 * Math.max(0, prob(f))).toFixed(1) + "%";
+    track.appendChild(bar);
+    if (typeof f.threshold === "number") {
+      const tick = el("div", "tick");
+      tick.style.left = (100 * f.threshold).toFixed(1) + "%";
+      tick.title = "threshold " + f.threshold.toFixed(2);
+      track.appendChild(tick);
+    }
+    const label = (pos ? "● " : "") + name + (user ? " (set by you)" : "");
+    box.append(el("span", "name" + pos + user, label), track,
+               el("span", "value", prob(f) < 0 ? "–" : f.probability.toFixed(2)), stateSelect(name, f));
   }
 }
 
@@ -78,7 +115,7 @@ function renderHeatmaps(maps) {
 }
 
 async function submit(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   const files = Array.from($("files").files);
   if (files.length === 0) return;
   const form = new FormData();
@@ -90,11 +127,13 @@ async function submit(event) {
   form.append("beam", $("beam").value || "1");
   if ($("threshold").value) form.append("threshold", $("threshold").value);
   form.append("heatmaps", $("heatmaps").checked ? "true" : "false");
+  if (Object.keys(overrides).length) form.append("findings", JSON.stringify(overrides));
   const headers = {};
   const key = $("api-key").value.trim();
   if (key) headers["X-API-Key"] = key;
   $("submit").disabled = true;
   setStatus("Writing the report…");
+  document.body.dataset.state = "busy";
   const started = performance.now();
   try {
     const resp = await fetch("/v1/reports", { method: "POST", body: form, headers });
@@ -112,6 +151,7 @@ async function submit(event) {
     renderHeatmaps(body.heatmaps);
     setStatus(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
     document.body.dataset.state = "done";
+    document.body.dataset.reports = String(Number(document.body.dataset.reports || 0) + 1);
   } catch (err) {
     setStatus("Could not reach the server: " + err.message, true);
   } finally {
@@ -127,7 +167,10 @@ async function showModel() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("files").addEventListener("change", renderFileList);
+  $("files").addEventListener("change", () => {
+    for (const k of Object.keys(overrides)) delete overrides[k];  // a new study starts from the model's plan
+    renderFileList();
+  });
   $("form").addEventListener("submit", submit);
   showModel();
 });

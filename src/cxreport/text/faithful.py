@@ -1,0 +1,146 @@
+"""A report that says what its plan says, checked with our own labeler.
+
+A *plan* gives each finding a state (``FINDING_STATES``). A text agrees with it when, read back by
+the rule labeler: every positive finding is stated positively; an uncertain one is not stated as
+certain; nothing negative or not assessed is asserted (positively or as uncertain). "No Finding"
+is derived from the others and not checked on its own.
+
+`make_faithful` picks the candidate (an N-best list from beam search, or the one greedy text)
+that breaks the plan least, drops each sentence that asserts what the plan does not hold (or
+compares with a prior that was never given, or carries de-identification residue), adds a plain
+sentence for each positive the text left out, and checks the result again. When a text still
+disagrees (a sentence the labeler reads differently in context), the report falls back to the
+plan's own sentences, which agree by construction (tests check every finding).
+"""
+
+from __future__ import annotations
+
+from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
+from cxreport.text.labeler import label_report
+from cxreport.text.wording import has_comparison, has_deid, sentences, single_view
+
+POS, UNC = 1, -1
+
+# One sentence per finding that the labeler reads as that finding, positive, and nothing else.
+POSITIVE_SENTENCES = {
+    "Enlarged Cardiomediastinum": "The mediastinum is widened.",
+    "Cardiomegaly": "The heart is enlarged.",
+    "Lung Opacity": "There is an opacity in the lung.",
+    "Lung Lesion": "There is a pulmonary nodule.",
+    "Edema": "There is pulmonary edema.",
+    "Consolidation": "There is consolidation.",
+    "Pneumonia": "There is pneumonia.",
+    "Atelectasis": "There is atelectasis.",
+    "Pneumothorax": "There is a pneumothorax.",
+    "Pleural Effusion": "There is a pleural effusion.",
+    "Pleural Other": "There is pleural thickening.",
+    "Fracture": "There is a fracture.",
+    "Support Devices": "A support device is present.",
+}
+NORMAL_SENTENCE = "No acute cardiopulmonary abnormality."
+CHECKED = tuple(k for k in CHEXPERT_LABELS if k != "No Finding")
+
+
+def plan_states(plan: dict) -> dict[str, str]:
+    """A plan with every checked finding: missing ones are not assessed."""
+    bad = {k: v for k, v in plan.items() if v not in FINDING_STATES}
+    if bad:
+        raise ValueError(f"plan states {bad}: use one of {FINDING_STATES}")
+    return {k: plan.get(k, "not_assessed") for k in CHECKED}
+
+
+def _against(reading: dict, plan: dict[str, str]) -> list[str]:
+    """Findings one sentence states against the plan: a positive denied or hedged, an uncertain
+    one stated as certain, a negative or unassessed one asserted."""
+    out = []
+    for k, state in plan.items():
+        got = reading.get(k)
+        if got is None:
+            continue
+        if (state == "positive" and got != POS) or (state == "uncertain" and got == POS) or \
+                (state in ("negative", "not_assessed") and got in (POS, UNC)):
+            out.append(k)
+    return out
+
+
+def _read(text: str, plan: dict[str, str]) -> tuple[list[str], list[str], dict]:
+    """(positives the text leaves out, findings some sentence states against the plan, reading)."""
+    reading = label_report(text)
+    against = set()
+    for s in sentences(text):
+        against.update(_against(label_report(s), plan))
+    missing = [k for k in CHECKED if plan[k] == "positive" and reading.get(k) != POS]
+    return missing, [k for k in CHECKED if k in against], reading
+
+
+def check(text: str, plan: dict) -> dict:
+    """How ``text`` agrees with ``plan``: {"agrees", "missing", "contradicted", "reading"}."""
+    p = plan_states(plan)
+    missing, against, reading = _read(text, p)
+    return {"agrees": not missing and not against, "missing": missing, "contradicted": against,
+            "reading": {k: reading.get(k) for k in CHECKED}}
+
+
+def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool) -> bool:
+    if has_deid(sentence) or (not prior and has_comparison(sentence)):
+        return False
+    return not _against(label_report(sentence), plan)
+
+
+def _cost(text: str, plan: dict[str, str], prior: bool) -> int:
+    missing, against, _ = _read(text, plan)
+    residue = sum(has_deid(s) or (not prior and has_comparison(s)) for s in sentences(text))
+    return len(missing) + 2 * len(against) + residue
+
+
+def plan_report(plan: dict) -> str:
+    """The plan's own sentences: each positive finding, or the normal sentence."""
+    p = plan_states(plan)
+    pos = [POSITIVE_SENTENCES[k] for k in CHECKED if p[k] == "positive"]
+    return " ".join(pos) if pos else NORMAL_SENTENCE
+
+
+def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = None) -> tuple[str, dict]:
+    """``text`` made to agree with ``plan`` -> (text, what changed)."""
+    p = plan_states(plan)
+    if views == 1:
+        text = single_view(text)
+    kept, dropped, seen = [], 0, set()
+    for s in sentences(text):
+        key = s.strip().lower()
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        if _sentence_ok(s, p, prior):
+            kept.append(s.strip())
+        else:
+            dropped += 1
+    reading = label_report(" ".join(kept)) if kept else {}
+    missing = [k for k in CHECKED if p[k] == "positive" and reading.get(k) != POS]
+    added = [POSITIVE_SENTENCES[k] for k in missing]
+    # Positives first, as a radiologist reports them; a plan with no positive keeps a normal line.
+    out = added + kept
+    if not out:
+        out = [NORMAL_SENTENCE]
+    result = " ".join(out)
+    verdict = check(result, p)
+    fallback = False
+    if not verdict["agrees"]:
+        result, fallback = plan_report(p), True
+        verdict = check(result, p)
+    return result, {"agrees": verdict["agrees"], "dropped_sentences": dropped, "added": missing,
+                    "fallback": fallback}
+
+
+def make_faithful(candidates: list[str], plan: dict, *, prior: bool = False,
+                  views: int | None = None) -> tuple[str, dict]:
+    """The candidate that breaks ``plan`` least (ties: the decoder's order), repaired -> (text, info)."""
+    if not candidates:
+        candidates = [""]
+    p = plan_states(plan)
+    costs = [_cost(c, p, prior) for c in candidates]
+    best = min(range(len(candidates)), key=lambda i: (costs[i], i))
+    text, info = repair(candidates[best], p, prior=prior, views=views)
+    info.update(candidate=best, candidates=len(candidates), candidate_breaks=costs[best])
+    return text, info

@@ -1,0 +1,65 @@
+"""Wording a report must not use without cause: comparison with an earlier study, de-identification
+residue, two-view phrasing for one film. Shared by training (clean the training reports) and
+decoding (suppress the words, then drop or rewrite what slipped through).
+"""
+
+from __future__ import annotations
+
+import re
+
+from cxreport.errors import InputError
+
+# Words that only make sense against an earlier study. The decoder never generates them unless
+# the input includes a prior study or a comparison text.
+COMPARISON_WORDS = ("stable", "stably", "unchanged", "interval", "again", "compared", "comparison", "prior",
+                    "previous", "previously", "redemonstrated", "redemonstrates", "persistent", "persists",
+                    "persisting", "improved", "improving", "improvement", "worsened", "worsening", "resolved",
+                    "resolution", "since", "new", "newly")
+_COMPARISON = re.compile(
+    r"\b(?:stabl[ey]|unchanged|interval|again|compar(?:ed|ison)|prior|previous(?:ly)?|redemonstrat\w*|"
+    r"persist\w*|improv\w*|worsen\w*|resolv\w*|resolution|since|(?:in|de)creas(?:ed|ing) in|"
+    r"new(?:ly)?|no (?:significant |acute )?change)\b", re.IGNORECASE)
+_DEID = re.compile(r"x{3,}", re.IGNORECASE)
+# "frontal and lateral views of the chest", "PA and lateral radiographs": two films.
+_TWO_VIEWS = re.compile(r"\b(frontal|pa|ap)(?: and| ,) lateral (views?|radiographs?|images?|films?|examination|"
+                        r"chest (?:x-rays?|radiographs?|examination|images?))", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+SENTENCE_KINDS = ("deid", "comparison")
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.split((text or "").strip()) if s.strip()]
+
+
+def has_comparison(text: str) -> bool:
+    return bool(_COMPARISON.search(text or ""))
+
+
+def has_deid(text: str) -> bool:
+    return bool(_DEID.search(text or ""))
+
+
+def _unwanted(sentence: str, kinds) -> bool:
+    return ("deid" in kinds and has_deid(sentence)) or ("comparison" in kinds and has_comparison(sentence))
+
+
+def drop_sentences(text: str, kinds=SENTENCE_KINDS) -> str:
+    """``text`` without its sentences of the given kinds ("deid": de-identification residue,
+    "comparison": wording against an earlier study)."""
+    bad = set(kinds) - set(SENTENCE_KINDS)
+    if bad:
+        raise InputError(f"drop_sentences: unknown kind(s) {sorted(bad)}; choose from {SENTENCE_KINDS}")
+    return " ".join(s for s in sentences(text) if not _unwanted(s, kinds))
+
+
+def single_view(text: str) -> str:
+    """Two-view phrasing rewritten for one film: "frontal and lateral views" -> "frontal view"."""
+    def one(m: re.Match) -> str:
+        noun = m.group(2)
+        for plural, singular in (("views", "view"), ("radiographs", "radiograph"), ("images", "image"),
+                                 ("films", "film"), ("x-rays", "x-ray")):
+            noun = noun.replace(plural, singular)
+        return f"{m.group(1)} {noun}"
+
+    return _TWO_VIEWS.sub(one, text)

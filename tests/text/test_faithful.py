@@ -1,0 +1,80 @@
+"""Plan-faithful text: what the labeler reads back must agree with the plan."""
+
+import itertools
+
+import pytest
+
+from cxreport.labels import FINDING_STATES
+from cxreport.text.faithful import CHECKED, POSITIVE_SENTENCES, check, make_faithful, plan_report
+from cxreport.text.labeler import label_report
+from cxreport.text.wording import drop_sentences, has_comparison, single_view
+
+
+def _plan(default="negative", **states):
+    plan = {k: default for k in CHECKED}
+    plan.update({k.replace("_", " "): v for k, v in states.items()})
+    return plan
+
+
+@pytest.mark.parametrize("finding", CHECKED)
+def test_each_positive_sentence_states_its_finding_and_nothing_else(finding):
+    reading = label_report(POSITIVE_SENTENCES[finding])
+    assert reading[finding] == 1
+    assert all(v is None for k, v in reading.items() if k not in (finding, "No Finding"))
+
+
+def test_plan_sentences_agree_with_any_pair_of_positives():
+    for a, b in itertools.combinations(CHECKED, 2):
+        plan = _plan(**{a.replace(" ", "_"): "positive", b.replace(" ", "_"): "positive"})
+        assert check(plan_report(plan), plan)["agrees"], (a, b)
+    assert check(plan_report(_plan()), _plan())["agrees"]
+
+
+def test_a_denied_positive_is_dropped_and_stated():
+    plan = _plan(Pleural_Effusion="positive")
+    text, info = make_faithful(["There appears no pleural effusion. The heart is normal."], plan)
+    assert check(text, plan)["agrees"] and info["agrees"]
+    assert "no pleural effusion" not in text.lower() and "pleural effusion" in text.lower()
+    assert info["added"] == ["Pleural Effusion"]
+
+
+def test_negative_findings_are_never_asserted():
+    plan = _plan()
+    text, info = make_faithful(["Mild cardiomegaly. No pneumothorax or pleural effusion."], plan)
+    assert "cardiomegaly" not in text.lower() and "pneumothorax" in text.lower()
+    assert check(text, plan)["agrees"]
+
+
+def test_reranking_prefers_the_candidate_that_agrees():
+    plan = _plan(Pneumonia="positive")
+    text, info = make_faithful(["No focal airspace opacity to suggest a pneumonia.",
+                                "There is right lower lobe pneumonia."], plan)
+    assert info["candidate"] == 1 and info["added"] == [] and "right lower lobe pneumonia" in text
+
+
+def test_comparison_wording_and_deid_residue_are_removed_without_a_prior():
+    plan = _plan()
+    text, _ = make_faithful(["The mediastinum is stable. No xxxx pneumonia. Lungs are clear."], plan)
+    assert not has_comparison(text) and "xxxx" not in text and "Lungs are clear." in text
+    kept, _ = make_faithful(["The mediastinum is stable. Lungs are clear."], plan, prior=True)
+    assert "stable" in kept
+
+
+def test_one_film_is_not_described_as_two_views():
+    text, _ = make_faithful(["Frontal and lateral views of the chest were obtained. Lungs are clear."], _plan(),
+                            views=1)
+    assert "lateral" not in text and "Frontal view" in text
+    assert single_view("PA and lateral radiographs") == "PA radiograph"
+
+
+def test_not_assessed_findings_are_never_asserted_and_empty_text_gets_a_normal_line():
+    plan = _plan(default="not_assessed")
+    text, info = make_faithful(["A pacemaker is present."], plan)
+    assert "pacemaker" not in text.lower() and info["agrees"] and text
+    assert set(FINDING_STATES) == {"positive", "negative", "uncertain", "not_assessed"}
+
+
+def test_drop_sentences_for_training_text():
+    assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.", ["deid"]) == \
+        "Heart is stable. Lungs clear."
+    assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.") == "Lungs clear."
