@@ -14,7 +14,7 @@ _PUBLIC = {
     "Pipeline": "cxreport.inference.pipeline",
     "create_model": "cxreport.models",
     "list_models": "cxreport.models",
-    "label_reports": "cxreport.text.labeler",
+    "label_reports": "cxreport.metrics.clinical",  # rules or CheXbert
     "score": "cxreport.metrics",
 }
 

@@ -95,7 +95,11 @@ def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int =
 
 
 def resolve_checkpoint(path) -> Path:
-    """A checkpoint folder as given, or a training run folder's ``best/``."""
+    """A checkpoint folder as given, a training run folder's ``best/``, or ``hf://OWNER/NAME[@REV]``."""
+    from cxreport import hub
+
+    if hub.is_hub_ref(str(path)):
+        return fetch_hub_checkpoint(str(path))
     path = Path(path)
     for cand in (path, path / "best"):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
@@ -138,3 +142,81 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokeniz
 
         resolve_decoding(model, tok)
     return model, tok, cfg
+
+
+# What inference needs: the files `export_checkpoint` writes and hf:// fetches (never trainer_state.pt).
+HUB_FILES = ["config.json", "model.safetensors", "preprocessing.json", "tokenizer/*", "README.md", "MODEL_CARD.md"]
+
+
+def _is_checkpoint_config(cfg) -> bool:
+    return isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and "version" in cfg
+
+
+def fetch_hub_checkpoint(ref: str) -> Path:
+    """``hf://OWNER/NAME[@REVISION]`` as a local checkpoint folder in the Hugging Face cache.
+
+    Its config.json is fetched and checked first, so a repository that is not a cxreport
+    checkpoint is refused before any weights are downloaded. A pinned revision is read from the
+    cache when there; ``main`` follows the Hub's rule (online: check for a newer one)."""
+    from cxreport import hub
+
+    repo, rev = hub.parse_hub_ref(ref)
+    cfg_path = hub.hub_file(repo, "config.json", rev, what="model", cache_first=rev is not None, whole_repo=True)
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{ref}: its config.json is not readable JSON ({exc})") from exc
+    if not _is_checkpoint_config(cfg):
+        raise InputError(f"{ref}: not a cxreport checkpoint (its config.json has no cxreport 'model' and "
+                         "'version'); publish one made by `cxreport models export CKPT DIR`")
+    path = hub.snapshot(repo, rev, what="model", cache_first=rev is not None, allow_patterns=HUB_FILES)
+    if not (path / "model.safetensors").is_file():
+        raise InputError(f"{ref}: the repository has no model.safetensors; upload the folder written by "
+                         "`cxreport models export`")
+    return path
+
+
+def _model_card(src: Path, cfg: dict) -> str:
+    """README.md for the Hub: metadata the Hub reads, how to use the model, then the model card."""
+    head = ("---\nlibrary_name: cxreport\npipeline_tag: image-to-text\n"
+            "tags: [cxreport, radiology, chest-x-ray, report-generation]\n---\n\n")
+    use = ("## Use\n\n```\npip install cxreport\ncxreport generate --model hf://OWNER/NAME frontal.png\n```\n\n"
+           "Python: `cxreport.load_model('hf://OWNER/NAME')`. Offline (`HF_HUB_OFFLINE=1`) it is read from the "
+           "Hugging Face cache. **Research software, not for clinical use.**\n\n")
+    if (src / "MODEL_CARD.md").is_file():
+        return head + use + (src / "MODEL_CARD.md").read_text(encoding="utf-8")
+    model = cfg.get("model") or {}
+    return head + f"# cxreport checkpoint\n\n" + use + (
+        f"- cxreport version: {cfg.get('version')}\n- training step: {cfg.get('step')}\n"
+        f"- encoder: {(model.get('encoder') or {}).get('name')}; decoder: {(model.get('decoder') or {}).get('name')}\n"
+        f"- metrics recorded at save: {json.dumps(cfg.get('metrics') or {})}\n\n"
+        "No model card was written for this checkpoint: say what it was trained on, how it was "
+        "evaluated and where it fails before publishing it.\n")
+
+
+def export_checkpoint(src, dest) -> Path:
+    """Write ``dest``: the files a Hub repository needs (weights, config, tokenizer, preprocessing,
+    README.md model card), checked to load, without the optimiser state. Refuses to overwrite."""
+    src, dest = resolve_checkpoint(src), Path(dest)
+    cfg = read_config(src)
+    if not (src / "tokenizer").is_dir():
+        raise InputError(f"{src}: no tokenizer/ folder, so the exported model could not write text")
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError(f"{dest}: exists and is not empty; choose a new folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for name in ("model.safetensors", "config.json", "preprocessing.json", "MODEL_CARD.md"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        shutil.copytree(src / "tokenizer", tmp / "tokenizer")
+        (tmp / "README.md").write_text(_model_card(src, cfg), encoding="utf-8")
+        load_checkpoint(tmp)  # what users will download must load
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

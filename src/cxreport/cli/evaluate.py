@@ -27,27 +27,67 @@ def read_texts(path: str, what: str) -> list[dict]:
 
 def _metric_args(p) -> None:
     p.add_argument("--metrics", default=None,
-                   help="comma list: BLEU, BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, CE, BERTScore, default, all "
-                        "(default: every metric but BERTScore)")
+                   help="comma list: BLEU, BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, CE, BERTScore, RadGraph, default, "
+                        "all (default: every metric but BERTScore and RadGraph)")
     p.add_argument("--protocol", choices=["r2gen", "full"], default=None,
                    help="r2gen: R2Gen cleaning + reference truncation (60 IU / 100 MIMIC tokens incl. BOS); "
                         "full: whole texts, our cleaning (default: full for score, r2gen for evaluate/baselines)")
     p.add_argument("--dataset", choices=["iu", "mimic"], default=None, help="which R2Gen cleaning/truncation")
     p.add_argument("--uncertain", choices=["positive", "negative"], default="positive",
                    help="how uncertain labeler mentions count in clinical efficacy")
-    p.add_argument("--labeler", default="rules", help="CheXpert labeler backend: rules or f1chexbert")
+    p.add_argument("--labeler", default=None, choices=["rules", "chexbert", "f1chexbert"],
+                   help="CheXpert labeler for CE: rules (offline, default) or chexbert (F1-CheXbert; f1chexbert is "
+                        "an alias)")
+    p.add_argument("--chexbert-weights", default=None, metavar="PATH",
+                   help="chexbert.pth (or its folder, or hf://OWNER/NAME); default: the Hugging Face cache, "
+                        "downloaded once from StanfordAIMI/RRG_scorers")
+    p.add_argument("--chexbert-tokenizer", default=None, metavar="DIR",
+                   help="folder with bert-base-uncased's vocab.txt (default: the Hugging Face cache)")
+    p.add_argument("--radgraph-model", default="radgraph-xl", choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"],
+                   help="RadGraph model type for the RadGraph metric")
+    p.add_argument("--metrics-device", default=None, help="device for CheXbert (default: cuda if available)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--permutations", type=int, default=1000, help="approximate randomisation permutations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bertscore-model", default=None, help="local HF model folder for BERTScore")
+    p.add_argument("--bertscore-model", default=None,
+                   help="standard (distilbert-base-uncased, layer 5, rescaled; from the Hugging Face cache), a "
+                        "local HF model folder or hf://OWNER/NAME (default: the offline MiniLM, non-standard)")
+
+
+def _labeler_opts(args) -> dict:
+    return {"weights": args.chexbert_weights, "tokenizer": args.chexbert_tokenizer, "device": args.metrics_device}
 
 
 def _kw(args, protocol_default: str) -> dict:
     return dict(metrics=args.metrics, protocol=args.protocol or protocol_default, uncertain=args.uncertain,
-                labeler=args.labeler, bootstrap=args.bootstrap, seed=args.seed)
+                labeler=args.labeler or "rules", bootstrap=args.bootstrap, seed=args.seed,
+                labeler_opts=_labeler_opts(args), radgraph_model=args.radgraph_model)
+
+
+def _preset(args):
+    from cxreport.fsio import atomic_write_json, atomic_write_jsonl
+    from cxreport.metrics.presets import preset_table, run_preset
+
+    if args.hyps_b or args.metrics or args.protocol:
+        raise SystemExit("--preset fixes the metrics and protocol and scores one system: drop --hyps-b, "
+                         "--metrics and --protocol")
+    refs, hyps = read_texts(args.refs, "references"), read_texts(args.hyps, "hypotheses")
+    out = run_preset(hyps, refs, args.preset, dataset=args.dataset or "iu", labeler=args.labeler,
+                     uncertain=args.uncertain, bootstrap=args.bootstrap, seed=args.seed,
+                     labeler_opts=_labeler_opts(args), radgraph_model=args.radgraph_model,
+                     **({"bertscore_model": args.bertscore_model} if args.bertscore_model else {}))
+    per_study = out["result"].pop("per_study")
+    if args.per_study:
+        atomic_write_jsonl(args.per_study, per_study)
+    if args.out:
+        atomic_write_json(args.out, out)
+    print(preset_table(out))
+    return 0
 
 
 def _score(args):
+    if args.preset:
+        return _preset(args)
     from cxreport.fsio import atomic_write_json, atomic_write_jsonl
     from cxreport.metrics.scoring import score_systems
     from cxreport.metrics.summary import comparisons_table, describe, metrics_table
@@ -149,8 +189,8 @@ def _evaluate_findings(args):
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate-findings", help="per-finding AUROC of a checkpoint on a labelled cache split")
-    p.add_argument("--checkpoint", required=True,
-                   help="bundled model name (default), checkpoint folder or run folder (uses its best/)")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, metavar="NAME|PATH|hf://OWNER/NAME",
+                   help="bundled model name, checkpoint folder, run folder (its best/) or Hugging Face Hub model")
     p.add_argument("--cache", required=True)
     p.add_argument("--split", default="val")
     p.add_argument("--allow-test", action="store_true", help="score the test split (final reporting only)")
@@ -168,6 +208,10 @@ def register(sub) -> None:
     p.add_argument("--r2gen-vocab-from", default=None, metavar="CACHE",
                    help="r2gen protocol: map reference words outside the cache's training vocabulary to <unk>")
     p.add_argument("--vocab-field", default="findings", help="report field for --r2gen-vocab-from")
+    p.add_argument("--preset", choices=["rrg24", "r2gen"], default=None,
+                   help="a published metric set, printed as a table with CIs, implementations and conventions; "
+                        "metrics without weights are listed as skipped (rrg24: BLEU-4, ROUGE-L, BERTScore, "
+                        "F1-CheXbert, F1-RadGraph; r2gen: BLEU-1..4, METEOR, ROUGE-L, CE)")
     _metric_args(p)
     p.set_defaults(func=_score)
 
@@ -184,8 +228,8 @@ def register(sub) -> None:
     b.set_defaults(func=_baselines)
 
     e = sub.add_parser("evaluate", help="generate reports for a split with a checkpoint and score them")
-    e.add_argument("--checkpoint", required=True,
-                   help="bundled model name (default), checkpoint folder or run folder (uses its best/)")
+    e.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, metavar="NAME|PATH|hf://OWNER/NAME",
+                   help="bundled model name, checkpoint folder, run folder (its best/) or Hugging Face Hub model")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e.add_argument("--cache", required=True)
     e.add_argument("--split", default="val")

@@ -26,8 +26,9 @@ def register(subparsers) -> None:
                    help="run on the two sample NIH ChestX-ray14 films shipped with cxreport (one study each)")
     p.add_argument("--view", action="append", default=None, choices=["frontal", "lateral", "unknown"],
                    help="view of each IMAGE, in order (default: first frontal, second lateral)")
-    p.add_argument("--model", default=None, metavar="NAME|PATH",
-                   help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
+                   help="bundled model name, checkpoint folder, run folder or Hugging Face Hub model (downloaded "
+                        "once into the HF cache; HF_HUB_OFFLINE=1 reads only the cache) (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--beam", type=int, default=None, metavar="N",
                    help="beam search with N beams (1 = greedy; default: the model's own setting)")

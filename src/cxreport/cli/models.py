@@ -1,4 +1,4 @@
-"""`cxreport models list | show NAME`: browse the bundled model configs."""
+"""`cxreport models list | show NAME | export CKPT DIR`: browse model configs, publish a checkpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("models", help="list the bundled model configs or show one resolved")
+    p = subparsers.add_parser("models", help="list or show model configs; export a checkpoint for the Hub")
     sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="names of the bundled model configs")
     ls.set_defaults(func=_list)
@@ -17,6 +17,10 @@ def register(subparsers) -> None:
     show.add_argument("--params", action="store_true",
                       help="also build the model (untrained, no downloads of weights) and count parameters")
     show.set_defaults(func=_show)
+    ex = sub.add_parser("export", help="write a checkpoint as a folder ready to upload to the Hugging Face Hub")
+    ex.add_argument("checkpoint", metavar="CKPT", help="bundled model name, checkpoint folder or run folder")
+    ex.add_argument("out", metavar="DIR", help="new folder: weights, config, tokenizer, preprocessing, README.md")
+    ex.set_defaults(func=_export)
 
 
 def _list(args) -> int:
@@ -40,4 +44,15 @@ def _show(args) -> int:
         parts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in model.named_children()}
         total = sum(p.numel() for p in model.parameters())
         print(f"parameters: {total:,} (" + ", ".join(f"{k} {v:,}" for k, v in parts.items()) + ")")
+    return 0
+
+
+def _export(args) -> int:
+    from cxreport.checkpoint import export_checkpoint
+    from cxreport.inference.pipeline import resolve_model_path
+
+    out = export_checkpoint(resolve_model_path(args.checkpoint), args.out)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out}: {', '.join(files)}")
+    print(f"upload: hf upload OWNER/NAME {out} .   then: cxreport generate --model hf://OWNER/NAME IMAGE")
     return 0

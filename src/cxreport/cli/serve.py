@@ -13,8 +13,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve reports over HTTP, with a web page (needs cxreport[serve])")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=None, metavar="NAME|PATH",
-                   help="bundled model name, checkpoint folder or run folder (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
+                   help="bundled model name, checkpoint folder, run folder or Hugging Face Hub model (downloaded "
+                        "once into the HF cache; HF_HUB_OFFLINE=1 reads only the cache) (default: the bundled model)")
     p.add_argument("--api-key-env", default=None, metavar="VAR",
                    help="require the key held in environment variable VAR (header X-API-Key or "
                         "Authorization: Bearer KEY) on /v1/ endpoints")

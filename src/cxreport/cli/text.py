@@ -9,10 +9,14 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("label", help="CheXpert-14 labels for report texts in a CSV (offline rules)")
+    p = sub.add_parser("label", help="CheXpert-14 labels for report texts in a CSV (offline rules or CheXbert)")
     _io_args(p, "LABELS.csv")
-    p.add_argument("--backend", default="rules", choices=["rules", "f1chexbert"],
-                   help="labeler: our offline rules (default) or a locally installed f1chexbert")
+    p.add_argument("--labeler", "--backend", dest="labeler", default="rules", choices=["rules", "chexbert", "f1chexbert"],
+                   help="our offline rules (default) or CheXbert (published weights: --chexbert-weights, or the "
+                        "Hugging Face cache; f1chexbert is an alias)")
+    p.add_argument("--chexbert-weights", default=None, metavar="PATH", help="chexbert.pth or its folder")
+    p.add_argument("--chexbert-tokenizer", default=None, metavar="DIR", help="folder with bert-base-uncased vocab.txt")
+    p.add_argument("--device", default=None, help="CheXbert device (default: cuda if available)")
     p.set_defaults(func=_label)
 
     p = sub.add_parser("regions", help="split report texts into lung/heart/mediastinal/bone/others")
@@ -38,16 +42,18 @@ def read_report_csv(path: str | Path, text_column: str, id_column: str) -> list[
 def _label(args) -> int:
     from cxreport import fsio
     from cxreport.labels import CHEXPERT_LABELS
-    from cxreport.text.labeler import label_reports
+    from cxreport.metrics.clinical import label_texts
 
     rows = read_report_csv(args.reports, args.text_column, args.id_column)
-    labels = label_reports([t for _, t in rows], backend=args.backend)
+    opts = ({"weights": args.chexbert_weights, "tokenizer": args.chexbert_tokenizer, "device": args.device}
+            if args.labeler != "rules" else {})
+    labels = label_texts([t for _, t in rows], args.labeler, **opts)
     with fsio.atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow([args.id_column, *CHEXPERT_LABELS])
         for (rid, _), lab in zip(rows, labels):
             w.writerow([rid, *("" if lab[k] is None else lab[k] for k in CHEXPERT_LABELS)])
-    print(f"labelled {len(rows)} reports -> {args.out}")
+    print(f"labelled {len(rows)} reports with {args.labeler} -> {args.out}")
     return 0
 
 

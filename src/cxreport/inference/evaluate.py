@@ -73,7 +73,8 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
              limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False,
-             progress: bool | None = False) -> dict:
+             progress: bool | None = False, labeler_opts: dict | None = None,
+             radgraph_model: str = "radgraph-xl") -> dict:
     """Every precondition (split, metrics and their packages, the model, the baselines' training
     reports, the <unk> vocabulary, the output folder) is checked before the first report is generated."""
     from cxreport.checkpoint import load_checkpoint
@@ -116,7 +117,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     res = score_systems(systems, refs, r2gen_vocab=vocab, metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
-                        bertscore_model=bertscore_model)
+                        bertscore_model=bertscore_model, labeler_opts=labeler_opts, radgraph_model=radgraph_model)
     metrics_json = _write_outputs(out, rows, res, info, notes, {
         "checkpoint": str(checkpoint), "cache": str(cache.path), "split": split, "unk_vocabulary": vocab_note or None,
         "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},

@@ -45,10 +45,16 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """A checkpoint folder from a bundled name, a checkpoint folder or a run folder (its ``best/``)."""
+    """A checkpoint folder from a bundled name, a checkpoint folder, a run folder (its ``best/``) or a
+    Hugging Face Hub model ``hf://OWNER/NAME[@REVISION]``."""
     if name_or_path is None:
         name_or_path = os.environ.get("CXREPORT_MODEL") or DEFAULT_MODEL
     raw = str(name_or_path)
+    from cxreport.checkpoint import resolve_checkpoint
+    from cxreport.hub import is_hub_ref
+
+    if is_hub_ref(raw):
+        return resolve_checkpoint(raw)  # downloaded into (or read from) the Hugging Face cache
     path = Path(raw).expanduser()
     if not path.exists() and re.fullmatch(r"[A-Za-z0-9_.-]+", raw) and (PACKAGE_WEIGHTS / raw).exists():
         path = PACKAGE_WEIGHTS / raw
@@ -59,9 +65,7 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
             "(Python: load_model('PATH')), or set CXREPORT_MODEL=PATH")
     if not path.exists():
         raise InputError(f"{raw}: no such model (give a checkpoint folder, a run folder with best/, "
-                         f"or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
-    from cxreport.checkpoint import resolve_checkpoint
-
+                         f"hf://OWNER/NAME, or a bundled name: {', '.join(bundled_models()) or 'none installed'})")
     return resolve_checkpoint(path)
 
 
@@ -73,7 +77,8 @@ def bundled_models() -> list[str]:
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu",
                threshold: float | None = None) -> "Pipeline":
-    """The bundled model (no argument), a bundled name, a checkpoint folder or a run folder."""
+    """The bundled model (no argument), a bundled name, a checkpoint folder, a run folder or
+    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache)."""
     from cxreport.checkpoint import load_checkpoint
 
     path = resolve_model_path(name_or_path)
@@ -85,6 +90,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())
     name = path.parent.name if path.name == "best" else path.name
+    from cxreport.hub import is_hub_ref, parse_hub_ref
+
+    if is_hub_ref(str(name_or_path)):  # the snapshot folder is named by its commit: name the repo too
+        name = f"hf://{parse_hub_ref(str(name_or_path))[0]}@{path.name[:12]}"
     card = path / "MODEL_CARD.md"
     return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
                                              letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),

@@ -78,10 +78,41 @@ def per_label_table(hyp: np.ndarray, ref: np.ndarray, names: list[str]) -> list[
             for j, k in enumerate(names)]
 
 
-def label_texts(texts: list[str], labeler: str = "rules") -> list[dict]:
+LABELERS = ("rules", "chexbert")
+_ALIASES = {"f1chexbert": "chexbert"}
+
+
+def labeler_name(labeler: str) -> str:
+    name = _ALIASES.get(labeler, labeler)
+    if name not in LABELERS:
+        raise InputError(f"unknown labeler {labeler!r}; choose one of {list(LABELERS)}")
+    return name
+
+
+def label_texts(texts: list[str], labeler: str = "rules", **opts) -> list[dict]:
+    """CheXpert-14 states per text: our offline rules, or CheXbert (``opts``: weights, tokenizer, device)."""
+    if labeler_name(labeler) == "chexbert":
+        from cxreport.metrics.chexbert import get_labeler
+
+        return get_labeler(**opts).label_many(list(texts))
     from cxreport.text.labeler import label_reports
 
-    return label_reports(texts, backend=labeler)
+    return label_reports(texts)
+
+
+def label_reports(texts, labeler: str = "rules", **opts) -> list[dict]:
+    """Public API (``cxreport.label_reports``): CheXpert-14 states (1 / 0 / -1 / None) per report, by
+    our offline rules (default) or ``labeler="chexbert"`` (``weights=``, ``tokenizer=``, ``device=``)."""
+    return label_texts(list(texts), labeler, **opts)
+
+
+def describe_labeler(labeler: str = "rules", **opts) -> dict:
+    if labeler_name(labeler) == "chexbert":
+        from cxreport.metrics.chexbert import get_labeler
+
+        return get_labeler(**opts).describe()
+    return {"name": "rules", "implementation": "cxreport rule labeler (our lexicon and NegEx-style scopes); not "
+                                               "CheXpert's NegBio labeler nor CheXbert"}
 
 
 def clinical_scores(hyp_labels: list[dict], ref_labels: list[dict], uncertain: str = "positive",

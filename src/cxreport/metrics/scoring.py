@@ -26,10 +26,11 @@ from cxreport.metrics.stats import paired_randomisation
 PROTOCOLS = ("r2gen", "full")
 R2GEN_MAX_SEQ_LENGTH = {"iu": 60, "mimic": 100}
 DEFAULT_METRICS = list(nlg.NLG_METRICS) + ["CE"]
-OPTIONAL_METRICS = ["BERTScore"]
+OPTIONAL_METRICS = ["BERTScore", "RadGraph"]
 _ALIASES = {"bleu": list(nlg.BLEU_NAMES), "meteor": ["METEOR"], "rouge": ["ROUGE-L"], "rouge-l": ["ROUGE-L"],
             "cider": ["CIDEr-D"], "cider-d": ["CIDEr-D"], "ce": ["CE"], "clinical": ["CE"],
-            "bertscore": ["BERTScore"], **{n.lower(): [n] for n in nlg.BLEU_NAMES}}
+            "bertscore": ["BERTScore"], "radgraph": ["RadGraph"], "f1-radgraph": ["RadGraph"],
+            **{n.lower(): [n] for n in nlg.BLEU_NAMES}}
 
 
 def resolve_metrics(metrics) -> list[str]:
@@ -46,7 +47,7 @@ def resolve_metrics(metrics) -> list[str]:
             names = _ALIASES[key]
         else:
             raise InputError(f"unknown metric {m!r}; choose from BLEU, BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, CE, "
-                             "BERTScore, default, all")
+                             "BERTScore, RadGraph, default, all")
         out += [n for n in names if n not in out]
     return out
 
@@ -58,7 +59,6 @@ def check_scoring(metrics=None, *, protocol: str = "full", dataset: str = "iu", 
     import shutil
 
     from cxreport.errors import require
-    from cxreport.text.labeler import labeler_backends
 
     metrics = resolve_metrics(metrics)
     if protocol not in PROTOCOLS:
@@ -67,8 +67,8 @@ def check_scoring(metrics=None, *, protocol: str = "full", dataset: str = "iu", 
         raise InputError(f"--dataset {dataset!r}: choose iu or mimic for the r2gen protocol")
     if uncertain not in clinical.UNCERTAIN_POLICIES:
         raise InputError(f"--uncertain {uncertain!r}: choose positive or negative")
-    if "CE" in metrics and labeler not in labeler_backends():
-        raise InputError(f"--labeler {labeler!r}: choose one of {labeler_backends()}")
+    if "CE" in metrics:
+        clinical.labeler_name(labeler)
     if set(metrics) & set(nlg.NLG_METRICS):
         require("pycocoevalcap", "metrics", "BLEU, METEOR, ROUGE-L and CIDEr-D")
     if "METEOR" in metrics and shutil.which("java") is None:
@@ -165,7 +165,7 @@ class _Scored:
         self.values, self.blocks, self.per_study, self.info = {}, [], {}, {}
 
 
-def _score_system(hyps_raw, hyps, refs, metrics, ref_labels, opts) -> _Scored:
+def _score_system(hyps_raw, refs_raw, hyps, refs, metrics, ref_labels, opts) -> _Scored:
     out = _Scored()
     nlg_names = [m for m in metrics if m in nlg.NLG_METRICS]
     if nlg_names:
@@ -182,9 +182,19 @@ def _score_system(hyps_raw, hyps, refs, metrics, ref_labels, opts) -> _Scored:
         out.blocks += b
         out.per_study.update(p)
         out.info["bertscore"] = info
+    if "RadGraph" in metrics:
+        from cxreport.metrics.radgraph import radgraph_scores
+
+        v, b, p, info = radgraph_scores(hyps_raw, refs_raw, model_type=opts["radgraph_model"])
+        out.values.update(v)
+        out.blocks += b
+        out.per_study.update(p)
+        out.info["radgraph"] = info
     if "CE" in metrics:
-        hyp_labels = clinical.label_texts(hyps_raw, opts["labeler"])
-        v, b, info = clinical.clinical_scores(hyp_labels, ref_labels, opts["uncertain"], opts["labeler"])
+        hyp_labels = clinical.label_texts(hyps_raw, opts["labeler"], **opts["labeler_opts"])
+        v, b, info = clinical.clinical_scores(hyp_labels, ref_labels, opts["uncertain"],
+                                              clinical.labeler_name(opts["labeler"]))
+        info["labeler_details"] = clinical.describe_labeler(opts["labeler"], **opts["labeler_opts"])
         out.values.update(v)
         out.blocks += b
         out.info["clinical"] = info
@@ -216,11 +226,11 @@ def _assemble(ids, scored: _Scored, refs_labels_pos, n_boot, seed, protocol_info
             **scored.info, **extra, "per_study": per_study}
 
 
-def _common(refs_raw, metrics, protocol, dataset, uncertain, labeler):
+def _common(refs_raw, metrics, uncertain, labeler, labeler_opts):
     metrics = resolve_metrics(metrics)
     if uncertain not in clinical.UNCERTAIN_POLICIES:
         raise InputError(f"--uncertain {uncertain!r}: choose positive or negative")
-    ref_labels = clinical.label_texts(refs_raw, labeler) if "CE" in metrics else None
+    ref_labels = clinical.label_texts(refs_raw, labeler, **labeler_opts) if "CE" in metrics else None
     pos = None
     if ref_labels is not None:
         names = clinical.LABEL_SETS["chexpert14"]
@@ -231,7 +241,8 @@ def _common(refs_raw, metrics, protocol, dataset, uncertain, labeler):
 def _opts(kw: dict) -> dict:
     return dict(meteor_timeout_s=kw["meteor_timeout_s"], labeler=kw["labeler"], uncertain=kw["uncertain"],
                 bertscore_model=kw["bertscore_model"], bertscore_idf=kw["bertscore_idf"], seed=kw["seed"],
-                meteor_session=kw["session"])
+                meteor_session=kw["session"], labeler_opts=dict(kw["labeler_opts"] or {}),
+                radgraph_model=kw["radgraph_model"])
 
 
 @contextlib.contextmanager
@@ -250,7 +261,8 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
                   uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
                   permutations: int = 0, pairs: list[tuple[str, str]] | None = None, seed: int = 0,
                   meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
-                  bertscore_idf: bool = False, r2gen_vocab=None) -> dict:
+                  bertscore_idf: bool = False, r2gen_vocab=None, labeler_opts: dict | None = None,
+                  radgraph_model: str = "radgraph-xl") -> dict:
     """Score several systems ({name: hypotheses}) on the same references with one METEOR process.
 
     With ``pairs`` [(a, b), ...] and ``permutations`` > 0, each pair is also compared by paired
@@ -265,12 +277,12 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
         if ids_n != ids:
             raise InputError(f"system {name!r} does not cover the same references as the others")
     with _meteor_session(metrics, meteor_timeout_s) as session:
-        metrics, ref_labels, pos = _common(refs_raw, metrics, protocol, dataset, uncertain, labeler)
+        metrics, ref_labels, pos = _common(refs_raw, metrics, uncertain, labeler, labeler_opts or {})
         opts = _opts(locals())
         scored, pinfo = {}, None
         for name, (_, hyps_raw, _, _) in aligned.items():
             h, r, pinfo = protocol_texts(hyps_raw, refs_raw, protocol, dataset, r2gen_vocab)
-            scored[name] = _score_system(hyps_raw, h, r, metrics, ref_labels, opts)
+            scored[name] = _score_system(hyps_raw, refs_raw, h, r, metrics, ref_labels, opts)
     out = {"systems": {name: _assemble(ids, sc, pos, bootstrap, seed, pinfo, metrics, aligned[name][3])
                        for name, sc in scored.items()}}
     if pairs and permutations > 0:
@@ -289,11 +301,15 @@ def score_systems(systems: dict, refs, *, metrics=None, protocol: str = "full", 
 def score(hyps, refs, *, ids=None, metrics=None, protocol: str = "full", dataset: str = "iu",
           uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000, seed: int = 0,
           meteor_timeout_s: float = nlg.METEOR_TIMEOUT_S, bertscore_model: str | None = None,
-          bertscore_idf: bool = False, r2gen_vocab=None) -> dict:
+          bertscore_idf: bool = False, r2gen_vocab=None, labeler_opts: dict | None = None,
+          radgraph_model: str = "radgraph-xl") -> dict:
     """Score hypotheses against references (lists in the same order, {id: text} dicts or
     [{"id", "text"}] rows); see the module docstring for the protocols. ``bootstrap``: resamples
     for the 95% CIs (0: none), the same resamples for every metric; ``r2gen_vocab``: R2Gen's
-    training vocabulary (`r2gen_vocabulary`) for its ``<unk>`` mapping of references."""
+    training vocabulary (`r2gen_vocabulary`) for its ``<unk>`` mapping of references; ``labeler``
+    ``rules`` (offline) or ``chexbert`` (F1-CheXbert; ``labeler_opts``: weights, tokenizer, device);
+    ``bertscore_model`` ``standard`` for distilbert-base-uncased layer 5 rescaled; ``radgraph_model``
+    the RadGraph model type for metric ``RadGraph``."""
     if ids is not None:
         hyps, refs = dict(zip(map(str, ids), hyps)), dict(zip(map(str, ids), refs))
     kw = {k: v for k, v in locals().items() if k not in ("hyps", "refs", "ids")}

@@ -10,7 +10,8 @@ import numpy as np
 from cxreport.fsio import atomic_path
 
 HEADLINE = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "BERTScore-F1",
-            "CE14-micro-F1", "CE14-macro-F1", "CE14-example-F1", "CE5-micro-F1", "CE5-macro-F1", "CE5-example-F1"]
+            "CE14-micro-F1", "CE14-macro-F1", "CE14-example-F1", "CE5-micro-F1", "CE5-macro-F1", "CE5-example-F1",
+            "F1-RadGraph-simple", "F1-RadGraph-partial", "F1-RadGraph-complete"]
 
 
 def _fmt(m: dict | None) -> str:
@@ -47,9 +48,16 @@ def describe(result: dict) -> list[str]:
         out.append(f"- clinical efficacy: labeler **{c['labeler']}**, label sets {sets}, averaging "
                    f"{'/'.join(c['averaging'])}, uncertain -> **{c['uncertain']}**, zero division -> "
                    f"{c['zero_division']:g}, on {c['texts']}")
+        d = c.get("labeler_details") or {}
+        if d.get("weights"):
+            out.append(f"- CheXbert: {d['architecture']}; weights {d['weights']} (sha256 {d['weights_sha256'][:12]}); "
+                       f"{d['conventions']}")
     b = result.get("bertscore")
     if b:
         out.append(f"- BERTScore: {b.get('note', '')}")
+    r = result.get("radgraph")
+    if r:
+        out.append(f"- RadGraph-F1: {r['note']} ({r['package']}); {r['empty']}")
     bs = result.get("bootstrap") or {}
     if bs.get("resamples"):
         out.append(f"- 95% CIs: {bs['interval']} bootstrap over {bs['unit']}, {bs['resamples']} resamples, "

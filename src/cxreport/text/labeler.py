@@ -185,46 +185,15 @@ def _prepare(text: str) -> str:
     return PSEUDO.sub(" ~ ", t)
 
 
-class F1CheXbertLabeler:
-    """Thin adapter for the optional ``f1chexbert`` package (CheXbert weights must be local).
-
-    Imported lazily; any failure to import or to find the weights is one clear error, never a
-    download attempt from the tests or the CLI.
-    """
-
-    name = "f1chexbert"
-
-    def __init__(self, weights: str | None = None):
-        from cxreport.errors import require
-
-        mod = require("f1chexbert", "chexbert", "the f1chexbert labeler backend")
-        try:
-            self._model = mod.F1CheXbert(**({"checkpoint": weights} if weights else {}))
-        except Exception as exc:  # the package downloads weights when missing; we do not allow that path
-            raise InputError(f"f1chexbert is installed but its CheXbert weights are not usable locally ({exc}); "
-                             "use --backend rules") from exc
-
-    def label(self, text: str) -> dict[str, int | None]:
-        return self.label_many([text])[0]
-
-    def label_many(self, texts: list[str]) -> list[dict[str, int | None]]:
-        out = []
-        for t in texts:
-            vec = self._model.get_label(t)  # 14 CheXpert classes in CheXpert order, 1 = positive
-            out.append({k: (1 if int(v) == 1 else None) for k, v in zip(CHEXPERT_LABELS, vec)})
-        return out
-
-
-_BACKENDS = {"rules": RuleLabeler, "f1chexbert": F1CheXbertLabeler}
-
-
-def labeler_backends() -> list[str]:
-    return sorted(_BACKENDS)
+_BACKENDS = {"rules": RuleLabeler}
 
 
 def get_labeler(backend: str = "rules", **opts):
+    """Our rule labeler. CheXbert (a BERT model) lives in `cxreport.metrics.chexbert`; use
+    `cxreport.metrics.clinical.label_texts(texts, "chexbert")` for either."""
     if backend not in _BACKENDS:
-        raise InputError(f"unknown labeler backend {backend!r}; choose one of {sorted(_BACKENDS)}")
+        raise InputError(f"unknown labeler backend {backend!r} here; choose one of {sorted(_BACKENDS)} "
+                         "(CheXbert: cxreport.metrics.clinical.label_texts(texts, 'chexbert'))")
     return _BACKENDS[backend](**opts)
 
 
@@ -237,6 +206,4 @@ def label_report(text: str) -> dict[str, int | None]:
 
 def label_reports(texts: Iterable[str], backend: str = "rules") -> list[dict[str, int | None]]:
     labeler = _DEFAULT if backend == "rules" else get_labeler(backend)
-    if backend == "rules":
-        return [labeler.label(t or "") for t in texts]
-    return labeler.label_many(list(texts))
+    return [labeler.label(t or "") for t in texts]
