@@ -70,7 +70,12 @@ def model_warning(cfg: LLMConfig) -> str | None:
 
 
 class EndpointError(RuntimeError):
-    """The endpoint failed after all retries (network, HTTP error, unusable body)."""
+    """The endpoint failed after all retries (network, HTTP error, unusable body). ``status`` is the
+    last HTTP status the server answered with (None when it never answered)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -151,7 +156,10 @@ class ChatClient:
             try:
                 answer, _ = self._post(messages, response_format(mode, _PROBE_SCHEMA), 32, retry=False)
             except EndpointError as exc:
-                if "HTTP 4" not in str(exc):  # down or failing: not an answer about schema support
+                # The server answered with an error: it rejects this form of response_format
+                # (llama-cpp-python answers json_schema with HTTP 500, others with 400/422).
+                # No answer at all (down, time-out) says nothing about schema support.
+                if exc.status is None:
                     raise
                 continue
             try:
@@ -174,7 +182,7 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = json.dumps(body).encode("utf-8")
         attempts = self.cfg.http_retries + 1 if retry else 1
-        last = None
+        last, status = None, None
         for attempt in range(attempts):
             if attempt:
                 time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
@@ -186,23 +194,23 @@ class ChatClient:
                 return _answer(payload, self.url)
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace")
-                last = f"HTTP {exc.code} from {self.url}: {detail}"
+                last, status = f"HTTP {exc.code} from {self.url}: {detail}", exc.code
                 if exc.code in (401, 403):
-                    raise EndpointError(f"{last} (set the API key in ${self.cfg.api_key_env})") from exc
+                    raise EndpointError(f"{last} (set the API key in ${self.cfg.api_key_env})", status) from exc
                 if exc.code != 429 and exc.code < 500:
                     if fmt is not None and "response_format" in detail:
                         last += " (this server rejects response_format: use --no-json-mode / --schema-mode off)"
-                    raise EndpointError(last) from exc
+                    raise EndpointError(last, status) from exc
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
+                reason, status = getattr(exc, "reason", exc), None
                 if isinstance(reason, (socket.timeout, TimeoutError)):
                     last = _timeout_message(self.url, self.cfg)
                 else:
                     last = f"{self.url}: {reason}"
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                last = f"{self.url}: response body is not JSON ({exc})"
+                last, status = f"{self.url}: response body is not JSON ({exc})", None
             log.warning("attempt %d/%d failed: %s", attempt + 1, attempts, last)
-        raise EndpointError(f"giving up after {attempts} attempt(s): {last}")
+        raise EndpointError(f"giving up after {attempts} attempt(s): {last}", status)
 
 
 def _timeout_message(url: str, cfg: LLMConfig) -> str:

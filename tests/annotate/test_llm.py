@@ -189,6 +189,15 @@ def test_schema_mode_auto_probes_once(style, resolved, probes):
     assert fmt == response_format(resolved, REGION_SCHEMA) and ("schema" in json.dumps(fmt)) == (resolved != "off")
 
 
+def test_schema_probe_of_a_dead_server_is_a_failure_not_a_verdict():
+    with ScriptedOpenAIServer() as srv:
+        dead = srv.base_url
+    ann = LLMAnnotator(_cfg(dead, schema_mode="auto", http_retries=0), load_prompt("v1"))
+    res = ann.annotate(REPORT)
+    assert res.regions is None and ann.client.schema_mode is None  # probed again next time, not "off"
+    assert ann.client.probe_requests == 1 and ann.usage.failures == 1
+
+
 def test_cache_key_covers_endpoint_and_decoding(tmp_path):
     """Problem 3: the key was (prompt, model, text) only; other settings reused stale answers."""
     cache = ResponseCache(tmp_path / "cache")

@@ -44,7 +44,43 @@ def test_endpoints(client, pipeline, xrays):
     assert "cdn" not in page.text.lower()
     assert client.get("/static/app.js").status_code == 200 and client.get("/static/style.css").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "/v1/reports" in spec["paths"] and client.get("/docs").status_code == 200
+    assert "/v1/reports" in spec["paths"]
+
+
+def test_docs_work_offline_and_declare_the_200_responses(client, xrays):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text
+    # Every script, style and icon the page loads comes from this server.
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert client.get(f"/docs-static/{asset}").status_code == 200
+    spec = client.get("/openapi.json").json()
+    ok = {path: spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+          for path, method in (("/v1/reports", "post"), ("/v1/models", "get"), ("/healthz", "get"))}
+    assert ok == {"/v1/reports": {"$ref": "#/components/schemas/Report"},
+                  "/v1/models": {"$ref": "#/components/schemas/Models"},
+                  "/healthz": {"$ref": "#/components/schemas/Health"}}
+    assert {"report", "findings", "views", "model"} <= set(spec["components"]["schemas"]["Report"]["required"])
+    # The declared schema describes what the service really returns.
+    from cxreport.serve.schemas import Health, Models, Report
+
+    resp = client.post("/v1/reports", files=_files(("a.png", xrays["cardio"].read_bytes())),
+                       data={"heatmaps": "true"})
+    Report.model_validate(resp.json(), strict=True)
+    Models.model_validate(client.get("/v1/models").json())
+    Health.model_validate(client.get("/healthz").json())
+
+
+def test_one_beam_limit_for_api_and_pipeline(client, pipeline, xrays):
+    from cxreport.errors import InputError
+    from cxreport.models.config import MAX_BEAM
+
+    png = xrays["cardio"].read_bytes()
+    assert client.post("/v1/reports", files=_files(("a.png", png)), data={"beam": str(MAX_BEAM)}).status_code == 200
+    too_wide = client.post("/v1/reports", files=_files(("a.png", png)), data={"beam": str(MAX_BEAM + 1)})
+    assert too_wide.status_code == 422 and "field 'beam'" in too_wide.json()["error"]
+    with pytest.raises(InputError, match=f"1 \\(greedy\\) .. {MAX_BEAM}"):
+        pipeline.generate([xrays["cardio"]], beam=MAX_BEAM + 1)
 
 
 def test_report_one_and_two_views_with_heatmaps(client, pipeline, xrays):

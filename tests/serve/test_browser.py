@@ -33,10 +33,10 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and 
 class WebDriver:
     """The few WebDriver calls this test needs."""
 
-    def __init__(self, port: int, profile: str):
+    def __init__(self, port: int, profile: str, extra_args=()):
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         caps = {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": CHROMIUM, "args": FLAGS + [f"--user-data-dir={profile}"]}}
+            "binary": CHROMIUM, "args": FLAGS + [f"--user-data-dir={profile}", *extra_args]}}
         self.sid = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
 
     def _call(self, method, path, body=None):
@@ -181,3 +181,39 @@ def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
         shutil.rmtree(profile, ignore_errors=True)
     assert after != before and "pneumothorax" in after.lower() and after == api["report"]
     assert chosen == "positive" and sorted(marked) == ["Cardiomegaly (set by you)", "● Pneumothorax (set by you)"]
+
+
+# Every host name but the loopback fails to resolve: a page that needs a CDN stays blank.
+OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+
+
+def test_docs_render_offline(tiny_run, tmp_path):
+    port, driver_port = free_port(), free_port()
+    server = start_server(tiny_run, port)
+    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
+    wd = None
+    try:
+        wait_for_driver(driver_port, driver_proc)
+        wd = WebDriver(driver_port, profile, OFFLINE)
+        wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/docs"})
+        deadline = time.monotonic() + 30
+        while (ops := wd.js("return document.querySelectorAll('.opblock').length")) < 3:
+            assert time.monotonic() < deadline, "Swagger UI did not render /docs within 30 s"
+            time.sleep(0.2)
+        title = wd.js("return document.querySelector('.swagger-ui .info .title').textContent")
+        schemas = wd.js("return document.querySelector('section.models').innerText")
+        keep = os.environ.get("CXREPORT_SCREENSHOT_DIR")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            Path(keep, "docs_offline.png").write_bytes(base64.b64decode(wd.cmd("GET", "/screenshot")))
+    finally:
+        if wd is not None:
+            wd.quit()
+        driver_proc.terminate()
+        driver_proc.wait(timeout=20)
+        stop_server(server)
+        shutil.rmtree(profile, ignore_errors=True)
+    assert ops >= 3 and "cxreport" in title
+    assert all(name in schemas for name in ("Report", "Models", "Health")), schemas

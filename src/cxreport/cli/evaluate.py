@@ -159,8 +159,10 @@ def _baselines(args):
 
 def _evaluate(args):
     from cxreport.inference.evaluate import evaluate
+    from cxreport.inference.threads import apply_threads, plan_threads
     from cxreport.metrics.summary import metrics_table
 
+    apply_threads(plan_threads(args.threads, decode=False))
     res = evaluate(args.checkpoint, args.cache, args.split, args.out, allow_test=args.allow_test, beam=args.beam,
                    batch_size=args.batch_size, max_len=args.max_len, no_image=args.no_image,
                    dataset=args.dataset, baselines=not args.no_baselines, permutations=args.permutations,
@@ -195,7 +197,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--allow-test", action="store_true", help="score the test split (final reporting only)")
     p.add_argument("--out", help="folder for findings_auroc.json / .md")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the cores this process may use)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_evaluate_findings)
 
@@ -242,6 +244,7 @@ def register(sub) -> None:
                    help="studies without an image: generate with unknown findings (flagged) or skip")
     e.add_argument("--no-baselines", action="store_true", help="do not score the three baselines beside the model")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the cores this process may use)")
     e.add_argument("--limit", type=int, default=None, help="first N studies only (smoke tests)")
     e.add_argument("--oracle-findings", action="store_true",
                    help="condition the decoder on the labeler's reading of each reference (decoder-only measure)")

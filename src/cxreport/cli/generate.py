@@ -55,7 +55,11 @@ def register(subparsers) -> None:
                    help="overwrite existing output files; in batch mode, redo every study (default: skip the "
                         "studies an earlier run finished)")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the cores, less the --workers of a batch; docs/serving.md)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="batch: threads decoding the next batch's images while the model runs (0 = cores // 4, "
+                        "at least 1)")
     p.set_defaults(func=run)
 
 
@@ -80,10 +84,9 @@ def run(args) -> int:
         from cxreport.inference.heatmaps import check_heatmap_folder
 
         check_heatmap_folder(Path(args.heatmaps), args.force)
-    if args.threads:
-        import torch
+    from cxreport.inference.threads import apply_threads, plan_threads
 
-        torch.set_num_threads(args.threads)
+    args.plan = apply_threads(plan_threads(args.threads, args.workers, decode=bool(batch)))
     from cxreport.inference.pipeline import load_model
 
     from cxreport.labels import parse_findings
@@ -174,7 +177,8 @@ def run_batch(pipeline, args, opts) -> int:
         s["findings"] = {**args.findings, **(s.get("findings") or {})}
     opts = {k: v for k, v in opts.items() if k != "heatmaps"}
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
-                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force, **opts)
+                    heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force,
+                    workers=args.plan.workers, **opts)
     n, failed, where = len(res.rows), res.failed, res.summary
     again = f", {res.redone} incomplete output(s) redone" if res.redone else ""
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"

@@ -22,10 +22,16 @@ def register(subparsers) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body, in MB")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="largest image, in pixels (default: cxreport.data.images.MAX_PIXELS)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="requests decoded in parallel; the model itself runs one study at a time")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting before new ones get 503")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="threads decoding uploaded images (0 = cores // 4, at least 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads of the model (0 = cores - workers, at least 1; see docs/serving.md)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests in flight before new ones get 503 (answered before the upload is read)")
+    p.add_argument("--max-batch", type=int, default=8,
+                   help="studies from concurrent requests run as one batch, up to N (1 = no batching)")
+    p.add_argument("--batch-window-ms", type=float, default=10.0,
+                   help="how long a study waits for others to join its batch when the model is idle")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -40,14 +46,17 @@ def run(args) -> int:
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: choose 1..65535")
-    if args.max_upload_mb <= 0 or args.workers < 1 or args.max_queue < 1 or (args.max_pixels or 1) < 1:
-        raise InputError("--max-upload-mb, --max-pixels, --workers and --max-queue must be positive")
-    if args.threads:
-        import torch
+    if args.max_upload_mb <= 0 or args.max_queue < 1 or (args.max_pixels or 1) < 1 or args.max_batch < 1:
+        raise InputError("--max-upload-mb, --max-pixels, --max-queue and --max-batch must be positive")
+    if not 0 <= args.batch_window_ms <= 1000:
+        raise InputError(f"--batch-window-ms {args.batch_window_ms:g}: choose 0..1000 (milliseconds)")
+    logging.getLogger("cxreport").setLevel(args.log_level.upper())  # per-request lines are INFO
+    from cxreport.inference.threads import apply_threads, plan_threads
 
-        torch.set_num_threads(args.threads)
+    plan = apply_threads(plan_threads(args.threads, args.workers))
     cfg = ServeConfig(api_key=read_api_key(args.api_key_env), max_upload_mb=args.max_upload_mb,
-                      workers=args.workers, max_queue=args.max_queue,
+                      workers=plan.workers, max_queue=args.max_queue, max_batch=args.max_batch,
+                      batch_window_ms=args.batch_window_ms,
                       **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     from cxreport.inference.pipeline import load_model
 
@@ -56,6 +65,7 @@ def run(args) -> int:
         log.warning("listening on %s without an API key: anyone who can reach this port can use the model "
                     "(see --api-key-env)", args.host)
     app = create_app(pipeline, cfg)
-    log.info("model %s ready; open http://%s:%d/ (API docs at /docs)", pipeline.name, args.host, args.port)
+    log.info("model %s ready (%s; batches of up to %d); open http://%s:%d/ (API docs at /docs)", pipeline.name,
+             plan.describe(), cfg.max_batch, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -5,6 +5,7 @@
     batch.py      folders / manifests of studies, safe output names, torchrun sharding
     heatmaps.py   Grad-CAM overlays
     evaluate.py   a split's reports generated and scored;  findings.py: finding-head AUROC
+    threads.py    how many torch threads and decode workers a command uses (never more than the cores)
 """
 
 from cxreport.inference.pipeline import (

@@ -167,9 +167,12 @@ def _ok_row(study: dict, name: str, result: dict) -> dict:
 
 
 def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, heatmaps: Path | None = None,
-              force: bool = False, progress: bool | None = None, **opts) -> BatchResult:
+              force: bool = False, progress: bool | None = None, workers: int = 1, **opts) -> BatchResult:
     """Generate this rank's studies ``batch_size`` at a time, write one JSON per study and the
-    summary (or this rank's part of it). ``opts`` go to ``Pipeline.generate_batch``."""
+    summary (or this rank's part of it). ``opts`` go to ``Pipeline.run``. ``workers`` threads
+    decode the next batch's images while the model works on this one (inference/threads.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     out = Path(out)
@@ -192,15 +195,21 @@ def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, 
     rows = dict(done)
     bar = tqdm(total=len(mine), initial=len(done), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
                unit="study", position=rank, disable=None if progress is None else not progress)
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            results = pipeline.generate_batch([{"images": s["images"], "views": s["views"],
-                                                "findings": s.get("findings")} for s, _ in chunk],
-                                              on_error="record", heatmaps=heatmaps is not None, **opts)
-            for (s, name), r in zip(chunk, results):
-                rows[s["index"]] = _write_study(out, s, name, r, heatmaps)
-            bar.update(len(chunk))
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cxreport-decode") as pool:
+            def decode(chunk):  # futures, so the decoding of the next chunk overlaps the model
+                return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"],
+                                                             "findings": s.get("findings")}) for s, _ in chunk]
+
+            ahead = decode(chunks[0]) if chunks else []
+            for k, chunk in enumerate(chunks):
+                prepared = [f.result() for f in ahead]
+                ahead = decode(chunks[k + 1]) if k + 1 < len(chunks) else []
+                results = pipeline.run_recorded(prepared, heatmaps=heatmaps is not None, **opts)
+                for (s, name), r in zip(chunk, results):
+                    rows[s["index"]] = _write_study(out, s, name, r, heatmaps)
+                bar.update(len(chunk))
     finally:  # also on Ctrl-C: the summary says what is done and what is pending
         bar.close()
         ordered = [rows.get(s["index"]) or {"index": s["index"], "study_id": s["study_id"], "images": s["images"],

@@ -81,10 +81,12 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     from cxreport.data.cache import Cache
     from cxreport.data.study import check_split
     from cxreport.inference.pipeline import resolve_model_path
+    from cxreport.inference.predict import check_beam
     from cxreport.metrics.baselines import baseline_reports
     from cxreport.metrics.scoring import check_scoring, protocol_dataset, score_systems
 
     check_split(split, allow_test)
+    check_beam(beam)  # before the model loads and the reports are generated
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     dataset = dataset or protocol_dataset(cache.meta.get("source"))

@@ -15,17 +15,15 @@ from cxreport.metrics.classification import auroc_table
 def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = False, threads: int = 0,
                       progress: bool | None = False) -> dict:
     """``checkpoint``: a bundled model name ("default"), a checkpoint folder or a run folder."""
-    import torch
-
     from cxreport.checkpoint import load_checkpoint
     from cxreport.data.dataset import StudyDataset
     from cxreport.data.study import check_split
     from cxreport.inference.pipeline import resolve_model_path
     from cxreport.inference.predict import predict_findings
+    from cxreport.inference.threads import apply_threads, plan_threads
 
     check_split(split, allow_test)
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(plan_threads(threads, decode=False))
     model, _, cfg = load_checkpoint(resolve_model_path(checkpoint))
     from cxreport.text.labeler import label_reports
 

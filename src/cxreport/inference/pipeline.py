@@ -134,6 +134,7 @@ class PreparedStudy:
     view_ids: list[int]
     views: list[dict] = field(default_factory=list)
     preprocess_ms: float = 0.0
+    findings: dict | None = None  # finding states the user set for this study (parsed), or None
 
 
 def _view_name(view: str | None, index: int) -> str:
@@ -288,22 +289,31 @@ class Pipeline:
         cannot be read instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
-        prepared: list[PreparedStudy | str] = []
-        overrides = []
-        for s in studies:
-            imgs, views, given = ((s.get("images"), s.get("views"), s.get("findings")) if isinstance(s, dict)
-                                  else (s, None, None))
-            try:
-                plan = parse_findings(given, self.labels)
-                prepared.append(self.prepare(imgs, views))
-                overrides.append(plan)
-            except InputError as exc:
-                if on_error == "raise":
-                    raise
-                prepared.append(str(exc))
+        prepared = [self.prepare_study(s, record_error=on_error == "record") for s in studies]
+        return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                                 regions=regions, faithful=faithful)
+
+    def prepare_study(self, study, *, record_error: bool = True) -> PreparedStudy | str:
+        """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
+        ``views`` and ``findings``); with ``record_error`` an unreadable study (images or findings)
+        gives its error message instead."""
+        imgs, views, given = ((study.get("images"), study.get("views"), study.get("findings"))
+                              if isinstance(study, dict) else (study, None, None))
+        try:
+            plan = parse_findings(given, self.labels)
+            prepared = self.prepare(imgs, views)
+        except InputError as exc:
+            if not record_error:
+                raise
+            return str(exc)
+        prepared.findings = plan
+        return prepared
+
+    def run_recorded(self, prepared: list[PreparedStudy | str], **opts) -> list[dict]:
+        """``run`` on the prepared studies of a list that may hold error messages; those come back as
+        ``{"error": msg}`` in their place. Each study's own ``findings`` overrides go with it."""
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
-        outs = iter(self.run(good, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                             regions=regions, findings=overrides, faithful=faithful) if good else [])
+        outs = iter(self.run(good, findings=[p.findings for p in good], **opts) if good else [])
         return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, **self.identity} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,

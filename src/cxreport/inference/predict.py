@@ -24,6 +24,17 @@ def decode(tokenizer, token_ids) -> str:
     return detokenize(tokenizer.decode(token_ids))
 
 
+def check_beam(beam) -> int | None:
+    """The one beam limit of the CLI, the Python API and the HTTP service (models.config.MAX_BEAM);
+    None means the model's own default."""
+    from cxreport.errors import InputError
+    from cxreport.models.config import MAX_BEAM
+
+    if beam is not None and not 1 <= int(beam) <= MAX_BEAM:
+        raise InputError(f"beam={beam}: choose 1 (greedy) .. {MAX_BEAM}")
+    return None if beam is None else int(beam)
+
+
 def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, overrides=None,
              beam: int | None = None, max_len: int | None = None, faithful: bool | None = None,
              prior: bool = False) -> list[dict]:

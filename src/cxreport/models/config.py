@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 from cxreport.labels import CHEXPERT_LABELS
 
+# The widest beam the CLI, the Python API and the HTTP service accept (one limit everywhere): each
+# beam multiplies the decoder's work per study, and report generation gains nothing measurable past
+# a handful of beams (R2Gen and CheXpert-Plus baselines use 3 and 2).
+MAX_BEAM = 8
+
 
 @dataclass
 class EncoderConfig:

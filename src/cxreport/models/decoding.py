@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cxreport.errors import InputError
+from cxreport.models.config import MAX_BEAM
 from cxreport.text.wording import COMPARISON_WORDS
 
 
@@ -62,8 +63,8 @@ class DecodeOptions:
         beam = int(dc.default_beam if self.beam is None else self.beam)
         max_len = int(dc.default_max_len if self.max_len is None else self.max_len)
         limit = dc.max_len - 1
-        if not 1 <= beam <= 16:
-            raise InputError(f"beam={beam}: choose 1 (greedy) .. 16")
+        if not 1 <= beam <= MAX_BEAM:  # one limit for the CLI, Python and HTTP
+            raise InputError(f"beam={beam}: choose 1 (greedy) .. {MAX_BEAM}")
         if not 1 <= max_len <= limit:
             raise InputError(f"max_len={max_len}: this model writes 1..{limit} tokens")
         return DecodeOptions(beam=beam, max_len=max_len,

@@ -4,13 +4,14 @@
                        beam, max_len, threshold, heatmaps, findings (states the user set) -> the
                        structured report JSON
     GET  /v1/models    the loaded model       GET /healthz    liveness
-    GET  /             the web page           GET /docs       OpenAPI (Swagger UI)
+    GET  /             the web page           GET /docs       OpenAPI (Swagger UI, served locally)
 
 Safety: the body size is checked from Content-Length and again while streaming, images go through
 the same safe loader as training (pixel limit before decoding, truncation = error), every bad
-request gets a 4xx JSON ``{"error": ...}``. Model work runs in a bounded thread pool so the event
-loop keeps serving; a full queue answers 503. Logs carry sizes, status and timings, never image
-bytes, file names or report text.
+request gets a 4xx JSON ``{"error": ...}``. A full queue answers 503 before the body is read.
+Images are decoded in a bounded thread pool, then studies from concurrent requests are run in
+micro-batches (serve/batcher.py) in one model thread, so the event loop keeps serving. Logs
+carry sizes, status and timings, never image bytes, file names or report text.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import os
 import re
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,7 +36,10 @@ from starlette.exceptions import HTTPException
 
 from cxreport import __version__
 from cxreport.data.images import MAX_PIXELS
-from cxreport.errors import InputError
+from cxreport.errors import InputError, require
+from cxreport.models.config import MAX_BEAM
+from cxreport.serve.batcher import MicroBatcher
+from cxreport.serve.schemas import Health, Models, Report
 from cxreport.labels import parse_findings
 
 log = logging.getLogger("cxreport.serve")
@@ -48,8 +53,10 @@ class ServeConfig:
     api_key: str | None = None  # required on /v1/ when set
     max_upload_mb: float = 20.0  # whole request body
     max_pixels: int = MAX_PIXELS  # per image, checked from the header before decoding
-    workers: int = 2  # requests decoded at once (the model itself runs one study at a time)
+    workers: int = 1  # requests decoded at once (see cxreport.inference.threads for the default policy)
     max_queue: int = 64  # requests in flight before new ones get 503
+    max_batch: int = 8  # studies per forward pass; 1 = no batching
+    batch_window_ms: float = 10.0  # how long the first study of a batch waits for company
 
     @property
     def max_bytes(self) -> int:
@@ -84,12 +91,17 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class GuardMiddleware:
-    """Pure ASGI, before any body is read: API key on /v1/, Content-Length limit, and a running
-    byte count for bodies that lie about (or omit) their length."""
+# Requests that queue for the model; only these count against --max-queue.
+QUEUED = {("POST", "/v1/reports")}
 
-    def __init__(self, app, cfg: ServeConfig):
-        self.app, self.cfg = app, cfg
+
+class GuardMiddleware:
+    """Pure ASGI, before any body is read: API key on /v1/, Content-Length limit, the queue limit
+    (503 without reading the body), and a running byte count for bodies that lie about (or omit)
+    their length."""
+
+    def __init__(self, app, cfg: ServeConfig, state: dict):
+        self.app, self.cfg, self.state = app, cfg, state
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -110,6 +122,12 @@ class GuardMiddleware:
         if declared > limit:
             log.info("%s %s 413 (declared %d bytes)", scope["method"], scope["path"], declared)
             return await _error(413, too_big)(scope, receive, send)
+        queued = (scope["method"], scope["path"]) in QUEUED
+        if queued and self.state["in_flight"] >= self.cfg.max_queue:
+            log.warning("%s %s 503 (%d in flight)", scope["method"], scope["path"], self.state["in_flight"])
+            resp = _error(503, f"server busy ({self.cfg.max_queue} requests in flight); retry shortly",
+                          {"Retry-After": "1"})
+            return await resp(scope, receive, send)
         seen = 0
 
         async def counted():
@@ -122,7 +140,13 @@ class GuardMiddleware:
                     raise HTTPException(413, too_big)
             return msg
 
-        await self.app(scope, counted, send)
+        if not queued:
+            return await self.app(scope, counted, send)
+        self.state["in_flight"] += 1
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            self.state["in_flight"] -= 1
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -152,11 +176,20 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
 
     cfg = cfg or ServeConfig()
     pipeline.max_pixels = cfg.max_pixels
-    app = FastAPI(title="cxreport", version=__version__,
+    batcher = MicroBatcher(pipeline, max_batch=cfg.max_batch, window_ms=cfg.batch_window_ms)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await batcher.close()
+
+    app = FastAPI(title="cxreport", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Chest X-ray report generation. Research software: not for clinical use.")
-    app.add_middleware(GuardMiddleware, cfg=cfg)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     state = {"in_flight": 0, "limiter": None}
+    app.state.batcher = batcher
+    app.add_middleware(GuardMiddleware, cfg=cfg, state=state)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _offline_docs(app)
     # Documents the key in /docs (Authorize button); the middleware enforces it before the body is read.
     api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -179,16 +212,18 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
                                                             "X-Content-Type-Options": "nosniff"})
 
-    @app.get("/healthz", summary="liveness: the model is loaded")
+    @app.get("/healthz", summary="liveness: the model is loaded", responses={200: {"model": Health}})
     async def healthz():
         return {"status": "ok", "model": pipeline.name, "version": __version__}
 
-    @app.get("/v1/models", summary="the loaded model", dependencies=[Depends(api_key_doc)])
+    @app.get("/v1/models", summary="the loaded model", dependencies=[Depends(api_key_doc)],
+             responses={200: {"model": Models}})
     async def models():
         return {"models": [pipeline.describe()], "default": pipeline.name}
 
     @app.post("/v1/reports", summary="a report for one study (1..N views)", dependencies=[Depends(api_key_doc)],
-              responses={400: {"description": "unreadable, empty, truncated or oversized image"},
+              responses={200: {"model": Report, "description": "the report, findings and (optionally) heatmaps"},
+                         400: {"description": "unreadable, empty, truncated or oversized image"},
                          401: {"description": "API key missing or wrong"},
                          413: {"description": "request body over the upload limit"},
                          422: {"description": "form fields missing or invalid"},
@@ -197,8 +232,8 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         images: list[UploadFile] = File(..., description="the study's X-rays: PNG, JPEG or DICOM"),
         views: list[str] | None = Form(None, description="frontal | lateral | unknown per image, in order "
                                                          "(default: first frontal, second lateral)"),
-        beam: int | None = Form(None, ge=1, le=8, description="beam search width (1 = greedy; default: the "
-                                                               "model's own setting)"),
+        beam: int | None = Form(None, ge=1, le=MAX_BEAM, description="beam search width (1 = greedy; default: the "
+                                                                      "model's own setting)"),
         max_len: int | None = Form(None, ge=1, le=512, description="longest report in tokens"),
         threshold: float | None = Form(None, gt=0, lt=1, description="probability for a positive finding"),
         heatmaps: bool = Form(False, description="return Grad-CAM overlays (PNG, base64) per positive finding"),
@@ -209,32 +244,30 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
                                                       "\"positive\"} or 'Pleural Effusion=positive,Pneumonia="
                                                       "negative' (positive, negative, uncertain, not_assessed)"),
     ):
-        if state["in_flight"] >= cfg.max_queue:
-            log.warning("POST /v1/reports 503 (%d in flight)", state["in_flight"])
-            raise HTTPException(503, f"server busy ({cfg.max_queue} requests in flight); retry shortly",
-                                headers={"Retry-After": "1"})
         if state["limiter"] is None:
             state["limiter"] = anyio.CapacityLimiter(max(1, cfg.workers))
-        state["in_flight"] += 1
         t0 = time.perf_counter()
+        datas = [await f.read() for f in images]
+        labels = [_upload_label(i, f.filename) for i, f in enumerate(images)]
+        views = [v for v in views] if views else None
+        if views is not None and len(views) == 1 and len(images) > 1 and not views[0].strip():
+            views = None  # an empty optional field sent by a plain HTML form
         try:
-            datas = [await f.read() for f in images]
-            labels = [_upload_label(i, f.filename) for i, f in enumerate(images)]
-            views = [v for v in views] if views else None
-            if views is not None and len(views) == 1 and len(images) > 1 and not views[0].strip():
-                views = None  # an empty optional field sent by a plain HTML form
-            try:
-                plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
-                work = partial(_run, pipeline, datas, views, labels,
-                               dict(beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                                    regions=regions, findings=[plan]))
-                result = await anyio.to_thread.run_sync(work, limiter=state["limiter"])
-            except InputError as exc:
-                log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
-                         sum(map(len, datas)))
-                raise HTTPException(400, str(exc)) from None
-        finally:
-            state["in_flight"] -= 1
+            plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
+            prepared = await anyio.to_thread.run_sync(partial(pipeline.prepare, datas, views, names=labels),
+                                                      limiter=state["limiter"])
+            prepared.findings = plan
+            result = await batcher.submit(prepared, beam=beam, max_len=max_len, threshold=threshold,
+                                          heatmaps=heatmaps, regions=regions)
+        except InputError as exc:
+            log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
+                     sum(map(len, datas)))
+            raise HTTPException(400, str(exc)) from None
+        for v, label in zip(result["views"], labels):
+            v["source"] = label
+        if "heatmaps" in result:
+            result["heatmaps"] = await anyio.to_thread.run_sync(_encode_heatmaps, result["heatmaps"],
+                                                                limiter=state["limiter"])
         log.info("POST /v1/reports 200 (%d image(s), %d bytes, %.0f ms)", len(datas), sum(map(len, datas)),
                  (time.perf_counter() - t0) * 1000)
         return result
@@ -242,16 +275,29 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
     return app
 
 
-def _run(pipeline, datas: list[bytes], views, labels: list[str], opts: dict) -> dict:
-    """Worker thread: decode + letterbox outside the model lock, then the model under it."""
-    prepared = pipeline.prepare(datas, views, names=labels)
-    result = pipeline.run([prepared], **opts)[0]
-    for v, label in zip(result["views"], labels):
-        v["source"] = label
-    if "heatmaps" in result:
-        from cxreport.inference.heatmaps import to_png
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the copy fastapi-offline ships (PyPI), so /docs works without internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 
-        result["heatmaps"] = [{k: v for k, v in h.items() if k != "overlay"}
-                              | {"png_base64": base64.b64encode(to_png(h["overlay"])).decode("ascii")}
-                              for h in result["heatmaps"]]
-    return result
+    assets = Path(require("fastapi_offline", "serve", "the offline API docs at /docs").__file__).parent / "static"
+    app.mount("/docs-static", StaticFiles(directory=assets), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title="cxreport API",
+                                   swagger_js_url=f"{root}/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs-static/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs-static/favicon.png",
+                                   oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url)
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    async def oauth2_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
+
+
+def _encode_heatmaps(maps: list[dict]) -> list[dict]:
+    from cxreport.inference.heatmaps import to_png
+
+    return [{k: v for k, v in h.items() if k != "overlay"}
+            | {"png_base64": base64.b64encode(to_png(h["overlay"])).decode("ascii")} for h in maps]
