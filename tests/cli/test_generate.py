@@ -168,7 +168,7 @@ def test_batch_interrupted_writes_summary_and_rerun_continues(tiny_run, xrays, t
     src, out = _input_dir(tmp_path / "in", xrays), tmp_path / "out"
     args = ["generate", "--input-dir", str(src), "--output-dir", str(out), "--model", str(tiny_run),
             "--batch-size", "2", "--max-len", "10"]
-    real, calls = Pipeline.generate_batch, []
+    real, calls = Pipeline.run_recorded, []
 
     def ctrl_c_on_second_chunk(self, *a, **k):
         calls.append(1)
@@ -176,12 +176,12 @@ def test_batch_interrupted_writes_summary_and_rerun_continues(tiny_run, xrays, t
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    monkeypatch.setattr(Pipeline, "generate_batch", ctrl_c_on_second_chunk)
+    monkeypatch.setattr(Pipeline, "run_recorded", ctrl_c_on_second_chunk)
     assert main(args) == 130
     assert "rerun the same command to continue" in capsys.readouterr().err
     rows = read_jsonl(out / "summary.jsonl")
     assert [r["status"] for r in rows] == ["ok", "ok", "pending", "pending", "pending"]
-    monkeypatch.setattr(Pipeline, "generate_batch", real)
+    monkeypatch.setattr(Pipeline, "run_recorded", real)
     assert main(args) == 0
     assert "(2 already done by an earlier run, skipped)" in capsys.readouterr().err
     assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
