@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "cxreport"
 # Lowest first. A module's layer is that of its first package below cxreport (or its own name).
 LAYERS = [
     {"errors", "config", "labels", "registry", "llm", "fsio", "hub"},
-    {"data", "text"},
+    {"data", "text", "examples"},  # examples: the sample films behind `generate --example`
     {"models", "metrics", "checkpoint"},
     {"inference", "annotate", "training"},
     {"serve"},

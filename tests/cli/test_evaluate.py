@@ -95,3 +95,43 @@ def test_evaluate_cli_with_a_tiny_trained_model(syn_cache, tmp_path, capsys):
                  *FAST]) == 0
     m = json.loads((tmp_path / "oracle" / "metrics.json").read_text())
     assert m["oracle_findings"] is True and "ORACLE" in (tmp_path / "oracle" / "summary.md").read_text()
+
+
+def _without_train_split(cache, dest):
+    """A copy of ``cache`` whose training studies are gone (like a cache built from a test set)."""
+    import shutil
+
+    shutil.copytree(cache, dest)
+    rows = [r for r in read_jsonl(dest / "studies.jsonl") if r["split"] != "train"]
+    atomic_write_jsonl(dest / "studies.jsonl", rows)
+    return str(dest)
+
+
+def test_evaluate_checks_everything_before_generating(syn_cache, tiny_run, tmp_path, capsys, monkeypatch):
+    import cxreport.inference.evaluate as ev
+
+    no_train = _without_train_split(syn_cache, tmp_path / "no_train")
+    real, calls = ev.generate_reports, []
+    monkeypatch.setattr(ev, "generate_reports", lambda *a, **k: calls.append(1) or real(*a, **k))
+    base = ["evaluate", "--checkpoint", str(tiny_run), "--split", "val", "--max-len", "8", "--no-progress"]
+    assert main(base + ["--cache", no_train, "--out", str(tmp_path / "a"), *FAST]) == 2
+    assert "no training studies with a 'findings' text to draw baselines from" in capsys.readouterr().err
+    assert main(base + ["--cache", syn_cache, "--out", str(tmp_path / "b"), "--metrics", "bleuu"]) == 2
+    assert "unknown metric 'bleuu'" in capsys.readouterr().err
+    assert not calls and not (tmp_path / "a").exists()
+
+    # Without a training split, R2Gen's <unk> vocabulary comes from the checkpoint's word tokenizer.
+    assert main(base + ["--cache", no_train, "--out", str(tmp_path / "c"), "--no-baselines", *FAST]) == 0
+    m = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert "the checkpoint tokenizer's" in m["unk_vocabulary"] and calls == [1]
+    assert m["metrics"]["BLEU-1"]["value"] > 0
+
+
+def test_evaluate_and_evaluate_findings_accept_the_bundled_model_name(syn_cache, tmp_path, capsys):
+    assert main(["evaluate-findings", "--checkpoint", "default", "--cache", syn_cache, "--split", "val"]) == 0
+    out = capsys.readouterr()
+    assert "checkpoint `default`" in out.out and "findings: 100%" in out.err  # progress bar on stderr
+    assert main(["evaluate", "--checkpoint", "default", "--cache", syn_cache, "--split", "val", "--limit", "2",
+                 "--out", str(tmp_path / "e"), "--no-baselines", "--metrics", "ce", "--bootstrap", "0",
+                 "--permutations", "0", "--max-len", "5"]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 2

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from cxreport.cli import main
+from cxreport.inference.heatmaps import BAR_WIDTH
 from cxreport.fsio import read_jsonl
 from cxreport.inference.batch import safe_name
 
@@ -23,10 +24,49 @@ def test_single_study_text_json_and_heatmaps(tiny_run, xrays, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["threshold"] == 0.6 and r["heatmaps"] and r["views"][0]["view"] == "frontal"
     for h in r["heatmaps"]:
-        assert Image.open(h["file"]).size == (256, 256) and "overlay" not in h
+        assert Image.open(h["file"]).size == (256 + BAR_WIDTH, 256) and "overlay" not in h and h["has_signal"]
     assert main(args) == 2  # the overlays exist: no silent overwrite
     assert "pass --force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
+
+
+def test_heatmap_folder_is_checked_before_the_model_runs(tiny_run, xrays, tmp_path, capsys, monkeypatch):
+    import cxreport.inference.pipeline as pl
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "Edema_frontal_1.png").write_bytes(b"old")
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(pl, "load_model", lambda *a, **k: pytest.fail("the model ran before the check"))
+    for folder, message in ((tmp_path / "maps", "already holds 1 overlay PNG(s)"), (tmp_path / "file", "not a folder")):
+        assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--heatmaps", str(folder)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_views_without_signal_get_no_overlay(pipeline, xrays, monkeypatch):
+    import cxreport.inference.heatmaps as hm
+
+    real = hm.gradcam
+
+    def lateral_blank(*a, **k):
+        cams = real(*a, **k)
+        cams[:, 1] = 0  # as when the finding head reads the frontal film only
+        return cams
+
+    monkeypatch.setattr(hm, "gradcam", lateral_blank)
+    maps = pipeline.generate([xrays["cardio"], xrays["effusion"]], heatmaps=True)["heatmaps"]
+    assert maps and {m["view"] for m in maps} == {"frontal"}
+
+
+def test_outputs_say_which_model_and_version_wrote_them(tiny_run, xrays, capsys):
+    from cxreport import __version__
+    from cxreport.inference.pipeline import DISCLAIMER, weights_sha256
+
+    assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--json", "--max-len", "5"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["cxreport_version"] == __version__ and r["model"] == "run" and r["disclaimer"] == DISCLAIMER
+    assert len(r["model_sha256"]) == 64 and r["model_sha256"] == weights_sha256(tiny_run / "best")
+    assert main(["generate", str(xrays["cardio"]), "--model", str(tiny_run), "--max-len", "5"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(DISCLAIMER)
 
 
 def test_regions_in_text_json_and_batch(tiny_run, xrays, tmp_path, capsys):
@@ -62,6 +102,18 @@ def test_single_study_errors(tiny_run, xrays, tmp_path, capsys):
     assert "no such model" in capsys.readouterr().err
 
 
+def test_example_runs_on_the_packaged_sample_films(tiny_run, capsys):
+    assert main(["generate", "--example", "--model", str(tiny_run), "--max-len", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== sample study nih-") == 2 and "00000129_000.jpg; NIH labels: No Finding" in out
+    assert main(["generate", "--example", "--json", "--model", str(tiny_run), "--max-len", "8"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["nih_labels"] for r in rows] == ["No Finding", "Cardiomegaly"]
+    assert all(r["views"][0]["view"] == "frontal" for r in rows)
+    assert main(["generate", "--example", "x.png", "--model", str(tiny_run)]) == 2
+    assert "--example runs on the bundled sample films" in capsys.readouterr().err
+
+
 def _input_dir(root, xrays):
     (root / "s1").mkdir(parents=True)
     shutil.copy(xrays["cardio"], root / "s1" / "a_pa.png")
@@ -94,10 +146,45 @@ def test_batch_folder_summary_bad_file_and_no_overwrite(tiny_run, xrays, tmp_pat
     assert sorted(p.name for p in out.glob("*.json")) == ["s1.json", "s2.json", "s3.json", "s4.json"]
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temp files
 
+    # A rerun continues: finished studies are verified and skipped, failed ones are tried again.
     before = (out / "s1.json").read_text()
-    assert main(args) == 2
-    assert "exists" in capsys.readouterr().err and (out / "s1.json").read_text() == before
+    (out / "s2.json").write_text('{"study_id": "s2", "rep')  # incomplete: generated again
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "3 of 5 studies written" in err and "(2 already done by an earlier run, skipped, 1 incomplete" in err
+    assert (out / "s1.json").read_text() == before and json.loads((out / "s2.json").read_text())["report"]
+    assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
+    s3 = json.loads((out / "s3.json").read_text())
+    (out / "s3.json").write_text(json.dumps(s3 | {"model_sha256": "0" * 64}))
+    assert main(args) == 2  # outputs of another model are never mixed in silently
+    assert "s3.json was written by another model" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_batch_interrupted_writes_summary_and_rerun_continues(tiny_run, xrays, tmp_path, monkeypatch, capsys):
+    from cxreport.inference.pipeline import Pipeline
+
+    src, out = _input_dir(tmp_path / "in", xrays), tmp_path / "out"
+    args = ["generate", "--input-dir", str(src), "--output-dir", str(out), "--model", str(tiny_run),
+            "--batch-size", "2", "--max-len", "10"]
+    real, calls = Pipeline.run_recorded, []
+
+    def ctrl_c_on_second_chunk(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Pipeline, "run_recorded", ctrl_c_on_second_chunk)
+    assert main(args) == 130
+    assert "rerun the same command to continue" in capsys.readouterr().err
+    rows = read_jsonl(out / "summary.jsonl")
+    assert [r["status"] for r in rows] == ["ok", "ok", "pending", "pending", "pending"]
+    monkeypatch.setattr(Pipeline, "run_recorded", real)
+    assert main(args) == 0
+    assert "(2 already done by an earlier run, skipped)" in capsys.readouterr().err
+    assert [r["status"] for r in read_jsonl(out / "summary.jsonl")] == ["ok", "ok", "error", "error", "ok"]
 
 
 def test_batch_manifest_views_and_safe_names(tiny_run, xrays, tmp_path, capsys):

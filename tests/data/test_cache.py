@@ -100,6 +100,31 @@ def test_cli_prepare_and_report(tmp_path):
                  str(tmp_path / "c2")]) == 2
 
 
+def test_prepare_with_every_image_missing_is_an_error_unless_allowed(tmp_path, capsys):
+    make_csv_dataset(tmp_path / "ds", n=5)
+    for f in (tmp_path / "ds" / "images").iterdir():
+        f.unlink()
+    args = ["data", "prepare", "--source", "csv", "--root", str(tmp_path / "ds"), "--out", str(tmp_path / "c"),
+            "--size", "64", "--workers", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "all 5 images that source 'csv' lists are missing" in err and "--allow-missing-images" in err
+    assert not (tmp_path / "c").exists()
+    assert main(args + ["--allow-missing-images"]) == 0
+    assert Cache(tmp_path / "c").meta["counts"]["images_missing"] == 5
+
+
+def test_report_label_table_and_top_words(tmp_path):
+    from cxreport.data.report import STOP_WORDS, _label_table, compute_stats
+
+    make_csv_dataset(tmp_path / "ds", n=4)
+    stats = compute_stats(Cache(prepare_cache("csv", tmp_path / "ds", tmp_path / "c", size=64)))
+    assert stats["top_words"] and not {w for w, _ in stats["top_words"]} & STOP_WORDS
+    table = _label_table({"Edema": {"positive": 2, "negative": 5}, "Cardiomegaly": {"uncertain": 1}})
+    assert table[0] == "| label | positive | negative | uncertain | labelled |"
+    assert table[2] == "| Edema | 2 | 5 | 0 | 7 |" and "{" not in "".join(table)
+
+
 @pytest.mark.shared
 def test_prepare_real_iu(shared_data, tmp_path):
     out = prepare_cache("iu-xray", shared_data / "iu_xray", tmp_path / "iu", size=64, workers=1)

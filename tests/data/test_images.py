@@ -101,3 +101,13 @@ def test_dicom_monochrome1_rescale_and_window(tmp_path):
     (tmp_path / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
     with pytest.raises(ImageError, match="bad.dcm"):
         load_image(tmp_path / "bad.dcm")
+
+
+def test_max_pixels_above_pillows_own_bomb_limit_takes_effect(tmp_path):
+    # 10000 x 9000 = 90 MP: over Pillow's 89.5 MP default, under the 100 MP we allow here. The file
+    # carries no pixel data, so passing both size checks shows up as "truncated", not as a bomb.
+    _png_header_only(tmp_path / "big.png", 10000, 9000)
+    with pytest.raises(ImageError, match="big.png.*(decompression bomb|exceeds the limit)"):
+        load_image(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="big.png.*corrupt or truncated"):
+        load_image(tmp_path / "big.png", max_pixels=100_000_000)

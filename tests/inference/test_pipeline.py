@@ -167,13 +167,13 @@ def test_per_finding_thresholds_from_the_checkpoint(tiny_run, xrays):
 
 
 def test_heatmaps_look_where_the_finding_is_drawn(pipeline, xrays):
-    from cxreport.inference.heatmaps import gradcam
+    from cxreport.inference.heatmaps import BAR_WIDTH, gradcam
 
     r = pipeline.generate([xrays["effusion"], xrays["cardio"]], heatmaps=True)
     maps = r["heatmaps"]
     assert maps and {m["view"] for m in maps} == {"frontal", "lateral"}
     for m in maps:
-        assert m["overlay"].shape == (256, 256, 3) and m["overlay"].dtype == np.uint8
+        assert m["overlay"].shape == (256, 256 + BAR_WIDTH, 3) and m["overlay"].dtype == np.uint8 and m["has_signal"]
     positives = [k for k, f in r["findings"].items() if f["state"] == "positive"]
     assert {m["finding"] for m in maps} == set(positives or [max(r["findings"], key=lambda k: r["findings"][k]["probability"])])
     # Fluid is drawn in the lower part of the image's left lung: the effusion map should sit there.

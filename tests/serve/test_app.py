@@ -99,7 +99,7 @@ def test_report_one_and_two_views_with_heatmaps(client, pipeline, xrays):
     assert [v["view"] for v in r["views"]] == ["lateral", "frontal"] and r["threshold"] == 0.4
     assert r["heatmaps"]
     img = Image.open(io.BytesIO(base64.b64decode(r["heatmaps"][0]["png_base64"])))
-    assert img.size == (256, 256) and img.mode == "RGB"
+    assert img.size == (256 + 44, 256) and img.mode == "RGB"  # film + colour bar
 
 
 def test_report_with_regions(client, xrays):

@@ -99,7 +99,7 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
         page_report = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
         bars = wd.js("return document.querySelectorAll('#findings .bar').length")
         heatmaps = wd.js("return Array.from(document.querySelectorAll('#heatmap-list img'))"
-                         ".filter(i => i.complete && i.naturalWidth === 256).length")
+                         ".filter(i => i.complete && i.naturalWidth === 256 + 44).length")  # film + colour bar
         model_name = wd.js("return document.getElementById('model-name').textContent")
         png = base64.b64decode(wd.cmd("GET", "/screenshot"))
         shot = tmp_path / "page.png"

@@ -21,7 +21,8 @@ def _prepare(args):
     from cxreport.data.cache import prepare_cache
 
     out = prepare_cache(args.source, args.root, args.out, size=args.size, workers=args.workers,
-                        skip_bad=args.skip_bad, force=args.force, **_parse_options(args.option))
+                        skip_bad=args.skip_bad, force=args.force, allow_missing_images=args.allow_missing_images,
+                        **({"max_pixels": args.max_pixels} if args.max_pixels else {}), **_parse_options(args.option))
     print(out)
 
 
@@ -49,6 +50,10 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=256, help="square side in pixels (letterboxed)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--skip-bad", action="store_true", help="list unreadable images and go on")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images whose declared size exceeds N pixels (default 80 million)")
+    p.add_argument("--allow-missing-images", action="store_true",
+                   help="build the cache even when none of the listed images exist (text only)")
     p.add_argument("--force", action="store_true", help="replace an existing, different cache")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="source option, e.g. split_file=PATH, images_dir=PATH, text_column=report")

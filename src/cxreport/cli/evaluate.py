@@ -167,7 +167,7 @@ def _evaluate(args):
                    batch_size=args.batch_size, max_len=args.max_len, no_image=args.no_image,
                    dataset=args.dataset, baselines=not args.no_baselines, permutations=args.permutations,
                    device=args.device, limit=args.limit, bertscore_model=args.bertscore_model,
-                   oracle_findings=args.oracle_findings, **_kw(args, "r2gen"))
+                   oracle_findings=args.oracle_findings, progress=not args.no_progress, **_kw(args, "r2gen"))
     print(metrics_table({"model": res, **res["baselines"]}))
     print(f"\nwrote {args.out}/summary.md, metrics.json, hyps.jsonl, per_study.jsonl, per_label_f1.png",
           file=sys.stderr)
@@ -178,7 +178,8 @@ def _evaluate_findings(args):
     from cxreport.fsio import atomic_write_json, atomic_write_text
     from cxreport.inference.findings import evaluate_findings, markdown
 
-    res = evaluate_findings(args.checkpoint, args.cache, args.split, args.allow_test, args.threads)
+    res = evaluate_findings(args.checkpoint, args.cache, args.split, args.allow_test, args.threads,
+                            progress=not args.no_progress)
     md = markdown(res)
     if args.out:
         out = Path(args.out)
@@ -197,6 +198,7 @@ def register(sub) -> None:
     p.add_argument("--allow-test", action="store_true", help="score the test split (final reporting only)")
     p.add_argument("--out", help="folder for findings_auroc.json / .md")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the cores this process may use)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_evaluate_findings)
 
     p = sub.add_parser("score", help="score generated reports against references (NLG + clinical, with CIs)")
@@ -230,6 +232,7 @@ def register(sub) -> None:
     e = sub.add_parser("evaluate", help="generate reports for a split with a checkpoint and score them")
     e.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, metavar="NAME|PATH|hf://OWNER/NAME",
                    help="bundled model name, checkpoint folder, run folder (its best/) or Hugging Face Hub model")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e.add_argument("--cache", required=True)
     e.add_argument("--split", default="val")
     e.add_argument("--out", required=True)

@@ -1,6 +1,7 @@
 """`cxreport generate`: a report for one study, or for a folder / manifest of studies.
 
     cxreport generate pa.png lat.png                 # one study, report + findings
+    cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
     cxreport generate pa.png --findings "Pleural Effusion=positive,Pneumonia=negative"   # edit the plan
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
@@ -21,6 +22,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="write a report (and finding probabilities) for chest X-rays",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="*", metavar="IMAGE", help="the views of ONE study (PNG, JPEG or DICOM)")
+    p.add_argument("--example", action="store_true",
+                   help="run on the two sample NIH ChestX-ray14 films shipped with cxreport (one study each)")
     p.add_argument("--view", action="append", default=None, choices=["frontal", "lateral", "unknown"],
                    help="view of each IMAGE, in order (default: first frontal, second lateral)")
     p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
@@ -48,7 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--manifest", default=None, metavar="CSV",
                    help="batch: CSV with study_id,path[,view][,findings]")
     p.add_argument("--output-dir", default=None, metavar="OUT", help="batch: where the per-study JSON files go")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files; in batch mode, redo every study (default: skip the "
+                        "studies an earlier run finished)")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = the cores, less the --workers of a batch; docs/serving.md)")
@@ -62,16 +67,23 @@ def run(args) -> int:
     from cxreport.errors import InputError
 
     batch = args.input_dir or args.manifest
+    if args.example and (batch or args.images or args.view):
+        raise InputError("--example runs on the bundled sample films: give no IMAGE, --view, --input-dir or --manifest")
     if batch and args.images:
         raise InputError("give either IMAGE files (one study) or --input-dir/--manifest (a batch), not both")
-    if not batch and not args.images:
-        raise InputError("nothing to do: give the IMAGE files of a study, or --input-dir DIR / --manifest CSV")
+    if not batch and not args.images and not args.example:
+        raise InputError("nothing to do: give the IMAGE files of a study, --input-dir DIR / --manifest CSV, "
+                         "or --example for the sample films")
     if batch and not args.output_dir:
         raise InputError("batch mode needs --output-dir OUT for the per-study results")
     if args.input_dir and args.manifest:
         raise InputError("give --input-dir or --manifest, not both")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.heatmaps and not batch:  # batch mode: a folder per study, resumable (inference.batch)
+        from cxreport.inference.heatmaps import check_heatmap_folder
+
+        check_heatmap_folder(Path(args.heatmaps), args.force)
     from cxreport.inference.threads import apply_threads, plan_threads
 
     args.plan = apply_threads(plan_threads(args.threads, args.workers, decode=bool(batch)))
@@ -86,6 +98,8 @@ def run(args) -> int:
     args.findings = findings
     if batch:
         return run_batch(pipeline, args, opts)
+    if args.example:
+        return run_examples(pipeline, args, opts)
     return run_single(pipeline, args, opts)
 
 
@@ -104,6 +118,29 @@ def run_single(pipeline, args, opts) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_text(result))
+    return 0
+
+
+def run_examples(pipeline, args, opts) -> int:
+    """Each sample film as its own study; the NIH labels are printed beside the model's reading."""
+    from cxreport.examples import example_studies
+
+    results = []
+    for study in example_studies():
+        result = pipeline.generate(study["images"], study["views"], findings=args.findings, **opts)
+        if args.heatmaps:
+            from cxreport.inference.heatmaps import write_heatmaps
+
+            result["heatmaps"] = write_heatmaps(result.get("heatmaps", []),
+                                                Path(args.heatmaps) / study["study_id"], args.force)
+        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        films = ", ".join(v["source"] for v in r["views"])
+        print(f"== sample study {r['study_id']} ({films}; NIH labels: {r['nih_labels']})")
+        print(format_text(r) + "\n")
     return 0
 
 
@@ -131,6 +168,8 @@ def format_text(result: dict) -> str:
         lines.append("Not assessed (too few training examples, or no film the model reads): " + ", ".join(skipped))
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
+    if result.get("disclaimer"):
+        lines += ["", result["disclaimer"]]
     return "\n".join(lines)
 
 
@@ -146,7 +185,9 @@ def run_batch(pipeline, args, opts) -> int:
                     heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force,
                     workers=args.plan.workers, **opts)
     n, failed, where = len(res.rows), res.failed, res.summary
+    again = f", {res.redone} incomplete output(s) redone" if res.redone else ""
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
+          + (f" ({res.skipped} already done by an earlier run, skipped{again})" if res.skipped or res.redone else "")
           + (f"; {failed} failed (see {where})" if failed else "") + (f"; summary: {where}" if res.merged else
                                                                       f"; waiting for other ranks to merge {SUMMARY}"),
           file=sys.stderr)

@@ -7,12 +7,14 @@ def _train(args):
     import json
 
     from cxreport.config import load_config
-    from cxreport.training.config import RunConfig
-    from cxreport.training.loop import train
+    from cxreport.training.config import RunConfig, validate_run_config
 
     cfg = load_config(RunConfig, args.config, args.set)
     if args.out_dir:
         cfg.out_dir = args.out_dir
+    validate_run_config(cfg)  # before torch is even imported
+    from cxreport.training.loop import train
+
     result = train(cfg)
     print(json.dumps(result))
 

@@ -124,16 +124,35 @@ def _run_images(work: Path, paths: list[str], size: int, workers: int, skip_bad:
     return state, bad
 
 
+def _missing_images(study) -> int:
+    """Images a study's source listed but did not find on disk (adapters record it in ``extra``)."""
+    return int(study.extra.get("missing_images", 0)) + len(study.extra.get("missing_dicom_ids") or [])
+
+
 def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, skip_bad: bool = False,
-                  force: bool = False, max_pixels: int = MAX_PIXELS, **options) -> Path:
-    """Build (or resume, or confirm) the cache of ``source`` at ``root`` into ``out``."""
+                  force: bool = False, max_pixels: int = MAX_PIXELS, allow_missing_images: bool = False,
+                  **options) -> Path:
+    """Build (or resume, or confirm) the cache of ``source`` at ``root`` into ``out``.
+
+    A source that lists images none of which exist is almost always a wrong ``root`` or
+    ``images_dir``: that is an error unless ``allow_missing_images`` (a text-only cache)."""
     if not 32 <= size <= 4096:
         raise InputError(f"--size {size}: choose 32..4096 pixels")
+    if max_pixels < 1:
+        raise InputError(f"--max-pixels {max_pixels}: must be a positive pixel count")
     out = Path(out).expanduser().resolve()
     studies = load_source(source, root, **options)
     if not studies:
         raise InputError(f"{root}: source {source!r} found no studies")
     paths = sorted({p for s in studies for p in s.image_paths})
+    missing = sum(_missing_images(s) for s in studies)
+    if missing and not paths and not allow_missing_images:
+        raise InputError(f"{root}: all {missing:,} images that source {source!r} lists are missing (0 found, "
+                         f"{len(studies):,} studies); check --root (or -o images_dir=...), or pass "
+                         "--allow-missing-images to build a text-only cache")
+    if missing:
+        log.warning("prepare: %d of %d listed images are missing under %s; their studies keep only the "
+                    "images found", missing, missing + len(paths), root)
     fp = _fingerprint(source, str(Path(root).resolve()), options, size, studies)
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())

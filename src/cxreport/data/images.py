@@ -72,6 +72,10 @@ def open_pil(path, data: bytes | None = None, max_pixels: int = MAX_PIXELS, min_
              draft_size: int | None = None) -> Image.Image:
     """Open and fully decode a PNG/JPEG with the safety checks; ``draft_size`` speeds up JPEGs."""
     src = io.BytesIO(data) if data is not None else path
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or max_pixels):
+        # Pillow's own bomb limit (89.5 MP) would refuse what ``max_pixels`` allows: raise it to ours,
+        # never lower it; `_check_size` enforces ours on the declared size before any decoding.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -14,6 +14,18 @@ from cxreport.fsio import atomic_path, atomic_write_json, atomic_write_text
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 _SENT = re.compile(r"(?<=[.!?])\s+")
+# English function words (and negations, which the sentence list shows in context): without them
+# the top-words plot shows what reports talk about instead of "the", "is" and "no".
+STOP_WORDS = frozenset("""
+a about above after again all also am an and any are as at be been before being below between both but by
+can could did do does doing down during each few for from further had has have having here how i if in into
+is it its itself just may more most much no nor not of off on once only or other our out over own same
+seen she should so some such than that the their them then there these they this those through to too
+under until up very was we were what when where which while who why will with within without would you
+""".split())
+# How a label value reads in the table (labels are 1 / 0 / -1, as strings or numbers).
+_LABEL_COLUMNS = {"1": "positive", "1.0": "positive", "0": "negative", "0.0": "negative",
+                  "-1": "uncertain", "-1.0": "uncertain"}
 
 
 def _report_text(row: dict) -> str:
@@ -23,7 +35,7 @@ def _report_text(row: dict) -> str:
 def compute_stats(cache: Cache, top: int = 25) -> dict:
     rows = cache.rows
     per_split: dict[str, dict] = {}
-    words, sentences, texts = Counter(), Counter(), Counter()
+    words, vocab, sentences, texts = Counter(), Counter(), Counter(), Counter()
     lengths = []
     for r in rows:
         sp = per_split.setdefault(r["split"], {"studies": 0, "with_images": 0, "images": 0, "empty_findings": 0,
@@ -40,7 +52,8 @@ def compute_stats(cache: Cache, top: int = 25) -> dict:
         if text:
             toks = _WORD.findall(text.lower())
             lengths.append(len(toks))
-            words.update(toks)
+            vocab.update(toks)
+            words.update(t for t in toks if t not in STOP_WORDS)
             texts[text.lower()] += 1
             sentences.update(s.strip().lower() for s in _SENT.split(text) if s.strip())
     for sp in per_split.values():
@@ -49,7 +62,7 @@ def compute_stats(cache: Cache, top: int = 25) -> dict:
     for r in rows:
         for k, v in (r.get("labels") or {}).items():
             if k in label_counts:
-                label_counts[k][str(v)] += 1
+                label_counts[k][_LABEL_COLUMNS.get(str(v), "other")] += 1
     lens = np.array(lengths) if lengths else np.zeros(1)
     dup = {t: n for t, n in texts.items() if n > 1}
     return {
@@ -62,8 +75,8 @@ def compute_stats(cache: Cache, top: int = 25) -> dict:
         "images_bad": cache.meta["counts"]["images_bad"],
         "report_length_words": {"mean": float(lens.mean()), "median": float(np.median(lens)),
                                 "p95": float(np.percentile(lens, 95)), "max": int(lens.max())},
-        "vocabulary_size": len(words),
-        "vocabulary_min_freq_3": sum(1 for n in words.values() if n >= 3),
+        "vocabulary_size": len(vocab),
+        "vocabulary_min_freq_3": sum(1 for n in vocab.values() if n >= 3),
         "top_words": words.most_common(top),
         "top_sentences": sentences.most_common(top),
         "duplicate_reports": {"distinct_texts_repeated": len(dup), "studies_in_duplicates": sum(dup.values()),
@@ -97,7 +110,7 @@ def _plots(cache: Cache, stats: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 5))
         ax.barh(range(len(w))[::-1], n, color="#55a868")
         ax.set_yticks(range(len(w))[::-1], w)
-        ax.set(xlabel="count", title="top words (findings)")
+        ax.set(xlabel="count", title="top words (findings; stop words left out)")
         _savefig(fig, out / "top_words.png")
         plt.close(fig)
         made.append("top_words.png")
@@ -130,6 +143,17 @@ def _plots(cache: Cache, stats: dict, out: Path) -> list[str]:
     return made
 
 
+def _label_table(labels: dict[str, dict]) -> list[str]:
+    """Markdown rows: one per label, a column per state that occurs (positive, negative, ...)."""
+    order = ["positive", "negative", "uncertain", "other"]
+    cols = [c for c in order if any(c in v for v in labels.values())]
+    rows = ["| label | " + " | ".join(cols) + " | labelled |", "|---|" + "---:|" * (len(cols) + 1)]
+    for name, counts in labels.items():
+        rows.append(f"| {name} | " + " | ".join(str(counts.get(c, 0)) for c in cols)
+                    + f" | {sum(counts.values())} |")
+    return rows
+
+
 def _markdown(stats: dict, plots: list[str]) -> str:
     lines = [f"# Data report: {stats['source']}", "", f"Studies: {stats['studies']}; images listed: "
              f"{stats['images_listed']}, readable: {stats['images_ok']}, missing files: "
@@ -148,8 +172,7 @@ def _markdown(stats: dict, plots: list[str]) -> str:
               f"{d['studies_in_duplicates']} studies.", "", "## Most frequent sentences", ""]
     lines += [f"{i + 1}. ({n}) {s}" for i, (s, n) in enumerate(stats["top_sentences"][:15])]
     if stats["labels"]:
-        lines += ["", "## Labels (CheXpert-14)", "", "| label | counts |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in stats["labels"].items()]
+        lines += ["", "## Labels (CheXpert-14)", ""] + _label_table(stats["labels"])
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

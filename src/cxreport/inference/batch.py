@@ -1,7 +1,10 @@
-"""Many studies at once: discovery (a folder or a manifest), safe output names, torchrun sharding.
+"""Many studies at once: discovery (a folder or a manifest), safe output names, resume, torchrun sharding.
 
 Outputs: OUT/<study>.json per study and OUT/summary.jsonl (one line per study, errors included);
-a bad image fails its study, never the batch. Under torchrun each rank takes studies
+a bad image fails its study, never the batch. Rerunning the same command continues: a study
+whose JSON (and overlays) is already complete is skipped, anything else is generated; ``force``
+redoes everything. The summary is written when the run ends, also when it is interrupted
+(studies not reached are listed with status ``pending``). Under torchrun each rank takes studies
 i % WORLD_SIZE == RANK and writes OUT/summary.part-<rank>-of-<world>.jsonl; whichever rank
 finishes last (rank 0 when it is last) merges the parts into summary.jsonl.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +116,13 @@ class BatchResult:
     failed: int
     merged: bool  # summary.jsonl written (this rank finished last, or a single process)
     summary: Path  # summary.jsonl when merged, else this rank's part
+    skipped: int = 0  # finished by an earlier run and verified complete
+    redone: int = 0  # outputs of an earlier run that were incomplete, generated again
 
 
-def plan_batch(studies: list[dict], out: Path, *, heatmaps: Path | None = None, force: bool = False):
-    """This rank's share of ``studies`` as [(study, safe name)] after checking that no output is
-    in the way (unless ``force``) and that no two ids map to the same file."""
+def plan_batch(studies: list[dict], out: Path) -> list[tuple[dict, str]]:
+    """This rank's share of ``studies`` as [(study, safe name)], after checking that no two ids
+    map to the same file."""
     names = [safe_name(s["study_id"]) for s in studies]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -124,15 +130,41 @@ def plan_batch(studies: list[dict], out: Path, *, heatmaps: Path | None = None, 
     rank, world = shard()
     for i, s in enumerate(studies):
         s["index"] = i
-    mine = [(s, n) for s, n in zip(studies, names) if s["index"] % world == rank]
-    if not force:
-        targets = [out / SUMMARY] + [part_path(out, rank, world)] * (world > 1) + [out / f"{n}.json" for _, n in mine]
-        targets += [heatmaps / n for _, n in mine] if heatmaps else []
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            raise InputError(f"{existing[0]} exists ({len(existing)} output(s) in the way): pass --force to "
-                             "overwrite, or choose another --output-dir")
-    return mine
+    return [(s, n) for s, n in zip(studies, names) if s["index"] % world == rank]
+
+
+def finished_row(out: Path, study: dict, name: str, heatmaps: Path | None, model: dict | None = None) -> dict | None:
+    """The summary row of a study an earlier run finished, or None when its output is missing or
+    incomplete: the JSON must parse, be this study's, hold a report and findings, come from the
+    same model (when both say which), and every overlay it lists must exist."""
+    path = out / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):  # truncated or unreadable: generate it again
+        return None
+    if not isinstance(done, dict) or done.get("study_id") != study["study_id"]:
+        return None
+    if not isinstance(done.get("report"), str) or not isinstance(done.get("findings"), dict):
+        return None
+    if model and done.get("model_sha256") and done["model_sha256"] != model.get("model_sha256"):
+        raise InputError(f"{path} was written by another model ({done.get('model')}, weights "
+                         f"{done['model_sha256'][:12]}): pass --force to redo every study, or choose another "
+                         "--output-dir")
+    if heatmaps is not None:
+        files = [h.get("file") for h in done.get("heatmaps") or []]
+        if "heatmaps" not in done or not all(f and Path(f).is_file() for f in files):
+            return None
+    return _ok_row(study, name, done)
+
+
+def _ok_row(study: dict, name: str, result: dict) -> dict:
+    return {"index": study["index"], "study_id": study["study_id"], "images": study["images"], "status": "ok",
+            "file": f"{name}.json", "report": result["report"],
+            **({"regions": result["regions"]} if "regions" in result else {}),
+            "positive": [k for k, f in result["findings"].items() if f.get("positive")],
+            "warnings": result.get("warnings", [])}
 
 
 def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, heatmaps: Path | None = None,
@@ -145,38 +177,55 @@ def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, 
     from tqdm import tqdm
 
     out = Path(out)
-    mine = plan_batch(studies, out, heatmaps=heatmaps, force=force)
+    mine = plan_batch(studies, out)
     rank, world = shard()
     part = part_path(out, rank, world)
     if world > 1:
         part.unlink(missing_ok=True)  # a stale part from an earlier run must not be merged into this one
+    model = getattr(pipeline, "identity", None)
+    done: dict[int, dict] = {}
+    redone = 0
+    if not force:  # verify every finished output before any work, so a mismatch fails in seconds
+        for s, name in mine:
+            row = finished_row(out, s, name, heatmaps, model)
+            if row is not None:
+                done[s["index"]] = row
+            redone += row is None and (out / f"{name}.json").exists()
+    todo = [(s, n) for s, n in mine if s["index"] not in done]
     out.mkdir(parents=True, exist_ok=True)
-    rows, failed = [], 0
-    bar = tqdm(total=len(mine), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
+    rows = dict(done)
+    bar = tqdm(total=len(mine), initial=len(done), desc=f"generate [{rank + 1}/{world}]" if world > 1 else "generate",
                unit="study", position=rank, disable=None if progress is None else not progress)
-    chunks = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cxreport-decode") as pool:
-        def decode(chunk):  # futures, so the decoding of the next chunk overlaps the model
-            return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"],
-                                                         "findings": s.get("findings")}) for s, _ in chunk]
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    try:
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cxreport-decode") as pool:
+            def decode(chunk):  # futures, so the decoding of the next chunk overlaps the model
+                return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"],
+                                                             "findings": s.get("findings")}) for s, _ in chunk]
 
-        ahead = decode(chunks[0]) if chunks else []
-        for k, chunk in enumerate(chunks):
-            prepared = [f.result() for f in ahead]
-            ahead = decode(chunks[k + 1]) if k + 1 < len(chunks) else []
-            results = pipeline.run_recorded(prepared, heatmaps=heatmaps is not None, **opts)
-            for (s, name), r in zip(chunk, results):
-                rows.append(_write_study(out, s, name, r, heatmaps))
-                failed += rows[-1]["status"] == "error"
-            bar.update(len(chunk))
-    bar.close()
+            ahead = decode(chunks[0]) if chunks else []
+            for k, chunk in enumerate(chunks):
+                prepared = [f.result() for f in ahead]
+                ahead = decode(chunks[k + 1]) if k + 1 < len(chunks) else []
+                results = pipeline.run_recorded(prepared, heatmaps=heatmaps is not None, **opts)
+                for (s, name), r in zip(chunk, results):
+                    rows[s["index"]] = _write_study(out, s, name, r, heatmaps)
+                bar.update(len(chunk))
+    finally:  # also on Ctrl-C: the summary says what is done and what is pending
+        bar.close()
+        ordered = [rows.get(s["index"]) or {"index": s["index"], "study_id": s["study_id"], "images": s["images"],
+                                            "status": "pending"} for s, _ in mine]
+        merged = _write_summary(out, part, ordered, world)
+    failed = sum(r["status"] == "error" for r in ordered)
+    return BatchResult(ordered, failed, merged, out / SUMMARY if merged else part, len(done), redone)
+
+
+def _write_summary(out: Path, part: Path, rows: list[dict], world: int) -> bool:
     if world == 1:
         fsio.atomic_write_jsonl(out / SUMMARY, rows)
-        merged = True
-    else:
-        fsio.atomic_write_jsonl(part, rows)
-        merged = merge_parts(out, world)
-    return BatchResult(rows, failed, merged, out / SUMMARY if merged else part)
+        return True
+    fsio.atomic_write_jsonl(part, rows)
+    return merge_parts(out, world)
 
 
 def _write_study(out: Path, study: dict, name: str, result: dict, heatmaps: Path | None) -> dict:
@@ -187,10 +236,7 @@ def _write_study(out: Path, study: dict, name: str, result: dict, heatmaps: Path
     if heatmaps is not None:
         result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), heatmaps / name, True)
     fsio.atomic_write_json(out / f"{name}.json", {"study_id": study["study_id"], **result})
-    return row | {"status": "ok", "file": f"{name}.json", "report": result["report"],
-                  **({"regions": result["regions"]} if "regions" in result else {}),
-                  "positive": [k for k, f in result["findings"].items() if f["state"] == "positive"],
-                  "warnings": result.get("warnings", [])}
+    return _ok_row(study, name, result)
 
 
 def merge_parts(out: Path, world: int) -> bool:

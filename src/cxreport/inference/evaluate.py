@@ -23,12 +23,15 @@ log = logging.getLogger("cxreport.evaluate")
 
 def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "findings", batch_size: int = 16,
                      beam: int = 1, max_len: int = 100, no_image: str = "generate", device: str = "cpu",
-                     limit: int | None = None, oracle_findings: bool = False) -> list[dict]:
+                     limit: int | None = None, oracle_findings: bool = False, progress: bool | None = False) -> list[dict]:
     """[{"id", "text", "reference", "has_image", "finding_probs"}] for studies of ``split`` with a report.
+    ``progress``: a progress bar on stderr (None: only on a terminal).
 
     ``oracle_findings``: condition the decoder on the labeler's reading of each reference report
     instead of predicted findings: measures the decoder alone (does it write what it is told?).
     """
+    from tqdm import tqdm
+
     from cxreport.data.dataset import Collate, StudyDataset
     from cxreport.inference.predict import batches, generate, to_device
 
@@ -43,6 +46,7 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
                          + (" and an image" if no_image == "skip" else ""))
     model.eval().to(device)
     out = []
+    bar = tqdm(total=len(ds), desc=f"generate {split}", unit="study", disable=None if progress is None else not progress)
     for batch in batches(ds, Collate.for_model(model.cfg), batch_size):
         findings = None
         if oracle_findings:
@@ -59,6 +63,8 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
         for sid, ref, has_img, g in zip(batch["study_id"], batch["text"], batch["has_image"].tolist(), gen):
             out.append({"id": sid, "text": g["text"], "reference": ref,
                         "has_image": bool(has_img), "finding_probs": g.get("finding_probs")})
+        bar.update(len(gen))
+    bar.close()
     return out
 
 
@@ -67,48 +73,55 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
              limit: int | None = None, bertscore_model: str | None = None, oracle_findings: bool = False,
-             labeler_opts: dict | None = None, radgraph_model: str = "radgraph-xl") -> dict:
+             progress: bool | None = False, labeler_opts: dict | None = None,
+             radgraph_model: str = "radgraph-xl") -> dict:
+    """Every precondition (split, metrics and their packages, the model, the baselines' training
+    reports, the <unk> vocabulary, the output folder) is checked before the first report is generated."""
+    from cxreport.checkpoint import load_checkpoint
     from cxreport.data.cache import Cache
     from cxreport.data.study import check_split
-    from cxreport.metrics.baselines import baseline_reports, train_vocabulary
-    from cxreport.metrics.scoring import protocol_dataset, score_systems
-    from cxreport.checkpoint import load_checkpoint
     from cxreport.inference.pipeline import resolve_model_path
     from cxreport.inference.predict import check_beam
+    from cxreport.metrics.baselines import baseline_reports
+    from cxreport.metrics.scoring import check_scoring, protocol_dataset, score_systems
 
     check_split(split, allow_test)
     check_beam(beam)  # before the model loads and the reports are generated
     out = Path(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)
+    dataset = dataset or protocol_dataset(cache.meta.get("source"))
+    metrics = check_scoring(metrics, protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler)
+    model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)  # also "default"
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
     run = cfg.get("run") or {}
     text_field = (run.get("data") or {}).get("text_field", "findings")
     max_len = max_len or (run.get("data") or {}).get("max_tokens", 100)
-    dataset = dataset or protocol_dataset(cache.meta.get("source"))
+    info, base = {}, {}
+    if baselines:  # they need the cache's training reports: fail now, not after generating
+        _, base, info = baseline_reports(cache, split, field=text_field, seed=seed, allow_test=allow_test)
+    vocab, vocab_note = unk_vocabulary(cache, text_field, dataset, tok) if protocol == "r2gen" else (None, "")
+    out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     rows = generate_reports(model, tok, cache, split, text_field=text_field, batch_size=batch_size, beam=beam,
                             max_len=max_len, no_image=no_image, device=device, limit=limit,
-                            oracle_findings=oracle_findings)
+                            oracle_findings=oracle_findings, progress=progress)
     gen_s = time.perf_counter() - t0
     refs = {r["id"]: r["reference"] for r in rows}
     systems = {"model": {r["id"]: r["text"] for r in rows}}
+    systems |= {name: {sid: hyps[sid] for sid in refs} for name, hyps in base.items()}
     notes = _notes(checkpoint, split, beam, max_len, rows, gen_s, no_image, oracle_findings)
-    info = {}
-    if baselines:
-        _, base, info = baseline_reports(cache, split, field=text_field, seed=seed, allow_test=allow_test)
-        for name, hyps in base.items():
-            systems[name] = {sid: hyps[sid] for sid in refs}
-        if "retrieval" in info:
-            notes.append("retrieval baseline: " + info["retrieval"]["note"])
-    res = score_systems(systems, refs, r2gen_vocab=train_vocabulary(cache, text_field, dataset), metrics=metrics,
+    if vocab_note:
+        notes.append(f"r2gen <unk> vocabulary: {vocab_note}")
+    if "retrieval" in info:
+        notes.append(f"retrieval baseline: {info['retrieval']['note']}")
+    res = score_systems(systems, refs, r2gen_vocab=vocab, metrics=metrics,
                         protocol=protocol, dataset=dataset, uncertain=uncertain, labeler=labeler, bootstrap=bootstrap, permutations=permutations,
                         pairs=[("model", b) for b in systems if b != "model"], seed=seed,
                         bertscore_model=bertscore_model, labeler_opts=labeler_opts, radgraph_model=radgraph_model)
     metrics_json = _write_outputs(out, rows, res, info, notes, {
-        "checkpoint": str(checkpoint), "cache": str(cache.path), "split": split,
+        "checkpoint": str(checkpoint), "cache": str(cache.path), "split": split, "unk_vocabulary": vocab_note or None,
         "decoding": {"method": "beam" if beam > 1 else "greedy", "beams": beam, "max_len": max_len},
         "no_image": no_image, "oracle_findings": oracle_findings, "generation_seconds": gen_s})
     return metrics_json
@@ -151,3 +164,23 @@ def _write_outputs(out: Path, rows: list[dict], res: dict, info: dict, notes: li
     write_summary(out / "summary.md", f"Evaluation on {head['split']}", res["systems"], comparisons, notes,
                   plot.name if plot else None)
     return metrics_json
+
+
+def unk_vocabulary(cache, text_field: str, dataset: str, tokenizer) -> tuple[set[str] | None, str]:
+    """(R2Gen's reference vocabulary, where it came from). R2Gen builds it from the training
+    reports; a cache without a training split (a test-only cache) borrows the checkpoint's word
+    tokenizer, which was built from the training reports the model saw. Without either, no
+    ``<unk>`` mapping: an empty vocabulary would turn every reference word into ``<unk>``."""
+    from cxreport.metrics.baselines import train_vocabulary
+    from cxreport.text.tokenizer import SPECIALS
+
+    vocab = train_vocabulary(cache, text_field, dataset)
+    if vocab:
+        return vocab, f"the cache's training reports ({len(vocab)} words)"
+    words = getattr(tokenizer, "vocab", None)
+    if getattr(tokenizer, "kind", "") == "word" and words:
+        vocab = set(words) - set(SPECIALS)
+        return vocab, f"the checkpoint tokenizer's {len(vocab)} words (the cache has no training reports)"
+    log.warning("no <unk> mapping: the cache has no training reports and the checkpoint's %s tokenizer has "
+                "no word vocabulary", getattr(tokenizer, "kind", "?"))
+    return None, "not applied (no training reports in the cache, no word vocabulary in the checkpoint)"

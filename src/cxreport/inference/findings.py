@@ -12,7 +12,9 @@ from cxreport.errors import InputError
 from cxreport.metrics.classification import auroc_table
 
 
-def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = False, threads: int = 0) -> dict:
+def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = False, threads: int = 0,
+                      progress: bool | None = False) -> dict:
+    """``checkpoint``: a bundled model name ("default"), a checkpoint folder or a run folder."""
     from cxreport.checkpoint import load_checkpoint
     from cxreport.data.dataset import StudyDataset
     from cxreport.data.study import check_split
@@ -29,7 +31,7 @@ def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = 
     ds = StudyDataset(cache, split, require="image", max_views=model.cfg.views.max_views, label_fn=label_reports)
     if not len(ds):
         raise InputError(f"{cache}: no studies with images in split {split!r}")
-    probs, targets, _ = predict_findings(model, ds)
+    probs, targets, _ = predict_findings(model, ds, progress=progress)
     table = auroc_table(probs, targets, model.labels)
     return {"checkpoint": str(checkpoint), "cache": str(cache), "split": split, "studies": len(ds),
             "step": cfg.get("step"), **table}

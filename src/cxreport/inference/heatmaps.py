@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
 import re
 from pathlib import Path
 
@@ -84,8 +85,12 @@ def colourise(cam: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(c, _STOPS, _COLOURS[:, k]) for k in range(3)], -1).astype(np.uint8)
 
 
+BAR_WIDTH = 44  # the colour-bar panel to the right of each overlay
+
+
 def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Blend a heatmap onto a grayscale film (both S x S); weak activations leave the film visible."""
+    """Blend a heatmap onto a grayscale film (S x S) and put its colour bar on the right: an
+    S x (S + BAR_WIDTH) x 3 image. Weak activations leave the film visible."""
     from PIL import Image
 
     size = gray.shape[:2]
@@ -94,7 +99,26 @@ def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.55) -> np.ndarra
     big = np.clip(big, 0, 1)
     a = (alpha * big)[..., None]
     film = np.repeat(gray[..., None].astype(np.float32), 3, -1)
-    return np.clip(film * (1 - a) + colourise(big).astype(np.float32) * a, 0, 255).astype(np.uint8)
+    blend = np.clip(film * (1 - a) + colourise(big).astype(np.float32) * a, 0, 255).astype(np.uint8)
+    return np.concatenate([blend, colour_bar(size[0], alpha)], axis=1)
+
+
+def colour_bar(height: int, alpha: float = 0.55) -> np.ndarray:
+    """height x BAR_WIDTH x 3: the ramp from the map's maximum (top, "max") to zero (bottom, "0").
+    Grad-CAM maps are scaled per map, so the scale is relative: "max" is that map's strongest spot."""
+    from PIL import Image, ImageDraw
+
+    panel = np.zeros((height, BAR_WIDTH, 3), np.uint8)
+    top, bottom = 12, max(13, height - 12)
+    ramp = np.linspace(1.0, 0.0, bottom - top)[:, None].repeat(10, 1)
+    # The ramp as the overlay shows it: blended with alpha onto mid grey, so colours match the film.
+    shown = colourise(ramp).astype(np.float32) * alpha + 128 * (1 - alpha)
+    panel[top:bottom, 4:14] = np.clip(shown, 0, 255).astype(np.uint8)
+    img = Image.fromarray(panel)
+    draw = ImageDraw.Draw(img)
+    draw.text((17, top - 4), "max", fill=(255, 255, 255))
+    draw.text((17, bottom - 8), "0", fill=(255, 255, 255))
+    return np.asarray(img)
 
 
 def to_png(rgb: np.ndarray) -> bytes:
@@ -120,10 +144,12 @@ def choose_findings(probs: dict | None, labels: list[str], thresholds: dict, pla
 
 def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | None], thresholds: dict,
                      films: list | None = None, plans: list[dict] | None = None):
-    """Per study: [{finding, probability, positive, view, view_index, has_signal, overlay (uint8 S x S x 3)}].
+    """Per study: [{finding, probability, positive, view, view_index, has_signal, overlay}], the
+    overlay a uint8 S x (S + BAR_WIDTH) x 3 image with its colour bar.
 
     ``images`` is the model batch; ``films`` (per study, uint8 V x S x S letterboxed views) are
-    what the overlays are drawn on, by default the model input itself. One per (finding, view)."""
+    what the overlays are drawn on, by default the model input itself. One per (finding, view)
+    whose map has any signal; empty maps are left out."""
     labels = pipeline.labels
     chosen = [choose_findings(p, labels, thresholds, plans[i] if plans else None) for i, p in enumerate(probs)]
     wanted = sorted({j for c in chosen for j in c})
@@ -145,11 +171,15 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
                         else (images[b, v, 0].cpu().numpy() * 255 + 0.5).astype(np.uint8))
                 p = float(probs[b][labels[j]])
                 cam = cams[b, v, col].numpy()
-                # An all-zero map means no region raised the logit: say so rather than show a blank film.
+                if not cam.max() > 0:
+                    # No region of this view raised the logit (e.g. a lateral film when the finding
+                    # head reads only the frontal one): a blank overlay would say nothing.
+                    continue
                 state = plans[b][labels[j]] if plans else ("positive" if p >= thresholds[labels[j]] else "negative")
                 out[b].append({"finding": labels[j], "probability": round(p, 4), "state": state,
+                               "positive": state == "positive",
                                "view": names.get(int(view_ids[b, v]), "unknown"), "view_index": v,
-                               "has_signal": bool(cam.max() > 0), "overlay": overlay(film, cam)})
+                               "has_signal": True, "overlay": overlay(film, cam)})
     return out
 
 
@@ -172,3 +202,23 @@ def write_heatmaps(maps: list[dict], folder: Path, force: bool) -> list[dict]:
 def slug(text: str) -> str:
     """``text`` as a safe file-name part: runs of other characters become '_'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+def check_heatmap_folder(folder: Path, force: bool) -> None:
+    """Before any inference: the overlays' folder can be written and holds no overlays of an
+    earlier run (unless ``force``), so a run never fails after the model has done its work."""
+    from cxreport.errors import InputError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--heatmaps {folder}: exists and is not a folder")
+    old = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if old and not force:
+        raise InputError(f"--heatmaps {folder} already holds {len(old)} overlay PNG(s) (e.g. {old[0].name}): "
+                         "pass --force to overwrite, or choose another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--heatmaps {folder}: cannot create it ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--heatmaps {folder}: not writable")

@@ -33,6 +33,9 @@ from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "default"
+# Every result carries it (JSON, HTTP, CLI text): outputs travel without the README.
+DISCLAIMER = ("Research software, not for clinical use: a draft from a research model that misses and invents "
+              "findings. A radiologist's reading is the only diagnosis.")
 # The cache letterboxes to 256 px by default (`cxreport data prepare --size`); a checkpoint may
 # record another size in preprocessing.json as "letterbox_size".
 CACHE_SIZE = 256
@@ -95,8 +98,23 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     card = path / "MODEL_CARD.md"
     return Pipeline(model, tok, PipelineInfo(name=name, path=str(path), step=int(cfg.get("step") or 0),
                                              letterbox_size=int(prep.get("letterbox_size") or CACHE_SIZE),
-                                             card=card.read_text(encoding="utf-8") if card.is_file() else ""),
+                                             card=card.read_text(encoding="utf-8") if card.is_file() else "",
+                                             weights_sha256=weights_sha256(path)),
                     threshold=threshold, gate=GateParams.load(path))
+
+
+def weights_sha256(checkpoint: Path) -> str:
+    """SHA-256 of a checkpoint's weights file: which exact model wrote an output (16 MB: ~20 ms)."""
+    import hashlib
+
+    f = Path(checkpoint) / "model.safetensors"
+    if not f.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass
@@ -106,6 +124,7 @@ class PipelineInfo:
     step: int = 0
     letterbox_size: int = CACHE_SIZE
     card: str = ""
+    weights_sha256: str = ""
 
 
 @dataclass
@@ -195,11 +214,20 @@ class Pipeline:
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def identity(self) -> dict:
+        """What every result says about where it came from (and the disclaimer)."""
+        from cxreport import __version__
+
+        return {"model": self.name, "model_sha256": self.info.weights_sha256 or None,
+                "cxreport_version": __version__, "disclaimer": DISCLAIMER}
+
     def describe(self) -> dict:
         return {"name": self.name, "labels": self.labels, "image_size": self.image_size,
                 "max_views": self.max_views, "threshold": _uniform(self.thresholds()),
                 "thresholds": self.thresholds(), "step": self.info.step,
                 "encoder": self.model.cfg.encoder.name, "decoder": self.model.cfg.decoder.name,
+                "model_sha256": self.info.weights_sha256 or None,
                 "parameters": sum(p.numel() for p in self.model.parameters())}
 
     def thresholds(self, threshold: float | None = None) -> dict[str, float]:
@@ -306,7 +334,7 @@ class Pipeline:
         "raise"). Each study's own ``findings`` overrides go with it."""
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
         outs = iter(self.run(good, findings=[p.findings for p in good], on_error=on_error, **opts) if good else [])
-        return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, "model": self.name} for p in prepared]
+        return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, **self.identity} for p in prepared]
 
     def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
             threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
@@ -353,11 +381,11 @@ class Pipeline:
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
             if i in refused:
-                results.append({"error": str(refused[i]), "refused": True, "model": self.name, "views": p.views})
+                results.append({"error": str(refused[i]), "refused": True, **self.identity, "views": p.views})
                 continue
             r = {"report": o["text"], "findings": _findings_json(o, thr, overrides[i], assessed),
                  "plan_check": o.get("plan_check"), "views": p.views, "warnings": list(p.warnings),
-                 "model": self.name, "threshold": _uniform(thr),
+                 **self.identity, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
             if regions:
                 # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).

@@ -83,21 +83,26 @@ def to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
-def predict_findings(model, dataset, batch_size: int = 32):
+def predict_findings(model, dataset, batch_size: int = 32, progress: bool | None = False):
     """(probabilities N x L, targets N x L with NaN unknown, study ids) of the finding head on a
-    dataset of items (``StudyDataset``); images only, no text generated."""
+    dataset of items (``StudyDataset``); images only, no text generated. ``progress``: a bar on
+    stderr (None: only on a terminal)."""
     import numpy as np
     import torch
+    from tqdm import tqdm
 
     from cxreport.data.dataset import Collate
 
     collate = Collate.for_model(model.cfg)
     model.eval()
     probs, targets, ids = [], [], []
+    bar = tqdm(total=len(dataset), desc="findings", unit="study", disable=None if progress is None else not progress)
     with torch.no_grad():
         for batch in batches(dataset, collate, batch_size):
+            bar.update(len(batch["study_id"]))
             img_tok, img_mask = model.encode_images(batch["images"], batch["image_mask"], batch["view_ids"])
             probs.append(model.finding_probs(img_tok, img_mask, batch["view_ids"]).float().numpy())
             targets.append(batch["finding_targets"].numpy())
             ids += batch["study_id"]
+    bar.close()
     return np.concatenate(probs), np.concatenate(targets), ids

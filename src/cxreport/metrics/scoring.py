@@ -52,6 +52,33 @@ def resolve_metrics(metrics) -> list[str]:
     return out
 
 
+def check_scoring(metrics=None, *, protocol: str = "full", dataset: str = "iu", uncertain: str = "positive",
+                  labeler: str = "rules") -> list[str]:
+    """The metric names, after checking everything scoring will need that can be checked without
+    texts (names, protocol, packages, Java for METEOR): callers run this before generating."""
+    import shutil
+
+    from cxreport.errors import require
+
+    metrics = resolve_metrics(metrics)
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "r2gen" and dataset not in R2GEN_MAX_SEQ_LENGTH:
+        raise InputError(f"--dataset {dataset!r}: choose iu or mimic for the r2gen protocol")
+    if uncertain not in clinical.UNCERTAIN_POLICIES:
+        raise InputError(f"--uncertain {uncertain!r}: choose positive or negative")
+    if "CE" in metrics:
+        clinical.labeler_name(labeler)
+    if set(metrics) & set(nlg.NLG_METRICS):
+        require("pycocoevalcap", "metrics", "BLEU, METEOR, ROUGE-L and CIDEr-D")
+    if "METEOR" in metrics and shutil.which("java") is None:
+        raise InputError("METEOR needs Java (a JRE 8+ on PATH as `java`), which was not found: install one "
+                         "(e.g. apt-get install default-jre-headless) or leave METEOR out with --metrics")
+    if "BERTScore" in metrics:
+        require("bert_score", "bertscore", "BERTScore")
+    return metrics
+
+
 def protocol_dataset(source: str | None) -> str:
     """Which R2Gen cleaning and truncation a dataset source gets: ``mimic`` for any MIMIC-CXR
     source name (any case), ``iu`` otherwise."""

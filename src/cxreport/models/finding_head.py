@@ -88,7 +88,11 @@ class FindingHead(nn.Module):
         safe[~has_any, 0] = True
         if self.kind == "attention":
             q = self.queries.expand(b, -1, -1)
-            pooled, _ = self.attn(q, x, x, key_padding_mask=~safe, need_weights=False)
+            # The padding as a per-head attn_mask, not key_padding_mask: the same masking, but
+            # torch's key_padding_mask check imports sympy (~0.3 s of every CLI call's start-up).
+            blocked = (~safe)[:, None, :].expand(b, q.shape[1], safe.shape[1])
+            pooled, _ = self.attn(q, x, x, attn_mask=blocked.repeat_interleave(self.attn.num_heads, 0),
+                                  need_weights=False)
             logits = (pooled * self.weight).sum(-1) + self.bias
         else:
             w = safe.unsqueeze(-1).to(x.dtype)

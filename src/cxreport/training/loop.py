@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -21,9 +22,9 @@ from cxreport.checkpoint import load_checkpoint, resolve_checkpoint, save_checkp
 from cxreport.config import save_config
 from cxreport.data.dataset import Collate
 from cxreport.errors import InputError
-from cxreport.fsio import atomic_path
+from cxreport.fsio import atomic_path, atomic_write_jsonl
 from cxreport.metrics.classification import auroc_table
-from cxreport.training.config import RunConfig
+from cxreport.training.config import RunConfig, validate_run_config
 from cxreport.training.setup import (
     autocast_for, build_data, build_optimisation, build_run_model, epoch_indices, init_distributed,
 )
@@ -60,14 +61,18 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     if tr:
         axes[0].plot([h["step"] for h in tr], [h["train_loss"] for h in tr], label="train loss", alpha=0.7)
-    for key in ("val_loss", "val_lm_loss", "val_finding_loss"):
-        if ev:
-            axes[0].plot([h["step"] for h in ev], [h[key] for h in ev], marker="o", label=key)
+    for key in ("val_loss", "val_lm_loss", "val_finding_loss"):  # only what validation measured
+        pts = [(h["step"], h[key]) for h in ev if key in h and not math.isnan(h[key])]
+        if pts:
+            axes[0].plot(*zip(*pts), marker="o", label=key)
     axes[0].set(xlabel="step", title="losses")
     axes[0].legend()
-    if ev and any(not math.isnan(h.get("val_auroc", float("nan"))) for h in ev):
-        axes[1].plot([h["step"] for h in ev], [h.get("val_auroc") for h in ev], marker="o", color="C3")
-    axes[1].set(xlabel="step", title="validation macro AUROC (findings)")
+    auroc = [(h["step"], h["val_auroc"]) for h in ev if not math.isnan(h.get("val_auroc", float("nan")))]
+    if auroc:
+        axes[1].plot(*zip(*auroc), marker="o", color="C3")
+        axes[1].set(xlabel="step", title="validation macro AUROC (findings)")
+    else:
+        axes[1].set_axis_off()  # a run without finding labels has no AUROC to show
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -91,6 +96,7 @@ class _Pairs(torch.utils.data.Dataset):
 class Trainer:
     def __init__(self, cfg: RunConfig):
         self.cfg, loop = cfg, cfg.train
+        validate_run_config(cfg)  # before processes, data and model: a typo costs a second, not an epoch
         self.dist = init_distributed()
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +148,10 @@ class Trainer:
         self.step, self.epoch, self.micro = st["step"], st["epoch"], st["micro"]
         self.best, self.bad_evals, self.history = st["best"], st["bad_evals"], st["history"]
         _set_rng_state(st["rng"])
+        if self.dist.main:
+            # Rows logged after this checkpoint (a kill -9 between checkpoints) will be logged again
+            # as training replays those steps: keep exactly the rows the checkpoint knew about.
+            atomic_write_jsonl(self.out / "log.jsonl", self.history)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.micro)
 
     def _save(self, metrics: dict, improved: bool) -> None:
@@ -168,7 +178,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         self.model.eval()
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, lm, finding, batches
+        # loss, lm, finding, batches, batches with text, batches with images: a loss is only
+        # averaged over (and reported for) the batches that could measure it
+        sums = torch.zeros(6, dtype=torch.float64)
         probs, targets = [], []
         loop = self.cfg.train
         for ds in self.val_sets:
@@ -179,8 +191,10 @@ class Trainer:
                 batch = _to(self.collate_eval([ds[i] for i in idx[start:start + loop.batch_size]]), self.dist.device)
                 with self.autocast():
                     out = self.model(batch)
-                sums += torch.tensor([out["loss"].item(), out["lm_loss"].item(), out["finding_loss"].item(), 1.0])
                 keep = batch["has_image"]
+                texts, images = float(batch["has_text"].any()), float(keep.any())
+                sums += torch.tensor([out["loss"].item(), out["lm_loss"].item() * texts,
+                                      out["finding_loss"].item() * images, 1.0, texts, images])
                 probs.append(torch.sigmoid(out["finding_logits"].float())[keep].cpu())
                 targets.append(batch["finding_targets"][keep].cpu())
         if self.dist.world > 1:
@@ -192,9 +206,12 @@ class Trainer:
         self.model.train()
         if loop.stage == 1:
             self.model.encoder.eval()
-        n = max(1.0, sums[3].item())
-        metrics = {"val_loss": sums[0].item() / n, "val_lm_loss": sums[1].item() / n,
-                   "val_finding_loss": sums[2].item() / n, "val_auroc": float("nan")}
+        metrics = {"val_loss": sums[0].item() / max(1.0, sums[3].item())}
+        if sums[4] > 0:
+            metrics["val_lm_loss"] = sums[1].item() / sums[4].item()
+        if sums[5] > 0:
+            metrics["val_finding_loss"] = sums[2].item() / sums[5].item()
+            metrics["val_auroc"] = float("nan")
         if probs and sum(len(p) for p in probs):
             table = auroc_table(torch.cat(probs).numpy(), torch.cat(targets).numpy(), self.model.labels)
             metrics["val_auroc"] = table["macro_auroc"]
@@ -204,7 +221,8 @@ class Trainer:
         """Log, checkpoint, and say whether early stopping fires."""
         name = self.cfg.train.metric
         if name not in metrics:
-            raise InputError(f"train.metric {name!r}: choose one of {sorted(metrics)}")
+            raise InputError(f"train.metric {name!r} was not measured on the validation split (it has no "
+                             f"{'report text' if name == 'val_lm_loss' else 'images'}); choose one of {sorted(metrics)}")
         value = metrics[name]
         lower = name in _LOWER_IS_BETTER
         improved = not math.isnan(value) and (self.best is None or (value < self.best if lower else value > self.best))
@@ -213,6 +231,13 @@ class Trainer:
         else:
             self.bad_evals += 1
         self._log({"step": self.step, "epoch": self.epoch, **metrics, "best": self.best})
+        if self.dist.main:  # one line per validation, with or without the progress bar
+            from tqdm import tqdm
+
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            tqdm.write(f"validation at step {self.step} (epoch {self.epoch}): {shown}; best {name} "
+                       f"{self.best if self.best is None else round(self.best, 4)}{' (new best)' if improved else ''}",
+                       file=sys.stderr)
         self._save(metrics, improved)
         if self.dist.main:
             _plot_curves(self.history, self.out / "curves.png")

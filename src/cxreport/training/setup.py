@@ -166,6 +166,10 @@ def build_data(cfg: RunConfig, out: Path) -> RunData:
                    build_datasets(cfg, caches, tokenizer, "val_split"), resume, source)
     if not sum(len(d) for d in data.train_sets):
         raise InputError("no training studies: check data.sources (cache paths, splits, require)")
+    if not sum(len(d) for d in data.val_sets):
+        splits = ", ".join(f"{s.cache}:{s.val_split}" for s in cfg.data.sources)
+        raise InputError(f"no validation studies in {splits}: every validation metric would be empty; "
+                         "set data.sources[i].val_split to a split the cache has")
     return data
 
 
