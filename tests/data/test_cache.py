@@ -129,8 +129,8 @@ def test_report_label_table_and_top_words(tmp_path):
 def test_prepare_real_iu(shared_data, tmp_path):
     out = prepare_cache("iu-xray", shared_data / "iu_xray", tmp_path / "iu", size=64, workers=1)
     c = Cache(out)
-    assert c.meta["counts"]["studies"] == 3261 and c.meta["counts"]["images_ok"] == 17
-    assert c.meta["counts"]["images_missing"] == 6243 - 17
+    assert c.meta["counts"]["studies"] == 3261 and c.meta["counts"]["images_ok"] == 22
+    assert c.meta["counts"]["images_missing"] == 6243 - 22
 
 
 def test_prepare_mimic_miniature_tree(tmp_path):

@@ -64,7 +64,7 @@ def test_iu_kaggle_real_counts(shared_data):
     st = load_source("iu-xray", shared_data / "iu_xray")
     assert len(st) == 3261
     assert sum(s.split == "val" for s in st) == 296
-    assert sum(len(s.image_paths) for s in st) == 17
+    assert sum(len(s.image_paths) for s in st) == 22
     assert sum(bool(s.extra["r2gen_id"]) for s in st) == 2069 + 296
 
 
