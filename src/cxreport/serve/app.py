@@ -173,8 +173,6 @@ def _upload_label(i: int, filename: str | None) -> str:
 
 def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
     """The service around one loaded ``cxreport.inference.Pipeline``."""
-    import anyio
-
     cfg = cfg or ServeConfig()
     pipeline.max_pixels = cfg.max_pixels
     batcher = MicroBatcher(pipeline, max_batch=cfg.max_batch, window_ms=cfg.batch_window_ms)
@@ -194,6 +192,15 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
     # Documents the key in /docs (Authorize button); the middleware enforces it before the body is read.
     api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False)
 
+    _add_error_handlers(app)
+    _add_info_routes(app, pipeline, api_key_doc)
+    _add_report_route(app, pipeline, batcher, cfg, state, api_key_doc)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as the same small JSON body, never a stack trace."""
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
         return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
@@ -208,6 +215,8 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         log.error("%s %s 500 (%s)", request.method, request.url.path, type(exc).__name__)
         return _error(500, "internal error; the server log has the details")
 
+
+def _add_info_routes(app: FastAPI, pipeline, api_key_doc) -> None:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
@@ -221,6 +230,10 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
              responses={200: {"model": Models}})
     async def models():
         return {"models": [pipeline.describe()], "default": pipeline.name}
+
+
+def _add_report_route(app: FastAPI, pipeline, batcher, cfg: ServeConfig, state: dict, api_key_doc) -> None:
+    import anyio
 
     @app.post("/v1/reports", summary="a report for one study (1..N views)", dependencies=[Depends(api_key_doc)],
               responses={200: {"model": Report, "description": "the report, findings and (optionally) heatmaps"},
@@ -275,8 +288,6 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         log.info("POST /v1/reports 200 (%d image(s), %d bytes, %.0f ms)", len(datas), sum(map(len, datas)),
                  (time.perf_counter() - t0) * 1000)
         return result
-
-    return app
 
 
 def _offline_docs(app: FastAPI) -> None:
