@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,16 +76,30 @@ def wait_for_driver(port: int, proc) -> None:
     raise AssertionError("chromedriver did not start")
 
 
-def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
+@contextmanager
+def page_session(model, extra_args=()):
+    """A served model and a headless Chromium driven over WebDriver; both stopped afterwards."""
     port, driver_port = free_port(), free_port()
-    server = start_server(tiny_run, port)
+    server = start_server(model, port)
     driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
     profile = tempfile.mkdtemp(prefix="cxr-chromium-")
     wd = None
     try:
         wait_for_driver(driver_port, driver_proc)
-        wd = WebDriver(driver_port, profile)
+        wd = WebDriver(driver_port, profile, extra_args)
+        yield wd, port
+    finally:
+        if wd is not None:
+            wd.quit()
+        driver_proc.terminate()
+        driver_proc.wait(timeout=20)
+        stop_server(server)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
+    with page_session(tiny_run) as (wd, port):
         wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
         files = [xrays["cardio"], xrays["effusion"]]
         wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": "\n".join(str(p) for p in files)})
@@ -120,13 +135,6 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
             time.sleep(0.2)
         api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
                          files=[("images", (p.name, p.read_bytes(), "image/png")) for p in files]).json()
-    finally:
-        if wd is not None:
-            wd.quit()
-        driver_proc.terminate()
-        driver_proc.wait(timeout=20)
-        stop_server(server)
-        shutil.rmtree(profile, ignore_errors=True)
     assert page_report == api["report"] and page_report.strip()
     assert bars == 14 and heatmaps >= 2 and model_name == "Model: run."
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,15 +152,7 @@ def _wait_reports(wd, n: int, timeout: float = 60) -> None:
 
 
 def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
-    port, driver_port = free_port(), free_port()
-    server = start_server(tiny_run, port)
-    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
-    wd = None
-    try:
-        wait_for_driver(driver_port, driver_proc)
-        wd = WebDriver(driver_port, profile)
+    with page_session(tiny_run) as (wd, port):
         wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
         wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": str(xrays["cardio"])})
         wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
@@ -172,13 +172,6 @@ def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
         api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
                          files=[("images", (xrays["cardio"].name, xrays["cardio"].read_bytes(), "image/png"))],
                          data={"findings": '{"Pneumothorax": "positive", "Cardiomegaly": "negative"}'}).json()
-    finally:
-        if wd is not None:
-            wd.quit()
-        driver_proc.terminate()
-        driver_proc.wait(timeout=20)
-        stop_server(server)
-        shutil.rmtree(profile, ignore_errors=True)
     assert after != before and "pneumothorax" in after.lower() and after == api["report"]
     assert chosen == "positive" and sorted(marked) == ["Cardiomegaly (set by you)", "● Pneumothorax (set by you)"]
 
@@ -188,15 +181,7 @@ OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 
 
 def test_docs_render_offline(tiny_run, tmp_path):
-    port, driver_port = free_port(), free_port()
-    server = start_server(tiny_run, port)
-    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
-    wd = None
-    try:
-        wait_for_driver(driver_port, driver_proc)
-        wd = WebDriver(driver_port, profile, OFFLINE)
+    with page_session(tiny_run, OFFLINE) as (wd, port):
         wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/docs"})
         deadline = time.monotonic() + 30
         while (ops := wd.js("return document.querySelectorAll('.opblock').length")) < 3:
@@ -208,12 +193,5 @@ def test_docs_render_offline(tiny_run, tmp_path):
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             Path(keep, "docs_offline.png").write_bytes(base64.b64decode(wd.cmd("GET", "/screenshot")))
-    finally:
-        if wd is not None:
-            wd.quit()
-        driver_proc.terminate()
-        driver_proc.wait(timeout=20)
-        stop_server(server)
-        shutil.rmtree(profile, ignore_errors=True)
     assert ops >= 3 and "cxreport" in title
     assert all(name in schemas for name in ("Report", "Models", "Health")), schemas
