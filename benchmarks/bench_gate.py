@@ -32,7 +32,7 @@ def main() -> None:
     yy, xx = np.mgrid[0:256, 0:256]
     film = (128 + 60 * np.sin(xx / 30.0) * np.cos(yy / 40.0) + rng.normal(0, 5, (256, 256))).clip(0, 255).astype(np.uint8)
     rgb = np.repeat(film[..., None], 3, -1)
-    pooled = rng.normal(0, 1, (1, params.ood_mean.shape[0])).astype(np.float32) * 0.1 + params.ood_mean
+    pooled = rng.normal(0, 1, (1, params.ood_mean.shape[1])).astype(np.float32) * 0.1 + params.ood_mean[:1]
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()

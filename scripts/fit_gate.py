@@ -3,8 +3,11 @@
     python scripts/fit_gate.py --config configs/default-gate.json --model runs/default-findings-head/best
     python scripts/fit_gate.py --config configs/default-gate.json --model ... --measure   # test splits, once
 
-Out-of-distribution score: PCA-Mahalanobis of pooled encoder features, fitted on the training
-films of every source, its threshold a quantile of the validation films' distances. Orientation:
+Out-of-distribution score: PCA-Mahalanobis of pooled encoder features, one model per group of
+sources (``"group"`` in a source, default its name: adult NIH + IU films, pediatric Kermany films),
+fitted on the group's train+val films. Each group's limit is a quantile (``ood_quantile``) of its
+films' OUT-OF-FOLD distances (patient-wise folds: a film is scored by a model that never saw its
+patient), so the limit is set on as many held-out films as there are films. Orientation:
 self-supervised on rotated training films. View: mirror-symmetry threshold from validation
 frontal films and the training laterals (IU). ``--measure`` writes OUT/gate_scores.json.
 """
@@ -26,20 +29,46 @@ from cxreport.data.images import letterbox
 from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
 from cxreport.inference.gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
-                                     fit_orientation, mirror_symmetry)
+                                     fit_orientation, mirror_symmetry, ood_input)
 from cxreport.training.feature_cache import pooled_features
 
 
-def films(cache: Cache, splits, frontal_only=True):
-    """(image indices, view groups) of the cache's images in ``splits``."""
-    idx, views = [], []
+def films(cache: Cache, splits, frontal_only=True, patients=False):
+    """(image indices, view groups[, patient ids]) of the cache's images in ``splits``."""
+    idx, views, pats = [], [], []
     for r in cache.rows:
         if r["split"] in splits:
             for i, v in zip(r.get("image_index") or [], r.get("views") or []):
                 if not frontal_only or view_group(v) != "lateral":
                     idx.append(i)
                     views.append(view_group(v))
-    return np.array(idx, dtype=int), views
+                    pats.append(f"{r.get('source')}:{r.get('patient_id') or r['study_id']}")
+    return (np.array(idx, dtype=int), views) + ((pats,) if patients else ())
+
+
+def fit_groups(cfg: dict, caches: dict, feats: dict, gc: GateConfig):
+    """{group: (mean, basis, var, resid, limit, n films)}: each group's OOD model on its train+val films
+    and its limit, the ``ood_quantile`` of patient-wise out-of-fold distances."""
+    from cxreport.training.head_fit import patient_folds
+
+    groups: dict[str, list[str]] = {}
+    for s in cfg["sources"]:
+        groups.setdefault(s.get("group", s["name"]), []).append(s["name"])
+    out = {}
+    for g, names in groups.items():
+        parts = [films(caches[n], ("train", "val"), False, patients=True) for n in names]
+        x = ood_input(np.concatenate([feats[n][p[0]] for n, p in zip(names, parts)]), gc.ood_features)
+        folds = patient_folds(sum((p[2] for p in parts), []), int(cfg.get("ood_folds", 5)))
+        oof = np.zeros(len(x), dtype=np.float32)
+        for f in np.unique(folds):
+            held = folds == f
+            one = GateParams(config=GateConfig(), orient_w=np.zeros(1), orient_b=np.zeros(1),
+                             **dict(zip(("ood_mean", "ood_basis", "ood_var", "ood_resid_var"),
+                                        fit_ood(x[~held], gc.ood_components))))
+            oof[held] = Gate(one).ood_distance(x[held])
+        limit = float(np.quantile(oof, cfg.get("ood_quantile", 0.995)) * cfg.get("ood_margin", 1.0))
+        out[g] = (*fit_ood(x, gc.ood_components), limit, len(x))
+    return out
 
 
 @torch.no_grad()
@@ -64,10 +93,8 @@ def main() -> None:
     caches = {s["name"]: Cache(s["cache"]) for s in cfg["sources"]}
     feats = {n: pooled_features(enc, c, Path(cfg["features"]) / f"{c.meta['fingerprint']}-{model.cfg.encoder.name}-{size}.npy",
                                 size) for n, c in caches.items()}
-    train = np.concatenate([feats[n][films(c, ("train",), False)[0]] for n, c in caches.items()])
-    val = np.concatenate([feats[n][films(c, ("val",), False)[0]] for n, c in caches.items()])
     gc = GateConfig(**cfg.get("gate", {}))
-    mean, basis, var, resid = fit_ood(train, gc.ood_components)
+    groups = fit_groups(cfg, caches, feats, gc)
     rng = np.random.default_rng(0)
     upright = []
     for n, c in caches.items():
@@ -75,11 +102,11 @@ def main() -> None:
         take = rng.choice(idx, min(len(idx), int(cfg.get("orientation_films_per_source", 1500))), replace=False)
         upright.append(np.asarray(c.images[np.sort(take)]))
     w, b = fit_orientation(np.concatenate(upright), gc.thumb)
-    params = GateParams(config=gc, orient_w=w, orient_b=b, ood_mean=mean, ood_basis=basis, ood_var=var,
-                        ood_resid_var=resid)
+    stack = [np.stack([groups[g][i] for g in groups]) for i in range(5)]
+    params = GateParams(config=gc, orient_w=w, orient_b=b, ood_mean=stack[0], ood_basis=stack[1], ood_var=stack[2],
+                        ood_resid_var=stack[3], ood_scale=stack[4])
     gate = Gate(params)
-    dval = gate.ood_distance(val)
-    gc.ood_threshold = float(np.quantile(dval, cfg.get("ood_val_quantile", 0.995)) * cfg.get("ood_margin", 1.0))
+    gc.ood_groups, gc.ood_threshold = list(groups), 1.0  # distances come divided by each group's limit
     # view: symmetry of validation frontal films vs the laterals we have (IU train)
     sym_front = np.array([mirror_symmetry(np.asarray(c.images[i])) for c in caches.values()
                           for i in films(c, ("val",))[0]])
@@ -88,12 +115,11 @@ def main() -> None:
     gc.symmetry_threshold = float(np.quantile(sym_front, cfg.get("view_frontal_quantile", 0.005)))
     # Keep the image check only if it tells the laterals we have from frontal films.
     gc.view_check = bool(len(sym_lat) and (sym_lat < gc.symmetry_threshold).mean() >= 0.9)
-    gc.metrics = {"ood_val_films": int(len(val)), "ood_train_films": int(len(train)),
-                  "ood_val_distance_quantiles": {q: round(float(np.quantile(dval, q)), 3) for q in (0.5, 0.99, 0.995, 1.0)},
+    gc.metrics = {"ood_groups": {g: {"films": v[5], "limit": round(v[4], 4)} for g, v in groups.items()},
                   "symmetry_val_frontal_q": {q: round(float(np.quantile(sym_front, q)), 3) for q in (0.005, 0.05, 0.5)},
                   "symmetry_laterals": sorted(round(float(s), 3) for s in sym_lat)}
     params.save(args.model)
-    print(json.dumps({"ood_threshold": gc.ood_threshold, "symmetry_threshold": gc.symmetry_threshold, **gc.metrics}, indent=1))
+    print(json.dumps({"symmetry_threshold": gc.symmetry_threshold, **gc.metrics}, indent=1))
     if args.measure:
         measure(cfg, gate, caches, feats, enc, size, Path(args.model))
 
@@ -112,7 +138,9 @@ def measure(cfg, gate: Gate, caches, feats, enc, size, out: Path) -> None:
         idx, views = films(c, ("test",) if n != "iu" else ("train", "val", "test"), False)
         imgs = np.asarray(c.images[idx])
         ok_pix = np.array([not _refused(gate, g, 0.0, "x") for g in imgs])
-        up = np.array([gate.orientation(g)[0] == 0 or gate.orientation(g)[1] < gate.cfg.orient_min_prob for g in imgs])
+        # as the pipeline does: laterals are never turned (the check learned from frontal films)
+        up = np.array([v == "lateral" or gate.orientation(g)[0] == 0 or gate.orientation(g)[1] < gate.cfg.orient_min_prob
+                       for g, v in zip(imgs, views)])
         ok_ood = gate.ood_distance(feats[n][idx]) <= gate.cfg.ood_threshold
         res["acceptance"][n] = {"films": int(len(idx)), "accepted": int((ok_pix & ok_ood).sum()),
                                 "rate": round(float((ok_pix & ok_ood).mean()), 4),

@@ -176,3 +176,69 @@ def test_http_422_for_a_photo(gated):
     client = TestClient(create_app(gated, ServeConfig()))
     resp = client.post("/v1/reports", files=[("images", ("hopper.jpg", photo, "image/jpeg"))])
     assert resp.status_code == 422 and "colour picture" in resp.json()["error"]
+
+
+def test_ood_groups_take_the_nearest_group_each_with_its_own_limit(tmp_path):
+    """Two groups of training features far apart: a point near either is in, a point between them
+    is out, and each group's limit scales its own distances; the groups survive save/load."""
+    from cxreport.inference.gate import Gate, GateConfig, GateParams, fit_ood
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (400, 16)).astype(np.float32)
+    b = rng.normal(0, 1, (400, 16)).astype(np.float32) * 0.5 + 20
+    fa, fb = fit_ood(a, 4), fit_ood(b, 4)
+    stack = [np.stack([x, y]) for x, y in zip(fa, fb)]
+    params = GateParams(GateConfig(ood_threshold=1.0, ood_groups=["adult", "pediatric"]), np.zeros((256, 4)),
+                        np.zeros(4), *stack, ood_scale=np.array([2.0, 4.0]))
+    gate = Gate(params)
+    da, db = gate.ood_distance(a[:50]), gate.ood_distance(b[:50])
+    assert np.median(da) < 1 and np.median(db) < 1
+    assert gate.ood_distance(np.full((1, 16), 10.0))[0] > 10
+    single = Gate(GateParams(GateConfig(), np.zeros((256, 4)), np.zeros(4), *fa))
+    assert np.allclose(single.ood_distance(a[:5]) / 2.0, gate.ood_distance(a[:5]), rtol=1e-4)
+    params.save(tmp_path)
+    again = GateParams.load(tmp_path)
+    assert again.config.ood_groups == ["adult", "pediatric"]
+    assert np.allclose(Gate(again).ood_distance(b[:50]), db)
+
+
+def test_a_gate_written_before_groups_still_loads(tmp_path):
+    """gate.json with ood_resid_var inside and 1-D arrays (one group) loads as one group, limit 1."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from cxreport.inference.gate import Gate, GateParams, fit_ood
+
+    x = np.random.default_rng(0).normal(0, 1, (100, 8)).astype(np.float32)
+    mean, basis, var, resid = fit_ood(x, 3)
+    save_file({"orient_w": np.zeros((256, 4), np.float32), "orient_b": np.zeros(4, np.float32), "ood_mean": mean,
+               "ood_basis": basis, "ood_var": var}, str(tmp_path / "gate.safetensors"))
+    (tmp_path / "gate.json").write_text(json.dumps({"ood_threshold": 2.0, "ood_resid_var": resid}))
+    params = GateParams.load(tmp_path)
+    assert params.ood_mean.shape == (1, 8) and params.ood_scale.tolist() == [1.0]
+    assert Gate(params).ood_distance(x[:10]).shape == (10,)
+
+
+def test_l2_ood_features_are_unit_vectors_and_unknown_modes_fail():
+    from cxreport.inference.gate import ood_input
+
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    assert np.allclose(ood_input(x, "l2")[0], [0.6, 0.8]) and np.isfinite(ood_input(x, "l2")).all()
+    assert ood_input(x, "raw") is not None
+    with pytest.raises(ValueError, match="raw or l2"):
+        ood_input(x, "cosine")
+
+
+def test_a_film_known_to_be_lateral_is_never_turned(gated, tmp_path, monkeypatch):
+    """The orientation check learned from frontal films: a lateral (given or second by position)
+    keeps the orientation it came in, while the frontal beside it is still turned upright."""
+    film = _films(3)[2]
+    front = _png(tmp_path / "front.png", np.rot90(film, 2))
+    side = _png(tmp_path / "side.png", _lateral())
+    monkeypatch.setattr(gated.gate, "orientation", lambda gray: (2, 0.99))  # "upside down", for both
+    r = gated.generate([front, side], views=["frontal", "lateral"])
+    assert [v["turned_upright_degrees"] for v in r["views"]] == [180, 0]
+    monkeypatch.setattr(gated.gate.cfg, "view_check", False)  # as bundled: views by position
+    r = gated.generate([front, side])
+    assert [(v["view_from"], v["turned_upright_degrees"]) for v in r["views"]] == [("position", 180), ("position", 0)]

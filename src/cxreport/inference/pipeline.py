@@ -262,10 +262,16 @@ class Pipeline:
             turned = 0
             if self.gate is not None:
                 self.gate.check_pixels(film, tags[-1], facts["colour"])
+            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
+            # The orientation check learned from frontal films only: it called 3 of IU's 10 upright
+            # laterals upside down, so a film known to be lateral (given, tagged, or second by
+            # position) is never turned; the image check itself needs the film upright first.
+            if self.gate is not None and (name != "lateral" or how == "image check"):
                 film, turned = self.gate.upright(film)
                 if turned:
                     warnings.append(f"{tags[-1]}: was rotated by {90 * turned} degrees; turned upright before reading")
-            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
+                    if how == "image check":
+                        name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
             arrays.append(film)
             infos.append({"index": i, "view": name, "view_from": how, "source": source, "height": int(h),
                           "width": int(w), "turned_upright_degrees": 90 * turned})
