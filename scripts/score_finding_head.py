@@ -65,7 +65,9 @@ def _plot(path, curves, labels):
     fig.savefig(path, dpi=110)
 
 
-def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Path):
+def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Path, compare=None,
+               compare_label: str = "base model"):
+    """``compare``: the model whose test figures are the "before" (default: ``base``)."""
     fc = model.cfg.findings
     scale, bias = (t.numpy() for t in calibration_terms(fc, labels))
     result = {}
@@ -74,7 +76,7 @@ def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Pa
     z = predict_logits(probe, x)
     after = 1 / (1 + np.exp(-(z * scale + bias)))
     raw = 1 / (1 + np.exp(-(z + logit(priors[names.index("nih")]))))
-    old, old_y, _ = predict_findings(base, StudyDataset(cache, "test", require="image"))
+    old, old_y, _ = predict_findings(compare or base, StudyDataset(cache, "test", require="image"))
     cols = [n for n in labels if assessed[n]]
     keep_cols = [labels.index(n) for n in cols]
     auc = auroc_table(after, y, labels)
@@ -90,7 +92,8 @@ def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Pa
         "base_model_macro_auroc_assessed": round(float(np.mean([auc_old["per_label"][n]["auroc"] for n in cols])), 4),
         "ece": {k: {n: round(v[n], 4) for n in cols if n in v} for k, v in ece.items()},
         "call_rates": rates}
-    curves = {"base model v0.1": ({n: old[:, j] for j, n in enumerate(labels)}, {n: old_y[:, j] for j, n in enumerate(labels)}),
+    result["nih_test"]["compared_with"] = compare_label
+    curves = {compare_label: ({n: old[:, j] for j, n in enumerate(labels)}, {n: old_y[:, j] for j, n in enumerate(labels)}),
               "new, uncalibrated": ({n: raw[:, j] for j, n in enumerate(labels)}, {n: y[:, j] for j, n in enumerate(labels)}),
               "new, calibrated": ({n: after[:, j] for j, n in enumerate(labels)}, {n: y[:, j] for j, n in enumerate(labels)})}
     _plot(out / "reliability_nih_test.png", curves, cols)

@@ -92,6 +92,9 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", default=None, help="run folder (default: the config's out_dir)")
     ap.add_argument("--score-test", action="store_true", help="score the test splits once (final run only)")
+    ap.add_argument("--compare", default=None, help="with --score-test: the model whose figures are the 'before' "
+                                                     "(default: the config's base)")
+    ap.add_argument("--compare-label", default="base model", help="its name in the figures and the plot")
     args = ap.parse_args()
     cfg = json.loads(Path(args.config).read_text())
     out = Path(args.out or cfg["out_dir"])
@@ -145,7 +148,8 @@ def main() -> None:
     if args.score_test:
         from score_finding_head import score_test  # scripts/ sibling: test figures, written once
 
-        score_test(cfg, model, probe, base, names, labels, assessed, priors, out)
+        compare = load_checkpoint(args.compare)[0] if args.compare else None
+        score_test(cfg, model, probe, base, names, labels, assessed, priors, out, compare, args.compare_label)
 
 
 if __name__ == "__main__":
