@@ -60,6 +60,15 @@ def test_comparison_wording_and_deid_residue_are_removed_without_a_prior():
     assert "stable" in kept
 
 
+@pytest.mark.parametrize("sentence, compares", [
+    ("There has been increased interstitial opacities.", True),  # written by the bundled decoder
+    ("There has been a slight decrease in the effusion.", True),
+    ("There is increased opacity at the left base.", False),  # density, not change
+    ("Increased interstitial markings.", False)])
+def test_change_since_an_earlier_study_counts_as_comparison(sentence, compares):
+    assert has_comparison(sentence) is compares
+
+
 def test_one_film_is_not_described_as_two_views():
     text, _ = make_faithful(["Frontal and lateral views of the chest were obtained. Lungs are clear."], _plan(),
                             views=1)
@@ -78,3 +87,13 @@ def test_drop_sentences_for_training_text():
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.", ["deid"]) == \
         "Heart is stable. Lungs clear."
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.") == "Lungs clear."
+
+
+def test_an_uncertain_finding_is_neither_asserted_nor_denied():
+    plan = {k: "negative" for k in CHECKED}
+    plan["Pleural Effusion"] = "uncertain"
+    assert not check("There is no pleural effusion.", plan)["agrees"]
+    assert not check("There is a pleural effusion.", plan)["agrees"]
+    assert check("Possible small pleural effusion.", plan)["agrees"]
+    text, _ = make_faithful(["Heart size is normal. There is no pleural effusion."], plan)
+    assert "effusion" not in text and "Heart size is normal." in text

@@ -51,13 +51,15 @@ def plan_states(plan: dict) -> dict[str, str]:
 
 def _against(reading: dict, plan: dict[str, str]) -> list[str]:
     """Findings one sentence states against the plan: a positive denied or hedged, an uncertain
-    one stated as certain, a negative or unassessed one asserted."""
+    one stated as certain (present, or absent: "no pleural effusion" beside an uncertain
+    effusion contradicts the findings shown with the report), a negative or unassessed one
+    asserted."""
     out = []
     for k, state in plan.items():
         got = reading.get(k)
         if got is None:
             continue
-        if (state == "positive" and got != POS) or (state == "uncertain" and got == POS) or \
+        if (state == "positive" and got != POS) or (state == "uncertain" and got != UNC) or \
                 (state in ("negative", "not_assessed") and got in (POS, UNC)):
             out.append(k)
     return out
