@@ -44,15 +44,19 @@ def untrained_checkpoint(folder: Path) -> Path:
     return save_checkpoint(folder / "untrained-effnet-transformer", model, tokenizer=tok, half=True)
 
 
-def film_png(size: int = 1024) -> bytes:
+EXAMPLE_FILM = SRC / "cxreport" / "examples" / "nih_cxr14" / "00000129_000.jpg"
+
+
+def film_png(size: int = 1024, path: Path = EXAMPLE_FILM) -> bytes:
+    """A real chest film (the packaged NIH sample unless --image), resized to ``size`` and sent as
+    PNG. Synthetic patterns are no longer usable: the input gate refuses them (422)."""
     import io
 
     from PIL import Image
 
-    y, x = np.mgrid[0:size, 0:size] / size
-    img = 120 + 60 * np.sin(6 * x) * np.cos(4 * y) + np.random.default_rng(0).normal(0, 10, (size, size))
     buf = io.BytesIO()
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+    with Image.open(path) as im:
+        im.convert("L").resize((size, size), Image.BILINEAR).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -170,7 +174,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--max-len", type=int, default=60)
-    ap.add_argument("--image-size", type=int, default=1024, help="side of the synthetic PNG sent")
+    ap.add_argument("--image-size", type=int, default=1024, help="side of the PNG sent")
+    ap.add_argument("--image", type=Path, default=EXAMPLE_FILM, help="the film to send (default: a packaged NIH sample)")
     ap.add_argument("--serve-args", default="", help="extra `cxreport serve` options, e.g. '--max-queue 4'")
     ap.add_argument("--ab", action="store_true", help="run --max-batch 1 first, then the default, in this run")
     ap.add_argument("--ok-statuses", default="200", help="statuses that are not errors (e.g. 200,503)")
@@ -178,7 +183,7 @@ def main() -> int:
 
     note, tmp = "", tempfile.TemporaryDirectory()
     model = args.model
-    body = film_png(args.image_size)
+    body = film_png(args.image_size, args.image)
     extra = shlex.split(args.serve_args)
     variants = [("max-batch 1", extra + ["--max-batch", "1"]), ("default", extra)] if args.ab else [("run", extra)]
     results = {}

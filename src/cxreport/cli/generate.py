@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                         "studies an earlier run finished)")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0 = the cores, less the --workers of a batch; docs/serving.md)")
+                   help="torch CPU threads (0 = the cores this process may use; on a busy machine try 1; docs/serving.md)")
     p.add_argument("--workers", type=int, default=0,
                    help="batch: threads decoding the next batch's images while the model runs (0 = cores // 4, "
                         "at least 1)")

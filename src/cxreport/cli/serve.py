@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="threads decoding uploaded images (0 = cores // 4, at least 1)")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads of the model (0 = cores - workers, at least 1; see docs/serving.md)")
+                   help="torch CPU threads of the model (0 = the cores this process may use; on a busy machine try 1; docs/serving.md)")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests in flight before new ones get 503 (answered before the upload is read)")
     p.add_argument("--max-batch", type=int, default=8,

@@ -1,20 +1,26 @@
 """CPU thread policy for the commands that run the model (serve, generate, evaluate).
 
-The rule: never keep more threads busy than there are cores. A command has ``workers`` threads
-that decode and letterbox images (Pillow and numpy release the GIL, so they really run in
-parallel) and ONE model thread whose torch ops use ``threads`` intra-op threads. So
+A command has ``workers`` threads that decode and letterbox images (Pillow and numpy release the
+GIL, so they really run in parallel) and ONE model thread whose torch ops use ``threads``
+intra-op threads:
 
     workers = max(1, cores // 4)          (2 cores: 1, 8 cores: 2, 16 cores: 4)
-    threads = max(1, cores - workers)     (2 cores: 1, 8 cores: 6, 16 cores: 12)
+    threads = cores                       (the model thread uses every core)
 
-and torch's inter-op pool is 1 (nothing here runs independent ops in parallel). Work with no
-image decoding beside the model (one study on the command line, ``evaluate`` reading the
-prepared cache) has no workers, so ``threads = cores``. Why: when the
-threads outnumber the cores, torch's intra-op threads wait for each other at every op whenever one
-is descheduled; measured on 2 cores under load, one study took 1,106 ms with 2 threads and 118 ms
-with 1 (docs/serving.md). ``cores`` is what this process may use (CPU affinity / cgroup cpuset),
-not the machine's count. ``OMP_NUM_THREADS``, when set, is taken as the user's choice of
-``threads``; an explicit option overrides both.
+and torch's inter-op pool is 1 (nothing here runs independent ops in parallel). The decode
+workers mostly wait for the model (decoding a film takes a few ms, the model tens to hundreds), so
+giving the model every core beats reserving cores for them: on 2 idle cores batch ``generate``
+wrote 17-19 studies/s with 2 torch threads + 1 worker against 13-15 with 1 + 1 (docs/serving.md).
+Work with no image decoding beside the model (one study on the command line, ``evaluate``
+reading the prepared cache) has no workers.
+
+What the rule cannot see is other work on the machine: torch's intra-op threads wait for each
+other at every op whenever one is descheduled, so on a busy CPU fewer threads are much faster
+(measured on 2 cores at load average 15-20: one study 1,106 ms with 2 threads, 118 ms with 1).
+When the load average already exceeds the cores at start, the plan says so in the log and
+suggests ``--threads``. ``cores`` is what this process may use (CPU affinity / cgroup cpuset), not
+the machine's count. ``OMP_NUM_THREADS``, when set, is taken as the user's choice of ``threads``;
+an explicit option overrides both.
 """
 
 from __future__ import annotations
@@ -54,8 +60,21 @@ def plan_threads(threads: int = 0, workers: int = 0, cores: int | None = None, *
     workers = (workers or max(1, cores // 4)) if decode else 0
     if not threads:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        threads = int(env) if env.isdigit() and int(env) > 0 else max(1, cores - workers)
+        threads = int(env) if env.isdigit() and int(env) > 0 else cores
     return ThreadPlan(cores=cores, threads=threads, workers=workers)
+
+
+def busy_warning(plan: ThreadPlan) -> str | None:
+    """A hint when other work already keeps more than the cores busy (oversubscribed torch threads
+    wait for each other), else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this OS
+        return None
+    if plan.threads > 1 and load > plan.cores:
+        return (f"the machine is busy (load average {load:.1f} on {plan.cores} cores): with {plan.threads} torch "
+                f"threads each op waits for the slowest; --threads 1 (or fewer) is often much faster here")
+    return None
 
 
 def apply_threads(plan: ThreadPlan) -> ThreadPlan:
@@ -68,4 +87,7 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
     except RuntimeError:  # already set, or parallel work already ran: harmless
         pass
     log.debug("thread policy: %s", plan.describe())
+    hint = busy_warning(plan)
+    if hint:
+        log.warning(hint)
     return plan

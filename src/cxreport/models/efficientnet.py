@@ -40,19 +40,39 @@ class SameConv2d(nn.Conv2d):
     def __init__(self, cin, cout, kernel, stride=1, groups=1, bias=False):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=bias)
 
-    def forward(self, x):
+    def forward(self, x, weight=None, bias=None):
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
         ih, iw = x.shape[-2:]
         kh, kw = self.kernel_size
         sh, sw = self.stride
         ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        if ph % 2 == 0 and pw % 2 == 0:  # symmetric: the conv pads itself, without copying the input
+            return F.conv2d(x, weight, bias, self.stride, (ph // 2, pw // 2), self.dilation, self.groups)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``. For inference (eval mode, no autograd) the norm is folded into the conv's
+    weights: the same numbers up to float rounding, without a pass over the activations (on CPU
+    the separate batch norm cost about 15% of the encoder's time). The folded weights are cached
+    on the norm and rebuilt whenever a parameter changes (a load, an optimiser step, ``.to``)."""
+    if bn.training or torch.is_grad_enabled():
+        return bn(conv(x))
+    parts = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in parts)
+    cached = getattr(bn, "_folded", None)
+    if cached is None or cached[0] != key:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        cached = (key, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
+        bn._folded = cached
+    return conv(x, cached[1], cached[2])
 
 
 class MBConv(nn.Module):
@@ -73,9 +93,9 @@ class MBConv(nn.Module):
     def forward(self, x):
         y = x
         if self.has_expand:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+            y = F.relu6(conv_bn(self._expand_conv, self._bn0, y))
+        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
         if not self.skip:
             return y
         if self.training and self.drop_path > 0:
@@ -105,10 +125,10 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, num_classes) if num_classes else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, x))
         for block in self._blocks:
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
+        return F.relu6(conv_bn(self._conv_head, self._bn1, x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x).mean((2, 3)))
