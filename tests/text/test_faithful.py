@@ -97,3 +97,16 @@ def test_an_uncertain_finding_is_neither_asserted_nor_denied():
     assert check("Possible small pleural effusion.", plan)["agrees"]
     text, _ = make_faithful(["Heart size is normal. There is no pleural effusion."], plan)
     assert "effusion" not in text and "Heart size is normal." in text
+
+
+@pytest.mark.parametrize("sentence, denies", [
+    ("Lungs are clear.", True), ("The lungs are clear bilaterally.", True), ("Clear lungs.", True),
+    ("No acute cardiopulmonary abnormality.", True), ("The lungs are otherwise clear.", False),
+    ("The heart is normal in size.", False)])
+def test_a_whole_organ_normal_statement_does_not_sit_beside_a_positive(sentence, denies):
+    plan = {k: "negative" for k in CHECKED}
+    plan["Lung Opacity"] = "positive"
+    assert check(f"There is an opacity in the lung. {sentence}", plan)["agrees"] is not denies
+    text, _ = make_faithful([f"There is an opacity in the lung. {sentence}"], plan)
+    assert (sentence in text) is not denies
+    assert check(sentence, {k: "negative" for k in CHECKED})["agrees"]  # fine when nothing is positive

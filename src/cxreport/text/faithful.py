@@ -15,6 +15,8 @@ plan's own sentences, which agree by construction (tests check every finding).
 
 from __future__ import annotations
 
+import re
+
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
 from cxreport.text.wording import has_comparison, has_deid, sentences, single_view
@@ -65,12 +67,34 @@ def _against(reading: dict, plan: dict[str, str]) -> list[str]:
     return out
 
 
+# Whole-organ "normal" statements the labeler reads as no finding at all, yet a radiologist reads
+# as denying every finding of that organ: "Lungs are clear." beside a lung opacity contradicts it
+# ("The lungs are otherwise clear." does not, and is kept).
+_LUNG = ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")
+_ACUTE = ("Lung Opacity", "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion")
+_CLEAR_LUNGS = re.compile(r"\b(?:lungs?|lung fields) (?:are|is|appears?|remains?) (?:grossly |well expanded and )?clear\b|"
+                          r"\bclear lungs\b", re.IGNORECASE)
+_NO_ACUTE = re.compile(r"\bno acute (?:cardiopulmonary |pulmonary |intrathoracic |cardiac |chest )?(?:abnormalit(?:y|ies)|"
+                       r"disease|process|findings?)\b|\bnormal (?:chest|study|examination|radiograph)\b", re.IGNORECASE)
+
+
+def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
+    """Positives a whole-organ normal statement denies."""
+    out = []
+    if _CLEAR_LUNGS.search(sentence):
+        out += [k for k in _LUNG if plan.get(k) == "positive"]
+    if _NO_ACUTE.search(sentence):
+        out += [k for k in _ACUTE if plan.get(k) == "positive" and k not in out]
+    return out
+
+
 def _read(text: str, plan: dict[str, str]) -> tuple[list[str], list[str], dict]:
     """(positives the text leaves out, findings some sentence states against the plan, reading)."""
     reading = label_report(text)
     against = set()
     for s in sentences(text):
         against.update(_against(label_report(s), plan))
+        against.update(_denied_by_normal(s, plan))
     missing = [k for k in CHECKED if plan[k] == "positive" and reading.get(k) != POS]
     return missing, [k for k in CHECKED if k in against], reading
 
@@ -86,7 +110,7 @@ def check(text: str, plan: dict) -> dict:
 def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool) -> bool:
     if has_deid(sentence) or (not prior and has_comparison(sentence)):
         return False
-    return not _against(label_report(sentence), plan)
+    return not _against(label_report(sentence), plan) and not _denied_by_normal(sentence, plan)
 
 
 def _cost(text: str, plan: dict[str, str], prior: bool) -> int:
