@@ -110,3 +110,18 @@ def test_a_whole_organ_normal_statement_does_not_sit_beside_a_positive(sentence,
     text, _ = make_faithful([f"There is an opacity in the lung. {sentence}"], plan)
     assert (sentence in text) is not denies
     assert check(sentence, {k: "negative" for k in CHECKED})["agrees"]  # fine when nothing is positive
+
+
+@pytest.mark.parametrize("sentence, invented", [
+    ("There is a small calcified granuloma in the right upper lobe.", True),
+    ("There are mild degenerative changes of the spine.", True),
+    ("The lungs are hyperexpanded but clear.", True),
+    ("No pleural effusion, but there is a calcified granuloma.", True),
+    ("No scoliosis.", False), ("No evidence of emphysema or fibrosis.", False), ("Heart size normal.", False)])
+def test_findings_the_plan_cannot_hold_are_not_asserted(sentence, invented):
+    from cxreport.text.wording import has_unsupported
+
+    assert has_unsupported(sentence) is invented
+    plan = {k: "negative" for k in CHECKED}
+    text, _ = make_faithful([f"Heart size is normal. {sentence}"], plan)
+    assert (sentence in text) is not invented and "Heart size is normal." in text

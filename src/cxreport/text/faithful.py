@@ -19,7 +19,7 @@ import re
 
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
-from cxreport.text.wording import has_comparison, has_deid, sentences, single_view
+from cxreport.text.wording import has_comparison, has_deid, has_unsupported, sentences, single_view
 
 POS, UNC = 1, -1
 
@@ -107,15 +107,21 @@ def check(text: str, plan: dict) -> dict:
             "reading": {k: reading.get(k) for k in CHECKED}}
 
 
+def _residue(sentence: str, prior: bool) -> bool:
+    """De-identification residue, comparison wording without a prior, or a finding the plan
+    cannot hold (``wording.has_unsupported``)."""
+    return has_deid(sentence) or (not prior and has_comparison(sentence)) or has_unsupported(sentence)
+
+
 def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool) -> bool:
-    if has_deid(sentence) or (not prior and has_comparison(sentence)):
+    if _residue(sentence, prior):
         return False
     return not _against(label_report(sentence), plan) and not _denied_by_normal(sentence, plan)
 
 
 def _cost(text: str, plan: dict[str, str], prior: bool) -> int:
     missing, against, _ = _read(text, plan)
-    residue = sum(has_deid(s) or (not prior and has_comparison(s)) for s in sentences(text))
+    residue = sum(_residue(s, prior) for s in sentences(text))
     return len(missing) + 2 * len(against) + residue
 
 

@@ -26,6 +26,16 @@ _TWO_VIEWS = re.compile(r"\b(frontal|pa|ap)(?: and| ,) lateral (views?|radiograp
                         r"chest (?:x-rays?|radiographs?|examination|images?))", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
+# Findings outside the CheXpert-14 plan that an IU-trained decoder writes whatever the image shows
+# ("calcified granuloma", "degenerative changes of the spine", "hyperinflated lungs"): the model
+# has no evidence for them, so asserting one is invention. Denying one ("no scoliosis") is kept.
+_UNSUPPORTED = re.compile(
+    r"\b(?:granulom\w*|calcifi\w*|degenerative|spondylo\w*|osteophyt\w*|scolio\w*|kyphos\w*|kyphotic|"
+    r"hyperinflat\w*|hyperexpan\w*|emphysem\w*|copd|chronic obstructive|hypoinflat\w*|"
+    r"low lung volumes?|scar(?:ring|s)?|fibros\w*|fibrotic|hiatal hernia|tortuous|tortuosity|ectatic|"
+    r"atheroscleros\w*|atherosclerotic|eventration|elevat\w* (?:of the )?(?:right |left )?hemidiaphragm|"
+    r"bronchiectasis|cholecystectomy)\b", re.IGNORECASE)
+
 SENTENCE_KINDS = ("deid", "comparison")
 
 
@@ -35,6 +45,16 @@ def sentences(text: str) -> list[str]:
 
 def has_comparison(text: str) -> bool:
     return bool(_COMPARISON.search(text or ""))
+
+
+def has_unsupported(sentence: str) -> bool:
+    """Whether ``sentence`` asserts (or hedges) a finding outside the CheXpert-14 plan."""
+    from cxreport.text.negation import CLAUSE_SPLIT, NEG, classify_mention
+
+    for clause in CLAUSE_SPLIT.split((sentence or "").lower()):
+        if any(classify_mention(clause, m.start(), m.end()) != NEG for m in _UNSUPPORTED.finditer(clause)):
+            return True
+    return False
 
 
 def has_deid(text: str) -> bool:
