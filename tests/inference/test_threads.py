@@ -11,6 +11,8 @@ def test_default_plan_gives_the_model_every_core(cores, threads, workers, monkey
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     plan = plan_threads(cores=cores)
     assert (plan.threads, plan.workers) == (threads, workers)
+    served = plan_threads(cores=cores, serving=True)  # uploads decode all the time: workers keep their cores
+    assert (served.threads, served.workers) == (max(1, cores - workers), workers)
     alone = plan_threads(cores=cores, decode=False)  # nothing decodes beside the model
     assert (alone.threads, alone.workers) == (cores, 0)
 

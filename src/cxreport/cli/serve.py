@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="threads decoding uploaded images (0 = cores // 4, at least 1)")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads of the model (0 = the cores this process may use; on a busy machine try 1; docs/serving.md)")
+                   help="torch CPU threads of the model (0 = cores - workers, at least 1; docs/serving.md)")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests in flight before new ones get 503 (answered before the upload is read)")
     p.add_argument("--max-batch", type=int, default=8,
@@ -53,7 +53,7 @@ def run(args) -> int:
     logging.getLogger("cxreport").setLevel(args.log_level.upper())  # per-request lines are INFO
     from cxreport.inference.threads import apply_threads, plan_threads
 
-    plan = apply_threads(plan_threads(args.threads, args.workers))
+    plan = apply_threads(plan_threads(args.threads, args.workers, serving=True))
     cfg = ServeConfig(api_key=read_api_key(args.api_key_env), max_upload_mb=args.max_upload_mb,
                       workers=plan.workers, max_queue=args.max_queue, max_batch=args.max_batch,
                       batch_window_ms=args.batch_window_ms,

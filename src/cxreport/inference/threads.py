@@ -2,25 +2,26 @@
 
 A command has ``workers`` threads that decode and letterbox images (Pillow and numpy release the
 GIL, so they really run in parallel) and ONE model thread whose torch ops use ``threads``
-intra-op threads:
+intra-op threads; torch's inter-op pool is 1 (nothing here runs independent ops in parallel):
 
     workers = max(1, cores // 4)          (2 cores: 1, 8 cores: 2, 16 cores: 4)
-    threads = cores                       (the model thread uses every core)
+    threads = cores                       batch generate, evaluate, one study: the workers mostly
+                                          wait for the model, so the model gets every core
+    threads = max(1, cores - workers)     serve: uploads are decoded all the time, so the
+                                          workers keep cores of their own
 
-and torch's inter-op pool is 1 (nothing here runs independent ops in parallel). The decode
-workers mostly wait for the model (decoding a film takes a few ms, the model tens to hundreds), so
-giving the model every core beats reserving cores for them: on 2 idle cores batch ``generate``
-wrote 17-19 studies/s with 2 torch threads + 1 worker against 13-15 with 1 + 1 (docs/serving.md).
-Work with no image decoding beside the model (one study on the command line, ``evaluate``
-reading the prepared cache) has no workers.
+Measured on 2 idle cores (docs/serving.md): batch ``generate`` wrote 17-19 studies/s with 2 torch
+threads + 1 worker against 13-15 with 1 + 1; ``serve`` under 50 clients answered 20.7 requests/s
+with 1 torch thread and 16.3 with 2 (unbatched: 9.9 and 5.3). Work with no image decoding beside
+the model (one study on the command line, ``evaluate`` reading the prepared cache) has no workers.
 
 What the rule cannot see is other work on the machine: torch's intra-op threads wait for each
 other at every op whenever one is descheduled, so on a busy CPU fewer threads are much faster
 (measured on 2 cores at load average 15-20: one study 1,106 ms with 2 threads, 118 ms with 1).
-When the load average already exceeds the cores at start, the plan says so in the log and
-suggests ``--threads``. ``cores`` is what this process may use (CPU affinity / cgroup cpuset), not
-the machine's count. ``OMP_NUM_THREADS``, when set, is taken as the user's choice of ``threads``;
-an explicit option overrides both.
+When the load average already exceeds the cores at start, the log says so and suggests
+``--threads``. ``cores`` is what this process may use (CPU affinity / cgroup cpuset), not the
+machine's count. ``OMP_NUM_THREADS``, when set, is taken as the user's choice of ``threads``; an
+explicit option overrides both.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_threads(threads: int = 0, workers: int = 0, cores: int | None = None, *, decode: bool = True) -> ThreadPlan:
+def plan_threads(threads: int = 0, workers: int = 0, cores: int | None = None, *, decode: bool = True,
+                 serving: bool = False) -> ThreadPlan:
     """The policy above; a positive ``threads`` / ``workers`` is kept as given. ``decode=False``:
-    nothing decodes images beside the model (no workers)."""
+    nothing decodes images beside the model (no workers); ``serving``: the workers decode
+    uploads all the time and keep cores of their own."""
     from cxreport.errors import InputError
 
     if threads < 0 or workers < 0:
@@ -60,7 +63,7 @@ def plan_threads(threads: int = 0, workers: int = 0, cores: int | None = None, *
     workers = (workers or max(1, cores // 4)) if decode else 0
     if not threads:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        threads = int(env) if env.isdigit() and int(env) > 0 else cores
+        threads = int(env) if env.isdigit() and int(env) > 0 else max(1, cores - workers) if serving else cores
     return ThreadPlan(cores=cores, threads=threads, workers=workers)
 
 
