@@ -63,6 +63,8 @@ def test_comparison_wording_and_deid_residue_are_removed_without_a_prior():
 @pytest.mark.parametrize("sentence, compares", [
     ("There has been increased interstitial opacities.", True),  # written by the bundled decoder
     ("There has been a slight decrease in the effusion.", True),
+    ("There has been large pleural effusion.", True),  # "there has been": a change or a history
+    ("The endotracheal tube has been removed.", True),
     ("There is increased opacity at the left base.", False),  # density, not change
     ("Increased interstitial markings.", False)])
 def test_change_since_an_earlier_study_counts_as_comparison(sentence, compares):

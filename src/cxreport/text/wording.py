@@ -18,7 +18,8 @@ COMPARISON_WORDS = ("stable", "stably", "unchanged", "interval", "again", "compa
 _COMPARISON = re.compile(
     r"\b(?:stabl[ey]|unchanged|interval|again|compar(?:ed|ison)|prior|previous(?:ly)?|redemonstrat\w*|"
     r"persist\w*|improv\w*|worsen\w*|resolv\w*|resolution|since|(?:in|de)creas(?:ed|ing) in|"
-    r"ha(?:s|ve) been (?:an? )?(?:(?:slight|mild|minimal)(?:ly)? )?(?:in|de)creas\w*|"
+    r"ha(?:s|ve) been (?:an? )?(?:(?:slight|mild|minimal)(?:ly)? )?(?:in|de)creas\w*|there ha(?:s|ve) been|"
+    r"ha(?:s|ve) been (?:removed|placed|inserted|advanced|withdrawn|repositioned|exchanged)|"
     r"new(?:ly)?|no (?:significant |acute )?change)\b", re.IGNORECASE)
 _DEID = re.compile(r"x{3,}", re.IGNORECASE)
 # "frontal and lateral views of the chest", "PA and lateral radiographs": two films.
