@@ -23,11 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxreport.data.images import MAX_PIXELS, MIN_SIDE, colour_fraction, letterbox, load_image_facts, to_uint8
-from cxreport.errors import ImageError, InputError
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox
+from cxreport.errors import InputError
 from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
+from cxreport.inference.inputs import as_gray, view_name
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
-from cxreport.labels import VIEW_IDS, parse_findings, view_group
+from cxreport.labels import VIEW_IDS, parse_findings
 from cxreport.models.decoding import DecodeOptions
 from cxreport.text.regions import split_regions
 
@@ -139,53 +140,6 @@ class PreparedStudy:
     findings: dict | None = None  # finding states the user set for this study (parsed), or None
 
 
-def _view_name(view: str | None, index: int) -> str:
-    if view is None or str(view).strip() == "":
-        # Without a label: the first image is the frontal film, the second the lateral.
-        return "frontal" if index == 0 else ("lateral" if index == 1 else "unknown")
-    v = str(view).strip().lower()
-    if v in VIEW_IDS:
-        return v
-    group = view_group(v)
-    if group == "unknown" and v not in ("unknown", "?"):
-        raise InputError(f"view {view!r}: use frontal, lateral (or PA/AP/LL/LATERAL) or unknown")
-    return group
-
-
-def _as_gray(item, label: str, max_pixels: int, min_side: int, draft: int) -> tuple[np.ndarray, tuple, str, dict]:
-    """Any accepted input -> (uint8 H x W, original (H, W), where it came from, facts for the
-    gate: ``colour`` share and DICOM ``view``).
-
-    Files and bytes decode like the cache decoded them (same limits, same JPEG draft size);
-    ``label`` names an in-memory image in error messages."""
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        data = bytes(item)
-        if not data:
-            raise ImageError(label, "is empty (0 bytes)", "send the image file's contents")
-        gray, hw, facts = load_image_facts(label, data=data, max_pixels=max_pixels,
-                                           min_side=min_side, draft_size=draft)
-        return gray, hw, "bytes", facts
-    if isinstance(item, (str, os.PathLike)):
-        gray, hw, facts = load_image_facts(item, max_pixels=max_pixels, min_side=min_side, draft_size=draft)
-        return gray, hw, Path(item).name, facts
-    if isinstance(item, np.ndarray):
-        arr = item
-        colour = colour_fraction(to_uint8(arr[..., :3])) if arr.ndim == 3 and arr.shape[-1] >= 3 else 0.0
-        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
-            arr = arr[..., :3].mean(-1) if arr.shape[-1] > 1 else arr[..., 0]
-        if arr.ndim != 2:
-            raise ImageError(label, f"array of shape {item.shape}", "pass H x W or H x W x 3")
-        h, w = arr.shape
-        if h * w > max_pixels or min(h, w) < min_side:
-            raise ImageError(label, f"array of {w}x{h} pixels is outside "
-                             f"{min_side} px per side .. {max_pixels:,} pixels")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ImageError(label, "array has NaN or infinite values")
-        return to_uint8(np.ascontiguousarray(arr)), (h, w), "array", {"colour": colour, "view": None}
-    raise InputError(f"{label}: unsupported input {type(item).__name__} "
-                     "(give a file path, the file's bytes or a numpy array)")
-
-
 class Pipeline:
     """A loaded model + tokenizer + the preprocessing it was trained with.
 
@@ -256,13 +210,13 @@ class Pipeline:
         for i, (item, view) in enumerate(zip(images, views)):
             size = self.info.letterbox_size
             label = names[i] if names is not None and i < len(names) else f"image {i + 1}"
-            gray, (h, w), source, facts = _as_gray(item, label, self.max_pixels, self.min_side, size)
+            gray, (h, w), source, facts = as_gray(item, label, self.max_pixels, self.min_side, size)
             tags.append(source if source not in ("bytes", "array") else label)
             film = letterbox(gray, size)
             turned = 0
             if self.gate is not None:
                 self.gate.check_pixels(film, tags[-1], facts["colour"])
-            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
+            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
             # The orientation check learned from frontal films only: it called 3 of IU's 10 upright
             # laterals upside down, so a film known to be lateral (given, tagged, or second by
             # position) is never turned; the image check itself needs the film upright first.
@@ -271,7 +225,7 @@ class Pipeline:
                 if turned:
                     warnings.append(f"{tags[-1]}: was rotated by {90 * turned} degrees; turned upright before reading")
                     if how == "image check":
-                        name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: _view_name(v, i))
+                        name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
             arrays.append(film)
             infos.append({"index": i, "view": name, "view_from": how, "source": source, "height": int(h),
                           "width": int(w), "turned_upright_degrees": 90 * turned})
