@@ -33,7 +33,7 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     from tqdm import tqdm
 
     from cxreport.data.dataset import Collate, StudyDataset
-    from cxreport.inference.predict import batches, generate, to_device
+    from cxreport.inference.predict import batches, for_inference, generate, to_device
 
     if no_image not in ("generate", "skip"):
         raise InputError(f"--no-image {no_image!r}: choose generate or skip")
@@ -44,7 +44,7 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     if not len(ds):
         raise InputError(f"{getattr(cache, 'path', cache)}: no {split!r} studies with a {text_field!r} report"
                          + (" and an image" if no_image == "skip" else ""))
-    model.eval().to(device)
+    for_inference(model, device)
     out = []
     bar = tqdm(total=len(ds), desc=f"generate {split}", unit="study", disable=None if progress is None else not progress)
     for batch in batches(ds, Collate.for_model(model.cfg), batch_size):

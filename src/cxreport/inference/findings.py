@@ -19,12 +19,13 @@ def evaluate_findings(checkpoint, cache, split: str = "val", allow_test: bool = 
     from cxreport.data.dataset import StudyDataset
     from cxreport.data.study import check_split
     from cxreport.inference.pipeline import resolve_model_path
-    from cxreport.inference.predict import predict_findings
+    from cxreport.inference.predict import for_inference, predict_findings
     from cxreport.inference.threads import apply_threads, plan_threads
 
     check_split(split, allow_test)
     apply_threads(plan_threads(threads, decode=False))
     model, _, cfg = load_checkpoint(resolve_model_path(checkpoint))
+    for_inference(model)
     from cxreport.text.labeler import label_reports
 
     # Report-only label sources (IU, CSV) get their targets from the labeler, as in training.

@@ -27,7 +27,7 @@ from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox
 from cxreport.errors import InputError
 from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
 from cxreport.inference.inputs import as_gray, view_name
-from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
+from cxreport.inference.predict import detokenize, for_inference, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.labels import VIEW_IDS, parse_findings
 from cxreport.models.decoding import DecodeOptions
 from cxreport.text.regions import split_regions
@@ -87,7 +87,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     model, tok, cfg = load_checkpoint(path, map_location=device)
     if tok is None:
         raise InputError(f"{path}: checkpoint has no tokenizer/ folder, so its tokens cannot be turned into text")
-    model.eval()
+    for_inference(model, device)
     prep = {}
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())

@@ -24,6 +24,19 @@ def decode(tokenizer, token_ids) -> str:
     return detokenize(tokenizer.decode(token_ids))
 
 
+def for_inference(model, device: str = "cpu"):
+    """``model`` in eval mode on ``device``, laid out for inference. On the CPU the image encoder's
+    weights go channels-last: oneDNN runs these convolutions faster so (measured on 2 cores, 8
+    interleaved pairs: 1.25x at batch 8, 1.4x at batch 1; outputs equal to ~1e-5). Every command
+    that runs a trained model calls this, so they all compute the same numbers."""
+    import torch
+
+    model.eval().to(device)
+    if str(device) == "cpu" and getattr(model, "encoder", None) is not None:
+        model.encoder.to(memory_format=torch.channels_last)
+    return model
+
+
 def check_beam(beam) -> int | None:
     """The one beam limit of the CLI, the Python API and the HTTP service (models.config.MAX_BEAM);
     None means the model's own default."""
