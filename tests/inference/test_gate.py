@@ -143,24 +143,11 @@ def test_views_from_caller_dicom_and_image_check(gated, tmp_path):
 
 
 def test_dicom_view_position_decides_the_view(gated, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    pytest.importorskip("pydicom")
+    from tests.fixtures.dicom import write_dicom
 
-    film = _films(1)[0]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp_path / "f.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
-    ds.Rows, ds.Columns = film.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = film.astype(np.uint8).tobytes()
-    ds.ViewPosition = "LL"  # a (mis)tagged film: the tag wins over the image check
-    ds.save_as(tmp_path / "f.dcm", enforce_file_format=True)
-    assert pydicom is not None
+    # a (mis)tagged film: the tag wins over the image check
+    write_dicom(tmp_path / "f.dcm", _films(1)[0].astype(np.uint8), view_position="LL")
     r = gated.generate([tmp_path / "f.dcm"])
     assert (r["views"][0]["view"], r["views"][0]["view_from"]) == ("lateral", "dicom")
 

@@ -67,24 +67,13 @@ def test_never_flipped(pipeline):
 
 
 def test_dicom_bytes_and_array_inputs(pipeline, xrays, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    pytest.importorskip("pydicom")
+    from tests.fixtures.dicom import write_dicom
 
     gray = np.asarray(Image.open(xrays["cardio"]))
     # DICOM pixels are min-max scaled after the LUTs, so the reference film uses the full range.
     full = ((gray - gray.min()) * (255.0 / (gray.max() - gray.min())) + 0.5).astype(np.uint8)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp_path / "a.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
-    ds.Rows, ds.Columns = gray.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (full.astype(np.uint16) * 16).tobytes()
-    ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
+    write_dicom(tmp_path / "a.dcm", full.astype(np.uint16) * 16, bits_stored=12)
 
     by_path = pipeline.generate([xrays["cardio"]])
     dicom = pipeline.generate([tmp_path / "a.dcm"])

@@ -183,22 +183,12 @@ def test_logs_hold_no_report_text_file_names_or_pixels(client, pipeline, xrays, 
 
 
 def test_dicom_upload_and_blank_views_from_a_plain_form(client, xrays, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    pytest.importorskip("pydicom")
+    from tests.fixtures.dicom import write_dicom
 
     gray = __import__("numpy").asarray(Image.open(xrays["cardio"]))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = gray.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = gray.tobytes()
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    write_dicom(buf, gray, modality=None)
     resp = client.post("/v1/reports", files=_files(("study.dcm", buf.getvalue()), ("l.jpg", xrays["both"].read_bytes())),
                        data={"views": ["", ""]})
     assert resp.status_code == 200, resp.text
