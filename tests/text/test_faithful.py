@@ -89,6 +89,8 @@ def test_drop_sentences_for_training_text():
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.", ["deid"]) == \
         "Heart is stable. Lungs clear."
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.") == "Lungs clear."
+    assert drop_sentences("Calcified granuloma. No scoliosis. Lungs clear.", ["unsupported"]) == \
+        "No scoliosis. Lungs clear."
 
 
 def test_an_uncertain_finding_is_neither_asserted_nor_denied():

@@ -24,7 +24,13 @@ def _banned_ngram_tokens(seq: list[int], n: int) -> list[int]:
 
 
 def _block_ngrams(logp: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
-    if n <= 0 or tokens.shape[1] - 1 < n - 1:
+    """Ban tokens that would repeat an n-gram, and (with blocking on) a word right after itself:
+    "mild mild cardiomegaly" is never English, and 3-gram blocking alone allows it."""
+    if n <= 0:
+        return logp
+    if tokens.shape[1] > 1:
+        logp[torch.arange(tokens.shape[0], device=logp.device), tokens[:, -1]] = float("-inf")
+    if tokens.shape[1] - 1 < n - 1:
         return logp
     rows = tokens[:, 1:].tolist()  # skip bos
     for r, seq in enumerate(rows):

@@ -14,7 +14,7 @@ from cxreport.errors import InputError
 COMPARISON_WORDS = ("stable", "stably", "unchanged", "interval", "again", "compared", "comparison", "prior",
                     "previous", "previously", "redemonstrated", "redemonstrates", "persistent", "persists",
                     "persisting", "improved", "improving", "improvement", "worsened", "worsening", "resolved",
-                    "resolution", "since", "new", "newly")
+                    "resolution", "since", "new", "newly", "been", "has", "have")
 _COMPARISON = re.compile(
     r"\b(?:stabl[ey]|unchanged|interval|again|compar(?:ed|ison)|prior|previous(?:ly)?|redemonstrat\w*|"
     r"persist\w*|improv\w*|worsen\w*|resolv\w*|resolution|since|(?:in|de)creas(?:ed|ing) in|"
@@ -37,7 +37,15 @@ _UNSUPPORTED = re.compile(
     r"atheroscleros\w*|atherosclerotic|eventration|elevat\w* (?:of the )?(?:right |left )?hemidiaphragm|"
     r"bronchiectasis|cholecystectomy)\b", re.IGNORECASE)
 
-SENTENCE_KINDS = ("deid", "comparison")
+# The one-word forms of those findings, for decoding: with the plan check on, the decoder never
+# writes them, so it writes another sentence in their place rather than one the check then drops.
+UNSUPPORTED_WORD = re.compile(
+    r"granulom\w*|calcifi\w*|degenerative|spondylo\w*|osteophyt\w*|scolio\w*|kyphos\w*|kyphotic|"
+    r"hyperinflat\w*|hyperexpan\w*|emphysem\w*|copd|hypoinflat\w*|scar(?:ring|s)?|fibros\w*|fibrotic|"
+    r"hiatal|tortuous|tortuosity|ectatic|atheroscleros\w*|atherosclerotic|eventration|bronchiectasis|"
+    r"cholecystectomy", re.IGNORECASE)
+
+SENTENCE_KINDS = ("deid", "comparison", "unsupported")
 
 
 def sentences(text: str) -> list[str]:
@@ -63,12 +71,13 @@ def has_deid(text: str) -> bool:
 
 
 def _unwanted(sentence: str, kinds) -> bool:
-    return ("deid" in kinds and has_deid(sentence)) or ("comparison" in kinds and has_comparison(sentence))
+    return ("deid" in kinds and has_deid(sentence)) or ("comparison" in kinds and has_comparison(sentence)) or \
+        ("unsupported" in kinds and has_unsupported(sentence))
 
 
 def drop_sentences(text: str, kinds=SENTENCE_KINDS) -> str:
     """``text`` without its sentences of the given kinds ("deid": de-identification residue,
-    "comparison": wording against an earlier study)."""
+    "comparison": wording against an earlier study, "unsupported": a finding outside the plan)."""
     bad = set(kinds) - set(SENTENCE_KINDS)
     if bad:
         raise InputError(f"drop_sentences: unknown kind(s) {sorted(bad)}; choose from {SENTENCE_KINDS}")
