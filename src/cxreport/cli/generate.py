@@ -14,6 +14,7 @@ Batch outputs, resume and torchrun sharding: see ``cxreport.inference.batch``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -92,7 +93,9 @@ def run(args) -> int:
     from cxreport.labels import parse_findings
 
     findings = parse_findings(args.findings, where="--findings")
-    pipeline = load_model(args.model)
+    # One study: the encoder stays in PyTorch unless CXREPORT_RUNTIME says otherwise, because
+    # exporting it to ONNX Runtime costs more (1-2 s) than it saves on one film.
+    pipeline = load_model(args.model, runtime=None if batch else os.environ.get("CXREPORT_RUNTIME", "torch"))
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
                 regions=args.regions, faithful=args.faithful)
     args.findings = findings

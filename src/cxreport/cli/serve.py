@@ -28,7 +28,7 @@ def register(subparsers) -> None:
                    help="torch CPU threads of the model (0 = cores - workers, at least 1; docs/serving.md)")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests in flight before new ones get 503 (answered before the upload is read)")
-    p.add_argument("--max-batch", type=int, default=8,
+    p.add_argument("--max-batch", type=int, default=16,
                    help="studies from concurrent requests run as one batch, up to N (1 = no batching)")
     p.add_argument("--batch-window-ms", type=float, default=10.0,
                    help="how long a study waits for others to join its batch when the model is idle")
@@ -60,7 +60,10 @@ def run(args) -> int:
                       **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     from cxreport.inference.pipeline import load_model
 
+    from cxreport.inference.predict import warm_up
+
     pipeline = load_model(args.model)
+    warm_up(pipeline.model)
     if args.host not in LOOPBACK and cfg.api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach this port can use the model "
                     "(see --api-key-env)", args.host)

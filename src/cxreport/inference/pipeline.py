@@ -78,16 +78,17 @@ def bundled_models() -> list[str]:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu",
-               threshold: float | None = None) -> "Pipeline":
+               threshold: float | None = None, runtime: str | None = None) -> "Pipeline":
     """The bundled model (no argument), a bundled name, a checkpoint folder, a run folder or
-    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache)."""
+    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache). ``runtime``: the
+    image encoder's CPU runtime (auto / torch / onnxruntime; ``inference.predict.for_inference``)."""
     from cxreport.checkpoint import load_checkpoint
 
     path = resolve_model_path(name_or_path)
     model, tok, cfg = load_checkpoint(path, map_location=device)
     if tok is None:
         raise InputError(f"{path}: checkpoint has no tokenizer/ folder, so its tokens cannot be turned into text")
-    for_inference(model, device)
+    for_inference(model, device, runtime)
     prep = {}
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())

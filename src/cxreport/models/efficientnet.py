@@ -173,9 +173,14 @@ class EfficientNetLite0Encoder(Encoder):
         super().__init__()
         self.net = efficientnet_lite0(cfg.pretrained, cfg.weights, num_classes=0, drop_path=cfg.drop_path)
         self.out_dim = 1280
+        # Set by inference.predict.for_inference: ONNX Runtime for the frozen network
+        # (models.onnx_runtime); None = PyTorch. Autograd (training, Grad-CAM) always uses PyTorch.
+        self.runtime = None
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         check_images(x)
         # The TF-Lite model's own normalisation: (pixel - 127) / 128 on 0..255, same on all channels.
         x = ((x * 255.0 - 127.0) / 128.0).expand(-1, 3, -1, -1)
+        if self.runtime is not None and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
+            return map_to_output(self.runtime(x))
         return map_to_output(self.net.features(x))

@@ -56,7 +56,7 @@ class ServeConfig:
     max_pixels: int = MAX_PIXELS  # per image, checked from the header before decoding
     workers: int = 1  # requests decoded at once (see cxreport.inference.threads for the default policy)
     max_queue: int = 64  # requests in flight before new ones get 503
-    max_batch: int = 8  # studies per forward pass; 1 = no batching
+    max_batch: int = 16  # studies per forward pass; 1 = no batching
     batch_window_ms: float = 10.0  # how long the first study of a batch waits for company
 
     @property

@@ -39,7 +39,7 @@ class _Job:
 class MicroBatcher:
     """Collects studies from concurrent requests into batches for one ``Pipeline``."""
 
-    def __init__(self, pipeline, *, max_batch: int = 8, window_ms: float = 10.0):
+    def __init__(self, pipeline, *, max_batch: int = 16, window_ms: float = 10.0):
         if max_batch < 1 or window_ms < 0:
             raise ValueError("max_batch must be >= 1 and window_ms >= 0")
         self.pipeline, self.max_batch, self.window = pipeline, int(max_batch), float(window_ms) / 1000
