@@ -89,8 +89,6 @@ def test_drop_sentences_for_training_text():
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.", ["deid"]) == \
         "Heart is stable. Lungs clear."
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.") == "Lungs clear."
-    assert drop_sentences("Calcified granuloma. No scoliosis. Lungs clear.", ["unsupported"]) == \
-        "No scoliosis. Lungs clear."
 
 
 def test_an_uncertain_finding_is_neither_asserted_nor_denied():
@@ -129,3 +127,9 @@ def test_findings_the_plan_cannot_hold_are_not_asserted(sentence, invented):
     plan = {k: "negative" for k in CHECKED}
     text, _ = make_faithful([f"Heart size is normal. {sentence}"], plan)
     assert (sentence in text) is not invented and "Heart size is normal." in text
+
+
+def test_a_sentence_cut_off_at_the_length_limit_is_dropped():
+    text, info = make_faithful(["The heart is normal in size. No pneumothorax. There air under"],
+                               {"No Finding": "positive"})
+    assert text == "The heart is normal in size. No pneumothorax." and info["dropped_sentences"] == 1

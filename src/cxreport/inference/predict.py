@@ -90,8 +90,7 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
     with torch.no_grad():
         outs = model.generate(images, image_mask, view_ids, findings, overrides=overrides, max_len=opts.max_len,
                               num_beams=opts.beam, no_repeat_ngram=opts.no_repeat_ngram, prior=prior,
-                              num_return=opts.beam if opts.faithful else 1, threshold=threshold,
-                              faithful=opts.faithful)
+                              num_return=opts.beam if opts.faithful else 1, threshold=threshold)
     n_views = image_mask.sum(1).tolist() if image_mask is not None else [None] * len(outs)
     results = []
     for o, views in zip(outs, n_views):

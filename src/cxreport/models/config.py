@@ -98,9 +98,6 @@ class DecoderConfig:
     # Words that compare with an earlier study ("stable", "unchanged", "interval"...): never
     # generated unless the input includes a prior study or comparison text; ids resolved as above.
     comparison_ids: list[int] = field(default_factory=list)
-    # Words naming findings outside the CheXpert-14 plan ("granuloma", "degenerative"...): never
-    # generated while the plan check is on (text.wording.UNSUPPORTED_WORD); ids resolved as above.
-    unsupported_ids: list[int] = field(default_factory=list)
     default_beam: int = 1  # 1 = greedy
     default_max_len: int = 100  # tokens
     # Faithful decoding: with beam search, the N-best list is reranked by agreement of each text

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cxreport.errors import InputError
 from cxreport.models.config import MAX_BEAM
-from cxreport.text.wording import COMPARISON_WORDS, UNSUPPORTED_WORD
+from cxreport.text.wording import COMPARISON_WORDS
 
 
 def word_ids(tokenizer, words) -> list[int]:
@@ -34,8 +34,8 @@ def word_ids(tokenizer, words) -> list[int]:
 
 
 def resolve_decoding(model, tokenizer) -> None:
-    """Fill ``decoder.suppress_ids`` / ``comparison_ids`` / ``unsupported_ids`` from the configured
-    words and this tokenizer (on a model built for training, and on every loaded checkpoint)."""
+    """Fill ``decoder.suppress_ids`` / ``comparison_ids`` from the configured words and this
+    tokenizer (on a model built for training, and on every loaded checkpoint)."""
     if tokenizer is None:
         return
     dc = model.cfg.decoder
@@ -46,8 +46,6 @@ def resolve_decoding(model, tokenizer) -> None:
         ids.add(int(unk))
     dc.suppress_ids = sorted(ids)
     dc.comparison_ids = word_ids(tokenizer, COMPARISON_WORDS)
-    vocab = getattr(tokenizer, "token_to_id", None) or {}  # a sub-word vocabulary: the text check alone
-    dc.unsupported_ids = sorted(int(i) for w, i in vocab.items() if UNSUPPORTED_WORD.fullmatch(w))
 
 
 @dataclass

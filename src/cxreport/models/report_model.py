@@ -231,8 +231,7 @@ class ReportModel(nn.Module):
                  length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
                  generator: torch.Generator | None = None, overrides: dict | list | None = None,
-                 num_return: int = 1, prior: bool = False, threshold: float | None = None,
-                 faithful: bool = False) -> list[dict]:
+                 num_return: int = 1, prior: bool = False, threshold: float | None = None) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
 
         ``findings``: None (predicted by the finding head), one dict for every study or a list with
@@ -240,8 +239,7 @@ class ReportModel(nn.Module):
         ``overrides``: states set on top of the plan (a user's edits), one dict or one per study.
         ``finding_probs`` is None for studies without an image. Decoding settings left at None come
         from the model's config (``decoder.default_beam``, ``default_max_len``, ``no_repeat_ngram``);
-        words comparing with an earlier study are never generated unless ``prior``; with ``faithful``
-        (the plan check is on), neither are words naming findings outside the plan.
+        words comparing with an earlier study are never generated unless ``prior``.
         ``finding_plan`` is the predicted {finding: state} (FINDING_STATES; ``threshold`` replaces the
         positive threshold of the assessed findings), with ``overrides`` on top.
         """
@@ -249,8 +247,7 @@ class ReportModel(nn.Module):
         num_beams = dc.default_beam if num_beams is None else num_beams
         method = method or ("beam" if num_beams > 1 else "greedy")
         max_len = dc.default_max_len if max_len is None else max_len
-        suppress = list(dc.suppress_ids) + ([] if prior else list(getattr(dc, "comparison_ids", []))) + \
-            (list(getattr(dc, "unsupported_ids", [])) if faithful else [])
+        suppress = list(dc.suppress_ids) + ([] if prior else list(getattr(dc, "comparison_ids", [])))
         was_training = self.training
         self.eval()
         try:

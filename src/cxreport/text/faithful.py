@@ -138,7 +138,10 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
     if views == 1:
         text = single_view(text)
     kept, dropped, seen = [], 0, set()
-    for s in sentences(text):
+    parts = sentences(text)
+    if len(parts) > 1 and not parts[-1].rstrip().endswith((".", "!", "?")):
+        parts, dropped = parts[:-1], 1  # cut off at the length limit mid-sentence: "There air under"
+    for s in parts:
         key = s.strip().lower()
         if key in seen:
             dropped += 1

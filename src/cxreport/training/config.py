@@ -31,8 +31,7 @@ class DataConfig:
     max_tokens: int = 100
     label_reports: bool = True  # label reports without labels with the rule labeler
     # Sentences left out of the training reports (text.wording): "deid" (de-identification residue
-    # "xxxx"), "comparison" (wording against an earlier study the input never has) and/or
-    # "unsupported" (a finding outside the CheXpert-14 plan: "calcified granuloma").
+    # "xxxx") and/or "comparison" (wording against an earlier study the input never has).
     drop_sentences: list[str] = field(default_factory=list)
     # Reports with a rare positive finding are repeated (at most ``oversample_cap`` times) until
     # each finding has about this many positive training reports per epoch; 0 = off.
