@@ -10,13 +10,11 @@ import re
 from cxreport.errors import InputError
 
 # Words that only make sense against an earlier study. The decoder never generates them unless
-# the input includes a prior study or a comparison text. "been", "has" and "have" are here because
-# IU's findings use them almost only that way (155 of 175 sentences: "There has been interval..."),
-# and with "interval"/"new" suppressed the decoder otherwise wrote "There has developed in the ...".
+# the input includes a prior study or a comparison text.
 COMPARISON_WORDS = ("stable", "stably", "unchanged", "interval", "again", "compared", "comparison", "prior",
                     "previous", "previously", "redemonstrated", "redemonstrates", "persistent", "persists",
                     "persisting", "improved", "improving", "improvement", "worsened", "worsening", "resolved",
-                    "resolution", "since", "new", "newly", "been", "has", "have")
+                    "resolution", "since", "new", "newly")
 _COMPARISON = re.compile(
     r"\b(?:stabl[ey]|unchanged|interval|again|compar(?:ed|ison)|prior|previous(?:ly)?|redemonstrat\w*|"
     r"persist\w*|improv\w*|worsen\w*|resolv\w*|resolution|since|(?:in|de)creas(?:ed|ing) in|"
