@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_serve_load.py [--model PATH] [--requests 50] [--concurrency 50]
     PYTHONPATH=src python benchmarks/bench_serve_load.py --ab --requests 300     # --max-batch 1 vs default
+    PYTHONPATH=src python benchmarks/bench_serve_load.py --ab --requests 300 --image-dir ../shared/data/nih_cxr14/images
     PYTHONPATH=src python benchmarks/bench_serve_load.py --serve-args="--max-queue 4"
     python benchmarks/bench_serve_load.py --url http://127.0.0.1:8000   # a server already running
 
@@ -83,7 +84,7 @@ def probe_health(url: str, stop, results) -> None:
     results.put(health)
 
 
-async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int) -> dict:
+async def run_load(url: str, bodies: list[bytes], n: int, concurrency: int, max_len: int) -> dict:
     import httpx
 
     sem = asyncio.Semaphore(concurrency)
@@ -94,6 +95,7 @@ async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int
             async with sem:
                 t0 = time.perf_counter()
                 try:
+                    body = bodies[i % len(bodies)]
                     r = await c.post("/v1/reports", files=[("images", (f"{i}.png", body, "image/png"))],
                                      data={"max_len": str(max_len)})
                     key = r.status_code
@@ -105,7 +107,7 @@ async def run_load(url: str, body: bytes, n: int, concurrency: int, max_len: int
                 by_status.setdefault(key, []).append(lat[-1])
                 statuses[key] = statuses.get(key, 0) + 1
 
-        await c.post("/v1/reports", files=[("images", ("warm.png", body, "image/png"))], data={"max_len": "4"})
+        await c.post("/v1/reports", files=[("images", ("warm.png", bodies[0], "image/png"))], data={"max_len": "4"})
         # /healthz is probed from another process: the upload clients keep this event loop busy, and
         # their delays must not be charged to the server.
         ctx = multiprocessing.get_context("spawn")
@@ -158,7 +160,8 @@ def load_average() -> str:
 
 
 def report(label: str, res: dict, args) -> None:
-    print(f"[{label}] {res['requests']} requests, {res['concurrency']} concurrent, {args.image_size} px PNG, "
+    films = f"{args.image_dir} films in turn" if args.image_dir else "one film"
+    print(f"[{label}] {res['requests']} requests, {res['concurrency']} concurrent, {films}, {args.image_size} px PNG, "
           f"max_len {args.max_len} (~{res['words_per_report']:.0f} words/report): statuses {res['statuses']}, "
           f"errors {res['errors']}")
     print(f"[{label}] latency p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, max {res['max_ms']} ms; "
@@ -176,6 +179,10 @@ def main() -> int:
     ap.add_argument("--max-len", type=int, default=60)
     ap.add_argument("--image-size", type=int, default=1024, help="side of the PNG sent")
     ap.add_argument("--image", type=Path, default=EXAMPLE_FILM, help="the film to send (default: a packaged NIH sample)")
+    ap.add_argument("--image-dir", type=Path, default=None,
+                    help="send these films in turn instead (*.png, *.jpg; e.g. ../shared/data/nih_cxr14/images): "
+                         "one film sent again and again has one finding plan, so the server's plan cache "
+                         "answers every report after the first")
     ap.add_argument("--serve-args", default="", help="extra `cxreport serve` options, e.g. '--max-queue 4'")
     ap.add_argument("--ab", action="store_true", help="run --max-batch 1 first, then the default, in this run")
     ap.add_argument("--ok-statuses", default="200", help="statuses that are not errors (e.g. 200,503)")
@@ -183,7 +190,13 @@ def main() -> int:
 
     note, tmp = "", tempfile.TemporaryDirectory()
     model = args.model
-    body = film_png(args.image_size, args.image)
+    if args.image_dir is not None:
+        films = sorted(p for p in args.image_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not films:
+            raise SystemExit(f"{args.image_dir}: no .png/.jpg films")
+        bodies = [film_png(args.image_size, p) for p in films[:args.requests]]
+    else:
+        bodies = [film_png(args.image_size, args.image)]
     extra = shlex.split(args.serve_args)
     variants = [("max-batch 1", extra + ["--max-batch", "1"]), ("default", extra)] if args.ab else [("run", extra)]
     results = {}
@@ -206,7 +219,7 @@ def main() -> int:
                 proc = start_server(model, port, server_args)
             try:
                 load = load_average()
-                res = asyncio.run(run_load(url, body, args.requests, args.concurrency, args.max_len))
+                res = asyncio.run(run_load(url, bodies, args.requests, args.concurrency, args.max_len))
                 res["load"] = f"{load} before, {load_average()} after"
             finally:
                 if proc is not None:

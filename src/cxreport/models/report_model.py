@@ -3,6 +3,7 @@ with a CheXpert finding head on the image tokens. ``create_model`` builds one fr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHe
                                           STATE_NAMES, targets_to_states)
 from cxreport.models.finding_states import calibrated_probs, finding_states, states_to_tokens
 from cxreport.models.generator import generate_tokens
+from cxreport.models.plan_cache import PlanCache
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
 
@@ -212,6 +214,27 @@ class ReportModel(nn.Module):
             out.append(finding_states(p, self.cfg.findings, self.labels, threshold))
         return out
 
+    def _decode_plans(self, states, mem, mem_mask, decode: dict) -> list[dict]:
+        """``generate_tokens`` for a decoder that reads only the plan: each distinct plan is decoded
+        once and remembered (models.plan_cache)."""
+        if getattr(self, "_plan_cache", None) is None:
+            self._plan_cache = PlanCache([self.decoder, self.finding_tokens])
+        settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in decode.items()
+                                if k != "generator"))
+        keys = [(tuple(row), settings) for row in states.tolist()]
+        outs = self._plan_cache.lookup(keys)
+        todo: dict = {}
+        for i, (k, o) in enumerate(zip(keys, outs)):
+            if o is None:
+                todo.setdefault(k, []).append(i)
+        if todo:
+            rows = [ix[0] for ix in todo.values()]
+            for (k, ix), o in zip(todo.items(), generate_tokens(self.decoder, mem[rows], mem_mask[rows], **decode)):
+                self._plan_cache.store(k, o)
+                for i in ix:
+                    outs[i] = copy.deepcopy(o)
+        return outs
+
     def _states_for(self, findings, plans: list[dict], b):
         per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b
         if len(per_study) != b:
@@ -270,12 +293,14 @@ class ReportModel(nn.Module):
             if overrides is not None and states is not None:
                 states = self._override(states, overrides)
             mem, mem_mask = self.memory(img_tok, img_mask, states)
-            outs = generate_tokens(self.decoder, mem, mem_mask, max_len=max_len, method=method, num_beams=num_beams,
-                                   length_penalty=length_penalty,
-                                   no_repeat_ngram=self.cfg.decoder.no_repeat_ngram if no_repeat_ngram is None
-                                   else no_repeat_ngram,
-                                   temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
-                                   generator=generator, suppress_ids=suppress, num_return=num_return)
+            decode = dict(max_len=max_len, method=method, num_beams=num_beams, length_penalty=length_penalty,
+                          no_repeat_ngram=dc.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
+                          temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
+                          generator=generator, suppress_ids=suppress, num_return=num_return)
+            if states is not None and not self.cfg.findings.image_memory and method != "sample":
+                outs = self._decode_plans(states, mem, mem_mask, decode)
+            else:
+                outs = generate_tokens(self.decoder, mem, mem_mask, **decode)
         finally:
             self.train(was_training)
         for i, o in enumerate(outs):

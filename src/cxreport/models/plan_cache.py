@@ -1,0 +1,50 @@
+"""A decoder that reads only the finding plan writes each distinct plan's report once.
+
+With ``findings.image_memory=false`` (the bundled model) the decoder's memory is the plan alone,
+so its tokens are a function of the plan states, the decoding settings and the weights: NIH test's
+824 films get 39 distinct reports. ``ReportModel.generate`` asks this cache first and decodes only
+the plans it has not seen (each once per batch), in greedy or beam search; sampling is never
+cached. The key holds every setting that changes the tokens, and a weight change (an optimiser
+step, a load, ``.to``) empties the cache, so a cached report is exactly the one decoding would
+write.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+from torch import nn
+
+
+class PlanCache:
+    def __init__(self, modules: list[nn.Module], size: int = 4096):
+        self.modules, self.size = modules, size
+        self._store: OrderedDict = OrderedDict()
+        self._version = None
+        self.hits = self.misses = 0  # for tests and benchmarks
+
+    def _weights(self) -> tuple:
+        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for m in self.modules for p in m.parameters())
+
+    def lookup(self, keys: list) -> list:
+        """The cached output (a fresh copy) for each key, or None."""
+        version = self._weights()
+        if version != self._version:
+            self._store.clear()
+            self._version = version
+        out = []
+        for k in keys:
+            hit = self._store.get(k)
+            if hit is not None:
+                self._store.move_to_end(k)
+            out.append(copy.deepcopy(hit))
+        self.hits += sum(h is not None for h in out)
+        self.misses += sum(h is None for h in out)
+        return out
+
+    def store(self, key, value: dict) -> None:
+        self._store[key] = copy.deepcopy(value)
+        self._store.move_to_end(key)
+        while len(self._store) > self.size:
+            self._store.popitem(last=False)
