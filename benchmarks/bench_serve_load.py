@@ -46,6 +46,7 @@ def untrained_checkpoint(folder: Path) -> Path:
 
 
 EXAMPLE_FILM = SRC / "cxreport" / "examples" / "nih_cxr14" / "00000129_000.jpg"
+SHARED_NIH = Path(os.environ.get("CXREPORT_SHARED", SRC.parents[1] / "shared")) / "data" / "nih_cxr14" / "images"
 
 
 def film_png(size: int = 1024, path: Path = EXAMPLE_FILM) -> bytes:
@@ -180,7 +181,8 @@ def main() -> int:
     ap.add_argument("--image-size", type=int, default=1024, help="side of the PNG sent")
     ap.add_argument("--image", type=Path, default=EXAMPLE_FILM, help="the film to send (default: a packaged NIH sample)")
     ap.add_argument("--image-dir", type=Path, default=None,
-                    help="send these films in turn instead (*.png, *.jpg; e.g. ../shared/data/nih_cxr14/images): "
+                    help="send these films in turn instead (*.png, *.jpg; default: ../shared/data/nih_cxr14/images "
+                         "when it exists and --image is not given): "
                          "one film sent again and again has one finding plan, so the server's plan cache "
                          "answers every report after the first")
     ap.add_argument("--serve-args", default="", help="extra `cxreport serve` options, e.g. '--max-queue 4'")
@@ -190,6 +192,8 @@ def main() -> int:
 
     note, tmp = "", tempfile.TemporaryDirectory()
     model = args.model
+    if args.image_dir is None and args.image == EXAMPLE_FILM and SHARED_NIH.is_dir():
+        args.image_dir = SHARED_NIH  # varied films by default where they exist (the plan cache)
     if args.image_dir is not None:
         films = sorted(p for p in args.image_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not films:
