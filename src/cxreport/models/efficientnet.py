@@ -19,6 +19,7 @@ from cxreport.errors import InputError, require
 from cxreport.models.config import EncoderConfig
 from cxreport.models.encoders import Encoder, EncoderOutput, check_images, map_to_output
 from cxreport.models.registry import register_encoder
+from cxreport.models.versions import tensor_versions
 
 # (repeats, kernel, stride, expand, in, out) from efficientnet_lite_builder.py, width/depth 1.0
 LITE0_BLOCKS = (
@@ -66,7 +67,7 @@ def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tens
     if bn.training or torch.is_grad_enabled():
         return bn(conv(x))
     parts = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-    key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in parts)
+    key = tensor_versions(parts)
     cached = getattr(bn, "_folded", None)
     if cached is None or cached[0] != key:
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cxreport.errors import InputError
+from cxreport.models.versions import tensor_versions
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 INSTALL = 'pip install "cxreport[fast]"  (onnx + onnxruntime)'
@@ -42,9 +43,11 @@ def choose(runtime: str | None = None, device: str = "cpu") -> str:
         raise InputError(f"CXREPORT_RUNTIME={runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if runtime == "torch" or str(device) != "cpu":
         return "torch"
-    if runtime == "onnxruntime" and not available():
+    if available():
+        return "onnxruntime"
+    if runtime == "onnxruntime":
         raise InputError(f"CXREPORT_RUNTIME=onnxruntime but onnxruntime is not installed: {INSTALL}")
-    return "onnxruntime" if available() else "torch"
+    return "torch"
 
 
 class _Features(nn.Module):
@@ -63,14 +66,10 @@ class OrtFeatures:
         self.net = net
         self._sessions: dict = {}
 
-    def _version(self) -> tuple:
-        return tuple((p._version, p.data_ptr()) for p in self.net.parameters()) + \
-            tuple((b._version, b.data_ptr()) for b in self.net.buffers())
-
     def _session(self, shape: tuple, threads: int):
         import onnxruntime as ort
 
-        version = self._version()
+        version = tensor_versions([*self.net.parameters(), *self.net.buffers()])
         key = (shape, threads)
         hit = self._sessions.get(key)
         if hit is not None and hit[0] == version:

@@ -16,6 +16,8 @@ from collections import OrderedDict
 
 from torch import nn
 
+from cxreport.models.versions import tensor_versions
+
 
 class PlanCache:
     def __init__(self, modules: list[nn.Module], size: int = 4096):
@@ -24,12 +26,9 @@ class PlanCache:
         self._version = None
         self.hits = self.misses = 0  # for tests and benchmarks
 
-    def _weights(self) -> tuple:
-        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for m in self.modules for p in m.parameters())
-
     def lookup(self, keys: list) -> list:
         """The cached output (a fresh copy) for each key, or None."""
-        version = self._weights()
+        version = tensor_versions(p for m in self.modules for p in m.parameters())
         if version != self._version:
             self._store.clear()
             self._version = version
