@@ -64,6 +64,8 @@ def bundle_with_head(args, model, tok, cfg, provenance) -> None:
     merged.cfg.views.head_views = args.head_views
     if args.no_repeat_ngram is not None:
         merged.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    if args.default_beam is not None:
+        merged.cfg.decoder.default_beam = args.default_beam
     provenance.update(head_checkpoint=args.head, head_step=hcfg.get("step"), head_metrics=hcfg.get("metrics"))
     card = Path(args.out) / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None  # hand-written: survives a re-bundle
@@ -95,6 +97,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-repeat-ngram", type=int, default=None,
                     help="n-gram blocking of the bundled model (default: the decoder run's own decoder.no_repeat_ngram)")
+    ap.add_argument("--default-beam", type=int, default=None,
+                    help="default beam of the bundled model (default: the decoder run's own decoder.default_beam)")
     ap.add_argument("--head-views", choices=["all", "frontal"], default="frontal",
                     help="views the finding head reads (NIH trains it on frontal films only)")
     args = ap.parse_args()
@@ -133,6 +137,8 @@ def main() -> None:
     # load_checkpoint resolved its suppressed words with the tokenizer.
     if args.no_repeat_ngram is not None:
         model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
+    if args.default_beam is not None:
+        model.cfg.decoder.default_beam = args.default_beam
     model.cfg.views.head_views = args.head_views
     val = auroc_table(probs, targets, model.labels)
     provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,

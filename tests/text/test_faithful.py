@@ -5,7 +5,8 @@ import itertools
 import pytest
 
 from cxreport.labels import FINDING_STATES
-from cxreport.text.faithful import CHECKED, POSITIVE_SENTENCES, check, make_faithful, plan_report
+from cxreport.text.faithful import (CHECKED, NEGATIVE_SENTENCES, NEGATIVE_TERMS, POSITIVE_SENTENCES, check,
+                                     make_faithful, negatives_sentences, plan_report)
 from cxreport.text.labeler import label_report
 from cxreport.text.wording import drop_sentences, has_comparison, single_view
 
@@ -133,3 +134,33 @@ def test_a_sentence_cut_off_at_the_length_limit_is_dropped():
     text, info = make_faithful(["The heart is normal in size. No pneumothorax. There air under"],
                                {"No Finding": "positive"})
     assert text == "The heart is normal in size. No pneumothorax." and info["dropped_sentences"] == 1
+
+
+def test_every_set_of_left_out_negatives_reads_back_as_exactly_those_negatives():
+    stated = list(NEGATIVE_SENTENCES) + list(NEGATIVE_TERMS)
+    for n in range(1, len(stated) + 1):
+        for subset in itertools.combinations(stated, n):
+            plan = {k: "negative" for k in subset}
+            sents, findings = negatives_sentences("", plan)
+            reading = check(" ".join(sents), plan)["reading"]
+            assert sorted(findings) == sorted(subset)
+            assert {k for k, v in reading.items() if v is not None} == set(subset), subset
+            assert all(reading[k] == 0 for k in subset), subset
+
+
+def test_negatives_the_text_left_out_are_stated_once_after_it():
+    plan = _plan("not_assessed", Cardiomegaly="negative", Pneumothorax="negative", Pleural_Effusion="negative",
+                 Pneumonia="positive")
+    text, info = make_faithful(["There is right lower lobe pneumonia. No pleural effusion."], plan)
+    assert text == "There is right lower lobe pneumonia. No pleural effusion. The heart is normal in size. No pneumothorax."
+    assert info["added_negatives"] == ["Cardiomegaly", "Pneumothorax"] and check(text, plan)["agrees"]
+
+
+def test_a_whole_organ_normal_statement_covers_its_negatives_and_unknown_states_add_nothing():
+    plan = _plan("not_assessed", Lung_Opacity="negative", Edema="negative", Atelectasis="negative")
+    text, info = make_faithful(["The lungs are clear."], plan)
+    assert text == "The lungs are clear." and info["added_negatives"] == []
+    # A finding head's below-threshold findings reach the check as unknown (not_assessed): a
+    # weak "no" from the head is not written as a pertinent negative.
+    text, info = make_faithful(["The heart is normal in size."], _plan("not_assessed"))
+    assert text == "The heart is normal in size." and info["added_negatives"] == []

@@ -8,7 +8,9 @@ is derived from the others and not checked on its own.
 `make_faithful` picks the candidate (an N-best list from beam search, or the one greedy text)
 that breaks the plan least, drops each sentence that asserts what the plan does not hold (or
 compares with a prior that was never given, or carries de-identification residue), adds a plain
-sentence for each positive the text left out, and checks the result again. When a text still
+sentence for each positive the text left out and one sentence of the negatives it left out (the
+pertinent negatives a radiologist states: "No pneumothorax or pleural effusion."), and checks the
+result again. When a text still
 disagrees (a sentence the labeler reads differently in context), the report falls back to the
 plan's own sentences, which agree by construction (tests check every finding).
 """
@@ -40,6 +42,15 @@ POSITIVE_SENTENCES = {
     "Support Devices": "A support device is present.",
 }
 NORMAL_SENTENCE = "No acute cardiopulmonary abnormality."
+# Negatives the text left out: organ sentences, then one "No a, b or c." list in this order. The
+# wording is that of the commonest IU X-Ray training sentences for each negative, kept free of
+# location and size (the plan holds neither).
+NEGATIVE_SENTENCES = {"Cardiomegaly": "The heart is normal in size.",
+                      "Enlarged Cardiomediastinum": "The mediastinum is unremarkable."}
+NEGATIVE_TERMS = {"Lung Opacity": "focal airspace disease", "Consolidation": "focal consolidation",
+                  "Pneumonia": "pneumonia", "Edema": "pulmonary edema", "Atelectasis": "atelectasis",
+                  "Lung Lesion": "pulmonary nodule", "Pneumothorax": "pneumothorax",
+                  "Pleural Effusion": "pleural effusion", "Fracture": "acute fracture"}
 CHECKED = tuple(k for k in CHEXPERT_LABELS if k != "No Finding")
 
 
@@ -88,6 +99,29 @@ def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
     return out
 
 
+def _covered(text: str) -> set[str]:
+    """Findings ``text`` already speaks of: named by the labeler, or denied whole ("Lungs are clear.")."""
+    out = {k for k, v in label_report(text).items() if v is not None} if text else set()
+    for s in sentences(text):
+        if _CLEAR_LUNGS.search(s):
+            out.update(_LUNG)
+        if _NO_ACUTE.search(s):
+            out.update(_ACUTE)
+    return out
+
+
+def negatives_sentences(text: str, plan: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(sentences stating the plan's negatives that ``text`` leaves out, those findings)."""
+    covered = _covered(text)
+    todo = [k for k in CHECKED if plan.get(k) == "negative" and k not in covered
+            and (k in NEGATIVE_SENTENCES or k in NEGATIVE_TERMS)]
+    out = [NEGATIVE_SENTENCES[k] for k in todo if k in NEGATIVE_SENTENCES]
+    terms = [NEGATIVE_TERMS[k] for k in todo if k in NEGATIVE_TERMS]
+    if terms:
+        out.append("No " + (terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + " or " + terms[-1]) + ".")
+    return out, todo
+
+
 def _read(text: str, plan: dict[str, str]) -> tuple[list[str], list[str], dict]:
     """(positives the text leaves out, findings some sentence states against the plan, reading)."""
     reading = label_report(text)
@@ -126,10 +160,10 @@ def _cost(text: str, plan: dict[str, str], prior: bool) -> int:
 
 
 def plan_report(plan: dict) -> str:
-    """The plan's own sentences: each positive finding, or the normal sentence."""
+    """The plan's own sentences: each positive finding (or the normal sentence), then its negatives."""
     p = plan_states(plan)
-    pos = [POSITIVE_SENTENCES[k] for k in CHECKED if p[k] == "positive"]
-    return " ".join(pos) if pos else NORMAL_SENTENCE
+    pos = " ".join(POSITIVE_SENTENCES[k] for k in CHECKED if p[k] == "positive") or NORMAL_SENTENCE
+    return " ".join([pos] + negatives_sentences(pos, p)[0])
 
 
 def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = None) -> tuple[str, dict]:
@@ -158,6 +192,8 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
     out = added + kept
     if not out:
         out = [NORMAL_SENTENCE]
+    stated, negatives = negatives_sentences(" ".join(out), p)
+    out += stated
     result = " ".join(out)
     verdict = check(result, p)
     fallback = False
@@ -165,7 +201,7 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
         result, fallback = plan_report(p), True
         verdict = check(result, p)
     return result, {"agrees": verdict["agrees"], "dropped_sentences": dropped, "added": missing,
-                    "fallback": fallback}
+                    "added_negatives": negatives, "fallback": fallback}
 
 
 def make_faithful(candidates: list[str], plan: dict, *, prior: bool = False,
