@@ -72,11 +72,13 @@ def main() -> int:
     ap.add_argument("--views", type=int, default=2, choices=[1, 2], help="use the first N images")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--beam", type=int, default=1)
+    ap.add_argument("--beam", type=int, default=None, help="default: the model's own decoder.default_beam")
     ap.add_argument("--max-len", type=int, default=60)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--no-faithful", dest="faithful", action="store_false",
                     help="time the decoder's text alone (no plan check / repair), as before plan-faithful decoding")
+    ap.add_argument("--cold", action="store_true",
+                    help="empty the plan cache before each run, so every run decodes (models/plan_cache.py)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -103,6 +105,8 @@ def main() -> int:
             pipeline.generate(images, **opts)
         total, prep, model, tokens = [], [], [], []
         for _ in range(args.runs):
+            if args.cold:
+                pipeline.model._plan_cache = None  # rebuilt empty on the next generate
             t0 = time.perf_counter()
             r = pipeline.generate(images, **opts)
             total.append((time.perf_counter() - t0) * 1000)
@@ -111,8 +115,9 @@ def main() -> int:
             tokens.append(len(r["report"].split()))
     sizes = [f"{v['width']}x{v['height']}" for v in r["views"]]
     result = {"model": pipeline.name, "note": note, "torch_threads": torch.get_num_threads(),
-              "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "views": len(images), "image_sizes": sizes, "beam": args.beam,
-              "faithful": args.faithful, "max_len": args.max_len, "runs": args.runs, "words_per_report": statistics.median(tokens),
+              "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "views": len(images), "image_sizes": sizes,
+              "beam": args.beam or pipeline.model.cfg.decoder.default_beam,
+              "faithful": args.faithful, "cold": args.cold, "max_len": args.max_len, "runs": args.runs, "words_per_report": statistics.median(tokens),
               "p50_ms": round(pct(total, 50), 1), "p95_ms": round(pct(total, 95), 1),
               "preprocess_p50_ms": round(pct(prep, 50), 1), "model_p50_ms": round(pct(model, 50), 1)}
     if args.json:

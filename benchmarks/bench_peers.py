@@ -39,7 +39,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PEERS = {
-    "ours": "cxreport default model (bundled weights), greedy (its default)",
+    "ours": "cxreport default model (bundled weights), greedy",
+    "ours-beam2": "cxreport default model, beam 2 (its default)",
     "ours-beam3": "cxreport default model, beam 3",
     "chexpert-plus": "SwinV2-tiny + 2-layer BERT (VisionEncoderDecoder), beam 2",
     "r2gen": "ResNet-101 + 3-layer transformer enc/dec, beam 3",
@@ -167,7 +168,8 @@ def measure(name: str, batch: int, tokens: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = rss_mb()
-    builders = {"ours": lambda: build_ours(1, tokens), "ours-beam3": lambda: build_ours(3, tokens),
+    builders = {"ours": lambda: build_ours(1, tokens), "ours-beam2": lambda: build_ours(2, tokens),
+                "ours-beam3": lambda: build_ours(3, tokens),
                 "chexpert-plus": lambda: build_chexpert_plus(tokens), "r2gen": lambda: build_r2gen(tokens)}
     model, make, generate = builders[name]()
     params = sum(p.numel() for p in model.parameters())

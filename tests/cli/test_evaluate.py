@@ -134,4 +134,10 @@ def test_evaluate_and_evaluate_findings_accept_the_bundled_model_name(syn_cache,
     assert main(["evaluate", "--checkpoint", "default", "--cache", syn_cache, "--split", "val", "--limit", "2",
                  "--out", str(tmp_path / "e"), "--no-baselines", "--metrics", "ce", "--bootstrap", "0",
                  "--permutations", "0", "--max-len", "5"]) == 0
-    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 2
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["n"] == 2
+    # Without --beam the model decodes with its own default, as generate and serve do.
+    from cxreport.inference.pipeline import resolve_model_path
+
+    own = json.loads((resolve_model_path("default") / "config.json").read_text())["model"]["decoder"]["default_beam"]
+    assert m["decoding"]["beams"] == own

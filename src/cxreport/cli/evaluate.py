@@ -237,7 +237,8 @@ def register(sub) -> None:
     e.add_argument("--split", default="val")
     e.add_argument("--out", required=True)
     e.add_argument("--allow-test", action="store_true", help="allow --split test (final evaluation only)")
-    e.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    e.add_argument("--beam", type=int, default=None,
+                   help="beam size (1: greedy; default: the model's own decoder.default_beam)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--max-len", type=int, default=None, help="max generated tokens (default: the run's max_tokens)")
     e.add_argument("--no-image", choices=["generate", "skip"], default="generate",

@@ -68,7 +68,7 @@ def generate_reports(model, tokenizer, cache, split: str, *, text_field: str = "
     return out
 
 
-def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, beam: int = 1, batch_size: int = 16,
+def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, beam: int | None = None, batch_size: int = 16,
              max_len: int | None = None, no_image: str = "generate", metrics=None, protocol: str = "r2gen",
              dataset: str | None = None, uncertain: str = "positive", labeler: str = "rules", bootstrap: int = 1000,
              permutations: int = 1000, seed: int = 0, baselines: bool = True, device: str = "cpu",
@@ -94,6 +94,7 @@ def evaluate(checkpoint, cache, split: str, out, *, allow_test: bool = False, be
     model, tok, cfg = load_checkpoint(resolve_model_path(checkpoint), map_location=device)  # also "default"
     if tok is None:
         raise InputError(f"{checkpoint}: the checkpoint has no tokenizer/ folder; it cannot decode reports")
+    beam = model.cfg.decoder.default_beam if beam is None else beam  # the model decodes as it was bundled
     run = cfg.get("run") or {}
     text_field = (run.get("data") or {}).get("text_field", "findings")
     max_len = max_len or (run.get("data") or {}).get("max_tokens", 100)
