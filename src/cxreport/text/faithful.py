@@ -21,7 +21,7 @@ import re
 
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
-from cxreport.text.wording import has_comparison, has_deid, has_unsupported, sentences, single_view
+from cxreport.text.wording import has_comparison, has_deid, has_detail, has_unsupported, sentences, single_view
 
 POS, UNC = 1, -1
 
@@ -150,7 +150,10 @@ def _residue(sentence: str, prior: bool) -> bool:
 def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool) -> bool:
     if _residue(sentence, prior):
         return False
-    return not _against(label_report(sentence), plan) and not _denied_by_normal(sentence, plan)
+    reading = label_report(sentence)
+    if has_detail(sentence) and any(reading.get(k) in (POS, UNC) for k in CHECKED):
+        return False  # where or how big: the plan holds neither; a plain sentence replaces a positive
+    return not _against(reading, plan) and not _denied_by_normal(sentence, plan)
 
 
 def _cost(text: str, plan: dict[str, str], prior: bool) -> int:

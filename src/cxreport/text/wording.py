@@ -37,6 +37,13 @@ _UNSUPPORTED = re.compile(
     r"atheroscleros\w*|atherosclerotic|eventration|elevat\w* (?:of the )?(?:right |left )?hemidiaphragm|"
     r"bronchiectasis|cholecystectomy)\b", re.IGNORECASE)
 
+# Where and how big: the plan gives each finding a state and nothing else, so a side, a lobe or
+# zone, or a size stated with a finding ("a small right lower lobe opacity") is invented.
+_DETAIL = re.compile(
+    r"\b(?:right|left|bilateral(?:ly)?|bibasilar|bibasal|unilateral|(?:upper|middle|lower) (?:lobes?|lungs?|zones?)|"
+    r"lung (?:bases?|apex|apices)|bases?|basilar|apex|apices|apical|lingula\w*|perihilar|retrocardiac|"
+    r"small|large|moderate|mild(?:ly)?|minimal|tiny|trace|severe|massive|\w+-sized|sized)\b", re.IGNORECASE)
+
 SENTENCE_KINDS = ("deid", "comparison")
 
 
@@ -56,6 +63,11 @@ def has_unsupported(sentence: str) -> bool:
         if any(classify_mention(clause, m.start(), m.end()) != NEG for m in _UNSUPPORTED.finditer(clause)):
             return True
     return False
+
+
+def has_detail(sentence: str) -> bool:
+    """Whether ``sentence`` names a side, a lobe or zone, or a size (``_DETAIL``)."""
+    return bool(_DETAIL.search(sentence or ""))
 
 
 def has_deid(text: str) -> bool:
