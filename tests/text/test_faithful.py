@@ -179,3 +179,12 @@ def test_a_finding_stated_with_a_side_lobe_or_size_is_replaced_by_the_plain_sent
     text, info = make_faithful([sentence], plan)
     assert (sentence in text) is kept, text
     assert check(text, plan)["agrees"] and "There is an opacity in the lung." in text
+
+
+def test_a_denial_of_a_finding_the_model_cannot_judge_is_dropped():
+    plan = _plan("not_assessed", Lung_Opacity="positive", Pleural_Effusion="negative")
+    text, _ = make_faithful(["There is an opacity in the lung. The heart is normal in size. No pleural effusion."],
+                            plan, unjudged=["Cardiomegaly"])
+    assert text == "There is an opacity in the lung. No pleural effusion."
+    kept, _ = make_faithful(["The heart is normal in size."], plan)  # a given plan: the caller judged
+    assert "The heart is normal in size." in kept

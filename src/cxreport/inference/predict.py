@@ -97,11 +97,20 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
         texts = [decode(tokenizer, c["token_ids"]) for c in o.pop("candidates", None) or [o]]
         check = None
         if opts.faithful and o.get("finding_states") is not None:
-            text, check = make_faithful(texts, o["finding_states"], prior=prior, views=int(views) if views else None)
+            text, check = make_faithful(texts, o["finding_states"], prior=prior, views=int(views) if views else None,
+                                        unjudged=_unjudged(o.get("finding_plan")) if findings is None else ())
         else:
             text = texts[0]
         results.append({**o, "text": text, "plan_check": check})
     return results
+
+
+def _unjudged(plan: dict | None) -> list[str]:
+    """Findings the finding head's plan leaves not assessed (the user's edits included): their
+    denials are claims without evidence, unless the head called the whole study "No Finding"."""
+    if not plan or plan.get("No Finding") == "positive":
+        return []
+    return [k for k, state in plan.items() if state == "not_assessed" and k != "No Finding"]
 
 
 def batches(dataset, collate, batch_size: int, indices=None):

@@ -147,12 +147,14 @@ def _residue(sentence: str, prior: bool) -> bool:
     return has_deid(sentence) or (not prior and has_comparison(sentence)) or has_unsupported(sentence)
 
 
-def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool) -> bool:
+def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool, unjudged=()) -> bool:
     if _residue(sentence, prior):
         return False
     reading = label_report(sentence)
     if has_detail(sentence) and any(reading.get(k) in (POS, UNC) for k in CHECKED):
         return False  # where or how big: the plan holds neither; a plain sentence replaces a positive
+    if any(reading.get(k) == 0 for k in unjudged):
+        return False  # "The heart is normal in size." from a head that cannot judge the heart
     return not _against(reading, plan) and not _denied_by_normal(sentence, plan)
 
 
@@ -169,8 +171,11 @@ def plan_report(plan: dict) -> str:
     return " ".join([pos] + negatives_sentences(pos, p)[0])
 
 
-def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = None) -> tuple[str, dict]:
-    """``text`` made to agree with ``plan`` -> (text, what changed)."""
+def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = None,
+           unjudged=()) -> tuple[str, dict]:
+    """``text`` made to agree with ``plan`` -> (text, what changed). ``unjudged``: findings the
+    model that made the plan cannot judge (too few training positives); a sentence denying one is
+    dropped too ("The heart is normal in size." beside a head that never learned cardiomegaly)."""
     p = plan_states(plan)
     if views == 1:
         text = single_view(text)
@@ -184,7 +189,7 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
             dropped += 1
             continue
         seen.add(key)
-        if _sentence_ok(s, p, prior):
+        if _sentence_ok(s, p, prior, unjudged):
             kept.append(s.strip())
         else:
             dropped += 1
@@ -208,13 +213,13 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
 
 
 def make_faithful(candidates: list[str], plan: dict, *, prior: bool = False,
-                  views: int | None = None) -> tuple[str, dict]:
+                  views: int | None = None, unjudged=()) -> tuple[str, dict]:
     """The candidate that breaks ``plan`` least (ties: the decoder's order), repaired -> (text, info)."""
     if not candidates:
         candidates = [""]
     p = plan_states(plan)
     costs = [_cost(c, p, prior) for c in candidates]
     best = min(range(len(candidates)), key=lambda i: (costs[i], i))
-    text, info = repair(candidates[best], p, prior=prior, views=views)
+    text, info = repair(candidates[best], p, prior=prior, views=views, unjudged=unjudged)
     info.update(candidate=best, candidates=len(candidates), candidate_breaks=costs[best])
     return text, info
