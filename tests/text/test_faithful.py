@@ -188,3 +188,19 @@ def test_a_denial_of_a_finding_the_model_cannot_judge_is_dropped():
     assert text == "There is an opacity in the lung. No pleural effusion."
     kept, _ = make_faithful(["The heart is normal in size."], plan)  # a given plan: the caller judged
     assert "The heart is normal in size." in kept
+
+
+def test_a_run_on_sentence_is_dropped():
+    plan = _plan("not_assessed", Pleural_Effusion="positive")
+    text, _ = make_faithful(["There is a pleural effusion. No acute bony abnormality is seen is identified is seen."],
+                            plan)
+    assert text == "There is a pleural effusion."
+
+
+def test_normal_vessels_do_not_sit_beside_edema():
+    plan = _plan("not_assessed", Edema="positive")
+    text, _ = make_faithful(["There is pulmonary edema. The pulmonary vascularity is within normal limits in appearance."],
+                            plan)
+    assert text == "There is pulmonary edema."
+    kept, _ = make_faithful(["Pulmonary vascularity is within normal limits."], _plan("not_assessed"))
+    assert kept == "Pulmonary vascularity is within normal limits."

@@ -21,7 +21,8 @@ import re
 
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
-from cxreport.text.wording import has_comparison, has_deid, has_detail, has_unsupported, sentences, single_view
+from cxreport.text.wording import (has_comparison, has_deid, has_detail, has_unsupported, is_run_on, sentences,
+                                   single_view)
 
 POS, UNC = 1, -1
 
@@ -89,9 +90,13 @@ _NO_ACUTE = re.compile(r"\bno acute (?:cardiopulmonary |pulmonary |intrathoracic
                        r"disease|process|findings?)\b|\bnormal (?:chest|study|examination|radiograph)\b", re.IGNORECASE)
 
 
+_NORMAL_VESSELS = re.compile(r"\bvascularity (?:is |are |appears? )?(?:within normal limits|normal|unremarkable)\b",
+                             re.IGNORECASE)
+
+
 def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
     """Positives a whole-organ normal statement denies."""
-    out = []
+    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") == "positive" else []
     if _CLEAR_LUNGS.search(sentence):
         out += [k for k in _LUNG if plan.get(k) == "positive"]
     if _NO_ACUTE.search(sentence):
@@ -142,9 +147,10 @@ def check(text: str, plan: dict) -> dict:
 
 
 def _residue(sentence: str, prior: bool) -> bool:
-    """De-identification residue, comparison wording without a prior, or a finding the plan
-    cannot hold (``wording.has_unsupported``)."""
-    return has_deid(sentence) or (not prior and has_comparison(sentence)) or has_unsupported(sentence)
+    """De-identification residue, comparison wording without a prior, a finding the plan cannot
+    hold (``wording.has_unsupported``), or a run-on sentence."""
+    return has_deid(sentence) or (not prior and has_comparison(sentence)) or has_unsupported(sentence) or \
+        is_run_on(sentence)
 
 
 def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool, unjudged=()) -> bool:

@@ -44,6 +44,9 @@ _DETAIL = re.compile(
     r"lung (?:bases?|apex|apices)|bases?|basilar|apex|apices|apical|lingula\w*|perihilar|retrocardiac|"
     r"small|large|moderate|mild(?:ly)?|minimal|tiny|trace|severe|massive|\w+-sized|sized)\b", re.IGNORECASE)
 
+# A decoder that ran on past its sentence: "No acute bony abnormality is seen is identified is seen".
+_RUN_ON = re.compile(r"\b(?:is|are) (?:seen|identified|noted|present|visualized) (?:is|are)\b", re.IGNORECASE)
+
 SENTENCE_KINDS = ("deid", "comparison")
 
 
@@ -68,6 +71,12 @@ def has_unsupported(sentence: str) -> bool:
 def has_detail(sentence: str) -> bool:
     """Whether ``sentence`` names a side, a lobe or zone, or a size (``_DETAIL``)."""
     return bool(_DETAIL.search(sentence or ""))
+
+
+def is_run_on(sentence: str) -> bool:
+    """Whether ``sentence`` strings verb phrases together ("is seen is identified"), as no
+    report does."""
+    return bool(_RUN_ON.search(sentence or ""))
 
 
 def has_deid(text: str) -> bool:
