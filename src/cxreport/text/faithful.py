@@ -6,13 +6,14 @@ certain; nothing negative or not assessed is asserted (positively or as uncertai
 is derived from the others and not checked on its own.
 
 `make_faithful` picks the candidate (an N-best list from beam search, or the one greedy text)
-that breaks the plan least, drops each sentence that asserts what the plan does not hold (or
-compares with a prior that was never given, or carries de-identification residue), adds a plain
-sentence for each positive the text left out and one sentence of the negatives it left out (the
-pertinent negatives a radiologist states: "No pneumothorax or pleural effusion."), and checks the
-result again. When a text still
-disagrees (a sentence the labeler reads differently in context), the report falls back to the
-plan's own sentences, which agree by construction (tests check every finding).
+that breaks the plan least and drops each sentence that asserts what the plan does not hold: a
+finding against its state, or with a side, lobe or size; a comparison with a prior that was never
+given; de-identification residue; a run-on; a denial of a finding the model could not judge. It
+adds a plain sentence for each positive the text left out and one sentence of the explicit
+negatives it left out (the pertinent negatives a radiologist states: "No pneumothorax or pleural
+effusion."), and checks the result again. When a text still disagrees (a sentence the labeler
+reads differently in context), the report falls back to the plan's own sentences, which agree by
+construction (tests check every finding).
 """
 
 from __future__ import annotations
