@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--no-faithful", dest="faithful", action="store_false",
                     help="time the decoder's text alone (no plan check / repair), as before plan-faithful decoding")
     ap.add_argument("--cold", action="store_true",
-                    help="empty the plan cache before each run, so every run decodes (models/plan_cache.py)")
+                    help="no plan cache, so every run decodes (models/plan_cache.py)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -104,9 +104,8 @@ def main() -> int:
         for _ in range(args.warmup):
             pipeline.generate(images, **opts)
         total, prep, model, tokens = [], [], [], []
+        pipeline.model.use_plan_cache = not args.cold
         for _ in range(args.runs):
-            if args.cold:
-                pipeline.model._plan_cache = None  # rebuilt empty on the next generate
             t0 = time.perf_counter()
             r = pipeline.generate(images, **opts)
             total.append((time.perf_counter() - t0) * 1000)

@@ -42,6 +42,14 @@ def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
     return best
 
 
+def decoding_overrides(decoder_cfg, args) -> None:
+    """``--no-repeat-ngram`` and ``--default-beam`` over the decoder run's own decoding settings."""
+    if args.no_repeat_ngram is not None:
+        decoder_cfg.no_repeat_ngram = args.no_repeat_ngram
+    if args.default_beam is not None:
+        decoder_cfg.default_beam = args.default_beam
+
+
 HEAD_FIELDS = ("head", "calibration", "prior", "thresholds", "uncertain_thresholds", "train_positives", "min_positives",
                "threshold")
 
@@ -62,10 +70,7 @@ def bundle_with_head(args, model, tok, cfg, provenance) -> None:
     state.update({k: v for k, v in head.state_dict().items() if k.startswith(IMAGE_SIDE)})
     merged.load_state_dict(state, strict=True)
     merged.cfg.views.head_views = args.head_views
-    if args.no_repeat_ngram is not None:
-        merged.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
-    if args.default_beam is not None:
-        merged.cfg.decoder.default_beam = args.default_beam
+    decoding_overrides(merged.cfg.decoder, args)
     provenance.update(head_checkpoint=args.head, head_step=hcfg.get("step"), head_metrics=hcfg.get("metrics"))
     card = Path(args.out) / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None  # hand-written: survives a re-bundle
@@ -135,10 +140,7 @@ def main() -> None:
     # Decoding settings (n-gram blocking, suppressed words, default beam and length, faithful
     # decoding) come from the decoder run's config, so a trained run decodes like the bundle;
     # load_checkpoint resolved its suppressed words with the tokenizer.
-    if args.no_repeat_ngram is not None:
-        model.cfg.decoder.no_repeat_ngram = args.no_repeat_ngram
-    if args.default_beam is not None:
-        model.cfg.decoder.default_beam = args.default_beam
+    decoding_overrides(model.cfg.decoder, args)
     model.cfg.views.head_views = args.head_views
     val = auroc_table(probs, targets, model.labels)
     provenance["threshold_tuning"] = {"cache": args.threshold_cache, "split": args.split,

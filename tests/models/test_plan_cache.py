@@ -16,13 +16,12 @@ def _model():
 
 
 def _direct(m, plans, **kw):
-    """The tokens decoding writes with no cache: with image memory on (and no image, so the same
-    memory) generate takes the uncached path."""
-    m.cfg.findings.image_memory = True
+    """The tokens decoding writes with no cache."""
+    m.use_plan_cache = False
     try:
         return [o["token_ids"] for o in m.generate(None, findings=plans, max_len=12, **kw)]
     finally:
-        m.cfg.findings.image_memory = False
+        m.use_plan_cache = True
 
 
 def test_cached_reports_equal_decoded_ones_and_each_plan_is_decoded_once():

@@ -2,7 +2,7 @@
 
 With ``findings.image_memory=false`` (the bundled model) the decoder's memory is the plan alone,
 so its tokens are a function of the plan states, the decoding settings and the weights: NIH test's
-824 films get 39 distinct reports. ``ReportModel.generate`` asks this cache first and decodes only
+824 films make 68 distinct plans. ``ReportModel.generate`` asks this cache first and decodes only
 the plans it has not seen (each once per batch), in greedy or beam search; sampling is never
 cached. The key holds every setting that changes the tokens, and a weight change (an optimiser
 step, a load, ``.to``) empties the cache, so a cached report is exactly the one decoding would

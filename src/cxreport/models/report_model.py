@@ -68,6 +68,9 @@ class ReportModel(nn.Module):
         if hasattr(self.decoder, "lm"):
             dec_cfg = dataclasses.replace(dec_cfg, hf_config=_hf_arch(self.decoder.lm))
         self.cfg = dataclasses.replace(cfg, encoder=enc_cfg, decoder=dec_cfg)
+        # Reuse each distinct plan's report (models.plan_cache); False decodes every study, for
+        # benchmarks that time the decoder and tests that compare against it.
+        self.use_plan_cache = True
 
     # ---- encoding -------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor | None, image_mask: torch.Tensor | None = None,
@@ -297,7 +300,8 @@ class ReportModel(nn.Module):
                           no_repeat_ngram=dc.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
                           temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
                           generator=generator, suppress_ids=suppress, num_return=num_return)
-            if states is not None and not self.cfg.findings.image_memory and method != "sample":
+            if self.use_plan_cache and states is not None and not self.cfg.findings.image_memory \
+                    and method != "sample":
                 outs = self._decode_plans(states, mem, mem_mask, decode)
             else:
                 outs = generate_tokens(self.decoder, mem, mem_mask, **decode)

@@ -95,24 +95,25 @@ _NORMAL_VESSELS = re.compile(r"\bvascularity (?:is |are |appears? )?(?:within no
                              re.IGNORECASE)
 
 
-def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
-    """Positives a whole-organ normal statement denies."""
-    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") == "positive" else []
-    if _CLEAR_LUNGS.search(sentence):
-        out += [k for k in _LUNG if plan.get(k) == "positive"]
+def _denied_whole(sentence: str) -> list[str]:
+    """Findings a whole-organ normal statement denies: "Lungs are clear." denies every lung finding."""
+    out = list(_LUNG) if _CLEAR_LUNGS.search(sentence) else []
     if _NO_ACUTE.search(sentence):
-        out += [k for k in _ACUTE if plan.get(k) == "positive" and k not in out]
+        out += [k for k in _ACUTE if k not in out]
     return out
+
+
+def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
+    """Positives a whole-organ normal statement (or normal vessels beside edema) denies."""
+    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") == "positive" else []
+    return out + [k for k in _denied_whole(sentence) if plan.get(k) == "positive" and k not in out]
 
 
 def _covered(text: str) -> set[str]:
     """Findings ``text`` already speaks of: named by the labeler, or denied whole ("Lungs are clear.")."""
     out = {k for k, v in label_report(text).items() if v is not None} if text else set()
     for s in sentences(text):
-        if _CLEAR_LUNGS.search(s):
-            out.update(_LUNG)
-        if _NO_ACUTE.search(s):
-            out.update(_ACUTE)
+        out.update(_denied_whole(s))
     return out
 
 
