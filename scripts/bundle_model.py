@@ -64,7 +64,9 @@ def bundle_with_head(args, model, tok, cfg, provenance) -> None:
 
     head, _, hcfg = load_checkpoint(args.head)
     findings = dataclasses.replace(model.cfg.findings, **{k: getattr(head.cfg.findings, k) for k in HEAD_FIELDS})
-    mcfg = dataclasses.replace(model.cfg, projector=head.cfg.projector, findings=findings, views=head.cfg.views)
+    # The head's encoder settings and input size come with its image side.
+    mcfg = dataclasses.replace(model.cfg, encoder=head.cfg.encoder, preprocess=head.cfg.preprocess,
+                               projector=head.cfg.projector, findings=findings, views=head.cfg.views)
     merged = build_model(mcfg, pretrained=False)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(IMAGE_SIDE)}
     state.update({k: v for k, v in head.state_dict().items() if k.startswith(IMAGE_SIDE)})

@@ -30,7 +30,7 @@ from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
 from cxreport.inference.gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
                                      fit_orientation, mirror_symmetry, ood_input)
-from cxreport.training.feature_cache import pooled_features
+from cxreport.training.feature_cache import feature_path, pooled_features
 
 
 def films(cache: Cache, splits, frontal_only=True, patients=False):
@@ -91,8 +91,7 @@ def main() -> None:
     model, _, _ = load_checkpoint(args.model)
     enc, size = model.encoder.eval(), model.cfg.preprocess.image_size
     caches = {s["name"]: Cache(s["cache"]) for s in cfg["sources"]}
-    feats = {n: pooled_features(enc, c, Path(cfg["features"]) / f"{c.meta['fingerprint']}-{model.cfg.encoder.name}-{size}.npy",
-                                size) for n, c in caches.items()}
+    feats = {n: pooled_features(enc, c, feature_path(cfg["features"], c, model), size) for n, c in caches.items()}
     gc = GateConfig(**cfg.get("gate", {}))
     groups = fit_groups(cfg, caches, feats, gc)
     rng = np.random.default_rng(0)
@@ -182,6 +181,8 @@ def measure(cfg, gate: Gate, caches, feats, enc, size, out: Path) -> None:
     total = sum(k["images"] for k in kinds.values())
     refused = sum(k["refused_pixels"] + k["refused_ood"] for k in kinds.values())
     res["rejection"] = {"images": total, "refused": refused, "rate": round(refused / total, 4), "by_kind": kinds}
+    if grays:  # how far the closest non-radiograph the pixel checks let through lies beyond the limit
+        res["rejection"]["nearest_over_limit"] = round(float(d.min() / gate.cfg.ood_threshold), 3)
     atomic_write_json(out / "gate_scores.json", res)
     print(json.dumps(res, indent=1))
 

@@ -18,16 +18,16 @@ from cxreport.metrics.calibration import ece_table, reliability_bins
 from cxreport.metrics.classification import auroc_table
 from cxreport.inference.predict import predict_findings
 from cxreport.models.finding_states import calibration_terms, finding_states
-from cxreport.training.feature_cache import pooled_features
+from cxreport.training.feature_cache import feature_path, pooled_features
 from cxreport.training.head_fit import logit, predict_logits
 
 
-def _test_set(cfg, src, base, labels):
+def _test_set(cfg, src, model, labels):
     from train_finding_head import frontal_rows
 
     cache = Cache(src["cache"])
-    feats = pooled_features(base.encoder, cache, Path(cfg["features"]) / f"{cache.meta['fingerprint']}-"
-                            f"{base.cfg.encoder.name}-{base.cfg.preprocess.image_size}.npy", base.cfg.preprocess.image_size)
+    feats = pooled_features(model.encoder, cache, feature_path(cfg["features"], cache, model),
+                            model.cfg.preprocess.image_size)
     idx, y, _ = frontal_rows(cache, ("test",), src.get("labels"), labels)
     return cache, feats[idx], y
 
@@ -72,7 +72,7 @@ def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Pa
     scale, bias = (t.numpy() for t in calibration_terms(fc, labels))
     result = {}
     nih = cfg["sources"][names.index("nih")]
-    cache, x, y = _test_set(cfg, nih, base, labels)
+    cache, x, y = _test_set(cfg, nih, model, labels)
     z = predict_logits(probe, x)
     after = 1 / (1 + np.exp(-(z * scale + bias)))
     raw = 1 / (1 + np.exp(-(z + logit(priors[names.index("nih")]))))
@@ -98,7 +98,7 @@ def score_test(cfg, model, probe, base, names, labels, assessed, priors, out: Pa
               "new, calibrated": ({n: after[:, j] for j, n in enumerate(labels)}, {n: y[:, j] for j, n in enumerate(labels)})}
     _plot(out / "reliability_nih_test.png", curves, cols)
     if "kermany" in names:
-        _, xk, yk = _test_set(cfg, cfg["sources"][names.index("kermany")], base, labels)
+        _, xk, yk = _test_set(cfg, cfg["sources"][names.index("kermany")], model, labels)
         pk = 1 / (1 + np.exp(-(predict_logits(probe, xk) * scale + bias)))
         j = labels.index("Pneumonia")
         plans = [finding_states(dict(zip(labels, p.tolist())), fc, labels) for p in pk]

@@ -26,7 +26,7 @@ from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
 from cxreport.models.registry import _deep_merge
 from cxreport.models.report_model import build_model
-from cxreport.training.feature_cache import pooled_features
+from cxreport.training.feature_cache import feature_path, pooled_features
 from cxreport.training.head_fit import (HeadFitConfig, HeadProbe, domain_priors, f1_threshold, fit_head, fit_platt, logit,
                                         macro_auroc, out_of_fold, predict_logits)
 
@@ -50,14 +50,14 @@ def frontal_rows(cache: Cache, splits: tuple[str, ...], keep_labels: list[str] |
     return np.array(idx, dtype=int), np.stack(ys), pats
 
 
-def load_data(cfg: dict, base, splits, labels):
+def load_data(cfg: dict, model, splits, labels):
+    """Pooled features of ``model``'s (frozen) encoder at its input size, with labels and domains."""
     xs, ys, doms, pats = [], [], [], []
     names = [s["domain"] for s in cfg["sources"]]
     for d, src in enumerate(cfg["sources"]):
         cache = Cache(src["cache"])
-        feats = pooled_features(base.encoder, cache, Path(cfg["features"]) / f"{cache.meta['fingerprint']}-"
-                                f"{base.cfg.encoder.name}-{base.cfg.preprocess.image_size}.npy",
-                                base.cfg.preprocess.image_size)
+        feats = pooled_features(model.encoder, cache, feature_path(cfg["features"], cache, model),
+                                model.cfg.preprocess.image_size)
         idx, y, p = frontal_rows(cache, splits, src.get("labels"), labels)
         xs.append(feats[idx])
         ys.append(y)
@@ -106,7 +106,11 @@ def main() -> None:
     labels = list(mcfg.findings.labels)
     cfg["labels"] = labels
     fit = HeadFitConfig(**cfg.get("fit", {}))
-    x, y, dom, pats, names = load_data(cfg, base, ("train", "val"), labels)
+    # The base's encoder weights under the new image side (model_overrides may change the input
+    # size, which adds no parameters).
+    shell = build_model(mcfg, pretrained=False)
+    shell.load_state_dict({k: v for k, v in base.state_dict().items() if k.startswith("encoder.")}, strict=False)
+    x, y, dom, pats, names = load_data(cfg, shell, ("train", "val"), labels)
     sel = names.index(cfg.get("select_domain", names[0]))
     positives = {n: int(np.nansum(y[:, j] == 1)) for j, n in enumerate(labels)}
     assessed = {n: positives[n] >= cfg["min_positives"] for n in labels}
