@@ -39,9 +39,8 @@ def for_inference(model, device: str = "cpu", runtime: str | None = None):
     encoder = getattr(model, "encoder", None)
     if str(device) == "cpu" and encoder is not None:
         encoder.to(memory_format=torch.channels_last)
-    if encoder is not None and hasattr(encoder, "runtime"):
-        use_ort = onnx_runtime.choose(runtime, str(device)) == "onnxruntime"
-        encoder.runtime = onnx_runtime.OrtFeatures(encoder.net) if use_ort else None
+    if encoder is not None:
+        onnx_runtime.attach(encoder, runtime, str(device))
     return model
 
 

@@ -100,3 +100,10 @@ class OrtFeatures:
         session = self._session(tuple(x.shape[1:]), torch.get_num_threads())
         arr = x.detach().to(torch.float32).contiguous().numpy()
         return torch.from_numpy(session.run(None, {"x": arr})[0])
+
+
+def attach(encoder, runtime: str | None = None, device: str = "cpu") -> None:
+    """Give ``encoder`` the runtime ``choose`` picks: ``OrtFeatures`` for ONNX Runtime, else None
+    (PyTorch). Encoders without a ``runtime`` slot always run in PyTorch."""
+    if hasattr(encoder, "runtime"):
+        encoder.runtime = OrtFeatures(encoder.net) if choose(runtime, device) == "onnxruntime" else None
