@@ -167,17 +167,23 @@ class Gate:
         """Per row (N x C pooled encoder features): the squared Mahalanobis distance to the nearest
         group of training films, in that group's PCA space plus the residual off it, divided by C
         and by the group's own limit (``ood_scale``)."""
+        return self.nearest_group(pooled)[0]
+
+    def nearest_group(self, pooled: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """(``ood_distance`` per row, the name of the nearest group per row: the population whose
+        calibration the film's findings use; None for a gate whose groups have no names)."""
         p = self.p
         x = ood_input(pooled, self.cfg.ood_features)
-        out = np.full(len(x), np.inf, dtype=np.float32)
+        dists = np.full((len(p.ood_mean), len(x)), np.inf, dtype=np.float32)
         for g in range(len(p.ood_mean)):
             d = x - p.ood_mean[g]
             proj = d @ p.ood_basis[g].T
             inside = (proj ** 2 / p.ood_var[g]).sum(1)
             resid = (d ** 2).sum(1) - (proj ** 2).sum(1)
-            dist = (inside + np.maximum(resid, 0) / p.ood_resid_var[g]) / d.shape[1] / p.ood_scale[g]
-            out = np.minimum(out, dist)
-        return out
+            dists[g] = (inside + np.maximum(resid, 0) / p.ood_resid_var[g]) / d.shape[1] / p.ood_scale[g]
+        names = list(self.cfg.ood_groups) if len(self.cfg.ood_groups) == len(p.ood_mean) else [None] * len(p.ood_mean)
+        best = dists.argmin(0) if len(x) else np.zeros(0, dtype=int)
+        return dists.min(0) if len(x) else np.zeros(0, np.float32), [names[g] for g in best]
 
     def check_features(self, pooled: np.ndarray, names: list[str]) -> None:
         for name, dist in zip(names, self.ood_distance(pooled)):

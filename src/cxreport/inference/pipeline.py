@@ -317,17 +317,12 @@ class Pipeline:
         assessed = assessed_findings(self.model.cfg.findings, self.labels)
         with self.lock:
             t0 = time.perf_counter()
-            pooled = []
-            hook = (self.model.encoder.register_forward_hook(lambda m, i, out: pooled.append(out.pooled.detach()))
-                    if self.gate is not None else None)
-            try:
-                outs = generate(self.model, self.tokenizer, images, mask, view_ids, beam=beam, max_len=max_len,
-                                overrides=overrides, faithful=faithful, threshold=override)
-            finally:
-                if hook is not None:
-                    hook.remove()
+            distances: list = []
+            outs = generate(self.model, self.tokenizer, images, mask, view_ids, beam=beam, max_len=max_len,
+                            overrides=overrides, faithful=faithful, threshold=override,
+                            population=self._placer(distances) if self.gate is not None else None)
             gen_ms = (time.perf_counter() - t0) * 1000
-            refused = self._refusals(prepared, mask, pooled[0] if pooled else None)
+            refused = self._refusals(prepared, distances)
             if refused and on_error == "raise":
                 raise next(iter(refused.values()))
             maps = None
@@ -345,6 +340,7 @@ class Pipeline:
                 results.append({"error": str(refused[i]), "refused": True, **self.identity, "views": p.views})
                 continue
             r = {"report": o["text"], "findings": _findings_json(o, thr, overrides[i], assessed),
+                 "population": o.get("population"),
                  "plan_check": o.get("plan_check"), "views": p.views, "warnings": list(p.warnings),
                  **self.identity, "threshold": _uniform(thr),
                  "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
@@ -358,16 +354,33 @@ class Pipeline:
             results.append(r)
         return results
 
-    def _refusals(self, prepared, mask, pooled) -> dict:
+    def _placer(self, distances: list):
+        """The ``population`` callable of ``generate``: places each study in the gate group nearest
+        to the film the finding head reads (its first frontal view, else its first view) and keeps
+        every real view's distance in ``distances`` (per study) for ``_refusals``."""
+        def place(pooled, mask, view_ids):
+            dist, group = self.gate.nearest_group(pooled[mask])
+            out, k = [], 0
+            for i in range(len(mask)):
+                n = int(mask[i].sum())
+                distances.append(dist[k:k + n])
+                real = [j for j in range(len(mask[i])) if mask[i][j]]
+                frontal = [r for r, j in enumerate(real) if view_ids is not None and view_ids[i][j] == 0]
+                out.append(group[k + (frontal[0] if frontal else 0)] if n else None)
+                k += n
+            return out
+
+        return place
+
+    def _refusals(self, prepared, distances: list) -> dict:
         """{study index: NotARadiograph} for studies with a film the encoder found unlike any
-        chest radiograph (pooled features of the real views, in batch order)."""
-        if self.gate is None or pooled is None:
+        chest radiograph (``distances``: per study, its real views' distances, from ``_placer``)."""
+        if self.gate is None or not distances:
             return {}
-        dist = iter(self.gate.ood_distance(pooled.float().cpu().numpy()))
         out = {}
         for i, p in enumerate(prepared):
             used = [v for v in p.views if v.get("used", True)]
-            for v, d in zip(used, [next(dist) for _ in range(int(mask[i].sum()))]):
+            for v, d in zip(used, distances[i]):
                 v["ood_distance"] = round(float(d), 3)
                 if d > self.gate.cfg.ood_threshold and i not in out:
                     out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.2f} "

@@ -69,7 +69,7 @@ def check_beam(beam) -> int | None:
 
 def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, overrides=None,
              beam: int | None = None, max_len: int | None = None, faithful: bool | None = None,
-             prior: bool = False, threshold: float | None = None) -> list[dict]:
+             prior: bool = False, threshold: float | None = None, population=None) -> list[dict]:
     """One batch -> ``[{"text", "token_ids", "finding_probs", "finding_states", "plan_check"}]``.
 
     ``findings`` (one plan dict per study, or None) conditions the decoder instead of the model's
@@ -79,7 +79,8 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
     ``decoder.faithful``) reranks beam search's N-best list by agreement with the plan and repairs
     the chosen text until our labeler reads back the plan (``text.faithful``); ``plan_check`` says
     what that changed. ``prior``: the input includes a prior study or comparison text.
-    ``threshold`` replaces the positive threshold of every assessed finding in the predicted plan."""
+    ``threshold`` replaces the positive threshold of every assessed finding in the predicted plan.
+    ``population`` picks each study's calibration (``ReportModel.generate``)."""
     import torch
 
     from cxreport.models.decoding import DecodeOptions
@@ -89,7 +90,8 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
     with torch.no_grad():
         outs = model.generate(images, image_mask, view_ids, findings, overrides=overrides, max_len=opts.max_len,
                               num_beams=opts.beam, no_repeat_ngram=opts.no_repeat_ngram, prior=prior,
-                              num_return=opts.beam if opts.faithful else 1, threshold=threshold)
+                              num_return=opts.beam if opts.faithful else 1, threshold=threshold,
+                              population=population)
     n_views = image_mask.sum(1).tolist() if image_mask is not None else [None] * len(outs)
     results = []
     for o, views in zip(outs, n_views):

@@ -149,6 +149,10 @@ class FindingsConfig:
     # is <= 1 counts as assessed (checkpoints made before this field).
     train_positives: dict = field(default_factory=dict)
     min_positives: int = 30
+    # Per population of films (the input gate's groups, e.g. adult / pediatric): {name: {"calibration",
+    # "prior", "thresholds", "uncertain_thresholds", and provenance such as measured precision}}
+    # replacing the fields above for a study the gate places there (models/finding_states.py).
+    populations: dict = field(default_factory=dict)
 
 
 @dataclass

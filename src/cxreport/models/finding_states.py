@@ -4,19 +4,29 @@ States are ``FINDING_STATES``: positive (p >= threshold), uncertain (p >= the un
 threshold), negative, or not_assessed when the head had too few training positives to judge the
 finding or the study has no film the head reads. A not-assessed finding is never positive,
 whatever threshold a caller asks for.
+
+A head may carry one calibration per *population* of films (``findings.populations``: adult and
+pediatric films, as the input gate groups them): the same logits, each population's own scale,
+offset, prior and thresholds, fitted on that population's validation films. A study with no
+population (no gate, or a checkpoint without populations) uses the head's top-level settings.
+
+NumPy only: the PyTorch model and the runtime without PyTorch compute the same plan here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-import torch
+import numpy as np
 
 from cxreport.labels import FINDING_STATES
 from cxreport.models.config import FindingsConfig
-from cxreport.models.finding_head import NEGATIVE, POSITIVE, UNCERTAIN, UNKNOWN
 
 POSITIVE_S, NEGATIVE_S, UNCERTAIN_S, NOT_ASSESSED_S = FINDING_STATES
+# The per-population fields; any other key of a population entry (measured precision, floors,
+# films) is provenance, read by people and the model card, not by the plan.
+POPULATION_FIELDS = ("calibration", "prior", "thresholds", "uncertain_thresholds")
 
 
 def _logit(p: float) -> float:
@@ -24,19 +34,35 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def calibration_terms(fc: FindingsConfig, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-finding (scale, bias) so that p = sigmoid(scale * logit + bias)."""
+def for_population(fc: FindingsConfig, population: str | None) -> FindingsConfig:
+    """The head's settings as one population sees them (``population`` None or unknown to the
+    head: the top-level settings)."""
+    entry = fc.populations.get(population) if population else None
+    if not entry:
+        return fc
+    return dataclasses.replace(fc, **{k: entry[k] for k in POPULATION_FIELDS if k in entry})
+
+
+def calibration_terms(fc: FindingsConfig, labels: list[str], population: str | None = None):
+    """Per-finding (scale, bias) arrays so that p = sigmoid(scale * logit + bias)."""
+    fc = for_population(fc, population)
     scale, bias = [], []
     for name in labels:
         c = fc.calibration.get(name, {})
         scale.append(float(c.get("scale", 1.0)))
         bias.append(float(c.get("offset", 0.0)) + (_logit(fc.prior[name]) if name in fc.prior else 0.0))
-    return torch.tensor(scale), torch.tensor(bias)
+    return np.array(scale, dtype=np.float32), np.array(bias, dtype=np.float32)
 
 
-def calibrated_probs(logits: torch.Tensor, fc: FindingsConfig, labels: list[str]) -> torch.Tensor:
-    scale, bias = calibration_terms(fc, labels)
-    return torch.sigmoid(logits.float() * scale.to(logits.device) + bias.to(logits.device))
+def calibrated_probs(logits, fc: FindingsConfig, labels: list[str], populations: list | None = None) -> np.ndarray:
+    """B x L logits (array-like) -> B x L calibrated probabilities; ``populations``: one name (or
+    None) per row."""
+    z = np.asarray(logits, dtype=np.float32)
+    pops = populations if populations is not None else [None] * len(z)
+    terms = {p: calibration_terms(fc, labels, p) for p in set(pops)}
+    scale = np.stack([terms[p][0] for p in pops]) if len(z) else np.zeros_like(z)
+    bias = np.stack([terms[p][1] for p in pops]) if len(z) else np.zeros_like(z)
+    return 1.0 / (1.0 + np.exp(-(z * scale + bias)))
 
 
 def assessed(fc: FindingsConfig, labels: list[str]) -> dict[str, bool]:
@@ -47,9 +73,11 @@ def assessed(fc: FindingsConfig, labels: list[str]) -> dict[str, bool]:
     return {n: float(fc.thresholds.get(n, fc.threshold)) <= 1.0 for n in labels}
 
 
-def decision_thresholds(fc: FindingsConfig, labels: list[str], override: float | None = None) -> dict:
+def decision_thresholds(fc: FindingsConfig, labels: list[str], override: float | None = None,
+                        population: str | None = None) -> dict:
     """{finding: (uncertain threshold, positive threshold)}; ``override`` replaces the positive
     threshold of every assessed finding (and lowers the uncertain one to it when above)."""
+    fc = for_population(fc, population)
     out = {}
     for name in labels:
         pos = float(fc.thresholds.get(name, fc.threshold)) if override is None else float(override)
@@ -59,11 +87,11 @@ def decision_thresholds(fc: FindingsConfig, labels: list[str], override: float |
 
 
 def finding_states(probs: dict[str, float] | None, fc: FindingsConfig, labels: list[str],
-                   override: float | None = None) -> dict[str, str]:
+                   override: float | None = None, population: str | None = None) -> dict[str, str]:
     """One study's probabilities (None: no film the head reads) -> {finding: state}, with
     CheXpert's rule that No Finding is not positive beside a positive finding."""
     ok = assessed(fc, labels)
-    thr = decision_thresholds(fc, labels, override)
+    thr = decision_thresholds(fc, labels, override, population)
     states = {}
     for name in labels:
         if probs is None or not ok[name]:
@@ -78,9 +106,11 @@ def finding_states(probs: dict[str, float] | None, fc: FindingsConfig, labels: l
     return states
 
 
-def states_to_tokens(states: dict[str, str], labels: list[str], below_threshold: str = "unknown") -> torch.Tensor:
-    """A plan -> the decoder's finding-token states. Negatives follow ``findings.below_threshold``
-    (the IU decoder learned "unknown" for findings a report leaves out, which is most negatives)."""
-    neg = NEGATIVE if below_threshold == "negative" else UNKNOWN
-    table = {POSITIVE_S: POSITIVE, UNCERTAIN_S: UNCERTAIN, NEGATIVE_S: neg, NOT_ASSESSED_S: UNKNOWN}
-    return torch.tensor([table[states[n]] for n in labels], dtype=torch.long)
+def plan_codes(states: dict[str, str], labels: list[str], below_threshold: str = "unknown") -> list[int]:
+    """A plan -> the decoder's finding-token state indices (``models.finding_head`` order).
+    Negatives follow ``findings.below_threshold`` (the IU decoder learned "unknown" for findings a
+    report leaves out, which is most negatives)."""
+    pos, neg, unc, na = (FINDING_STATES.index(s) for s in (POSITIVE_S, NEGATIVE_S, UNCERTAIN_S, NOT_ASSESSED_S))
+    table = {POSITIVE_S: pos, UNCERTAIN_S: unc, NEGATIVE_S: neg if below_threshold == "negative" else na,
+             NOT_ASSESSED_S: na}
+    return [table[states[n]] for n in labels]

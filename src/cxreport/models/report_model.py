@@ -17,7 +17,7 @@ from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
 from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
                                           STATE_NAMES, targets_to_states)
-from cxreport.models.finding_states import calibrated_probs, finding_states, states_to_tokens
+from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
 from cxreport.models.generator import generate_tokens
 from cxreport.models.plan_cache import PlanCache
 from cxreport.models.projectors import build_projector
@@ -74,13 +74,15 @@ class ReportModel(nn.Module):
 
     # ---- encoding -------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor | None, image_mask: torch.Tensor | None = None,
-                      view_ids: torch.Tensor | None = None, batch_size: int | None = None):
-        """images B x V x 1 x H x W -> (tokens B x V*M x d, mask B x V*M). Only real views are encoded."""
+                      view_ids: torch.Tensor | None = None, batch_size: int | None = None, return_pooled: bool = False):
+        """images B x V x 1 x H x W -> (tokens B x V*M x d, mask B x V*M) (+ the encoder's pooled
+        features B x V x C, zero for missing views, with ``return_pooled``). Only real views are encoded."""
         d = self.cfg.d_model
         if images is None:
             b = batch_size or 0
             dev = self._device()
-            return torch.zeros(b, 0, d, device=dev), torch.zeros(b, 0, dtype=torch.bool, device=dev)
+            empty = (torch.zeros(b, 0, d, device=dev), torch.zeros(b, 0, dtype=torch.bool, device=dev))
+            return empty + ((None,) if return_pooled else ())
         if images.dim() == 4:
             images = images.unsqueeze(1)
         b, v = images.shape[:2]
@@ -93,7 +95,8 @@ class ReportModel(nn.Module):
         flat_mask = image_mask.reshape(-1).bool()
         sel = images.reshape(b * v, *images.shape[2:])[flat_mask]
         if sel.shape[0] == 0:  # batch of rows without images
-            return images.new_zeros(b, 0, d), torch.zeros(b, 0, dtype=torch.bool, device=images.device)
+            empty = (images.new_zeros(b, 0, d), torch.zeros(b, 0, dtype=torch.bool, device=images.device))
+            return empty + ((None,) if return_pooled else ())
         out = self.encoder(sel)
         tok = self.projector(out.tokens, out.grid)
         if self.view_embed is not None:
@@ -102,7 +105,11 @@ class ReportModel(nn.Module):
         full = tok.new_zeros(b * v, m, d)
         full[flat_mask] = tok
         mask = flat_mask[:, None].expand(b * v, m)
-        return full.view(b, v * m, d), mask.reshape(b, v * m)
+        if not return_pooled:
+            return full.view(b, v * m, d), mask.reshape(b, v * m)
+        pooled = out.pooled.new_zeros(b * v, out.pooled.shape[-1])
+        pooled[flat_mask] = out.pooled
+        return full.view(b, v * m, d), mask.reshape(b, v * m), pooled.view(b, v, -1)
 
     def finding_logits(self, img_tok, img_mask, view_ids=None):
         """Finding-head logits over the image tokens of the views ``views.head_views`` selects."""
@@ -197,9 +204,12 @@ class ReportModel(nn.Module):
             raise InputError(f"findings.thresholds: unknown label(s) {sorted(unknown)}")
         return torch.tensor([float(fc.thresholds.get(n, fc.threshold)) for n in self.labels])
 
-    def finding_probs(self, img_tok, img_mask, view_ids=None) -> torch.Tensor:
-        """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``)."""
-        return calibrated_probs(self.finding_logits(img_tok, img_mask, view_ids), self.cfg.findings, self.labels)
+    def finding_probs(self, img_tok, img_mask, view_ids=None, populations: list | None = None) -> torch.Tensor:
+        """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``, or
+        those of each study's population)."""
+        logits = self.finding_logits(img_tok, img_mask, view_ids)
+        probs = calibrated_probs(logits.detach().float().cpu().numpy(), self.cfg.findings, self.labels, populations)
+        return torch.from_numpy(probs).to(logits.device)
 
     def head_reads(self, image_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
         """B bools: does the finding head have a film it was trained for? A head that reads frontal
@@ -209,12 +219,14 @@ class ReportModel(nn.Module):
             return has
         return has & ~((view_ids == 1) | ~image_mask).all(1)
 
-    def plan_states(self, probs: torch.Tensor | None, reads: torch.Tensor, threshold: float | None = None) -> list[dict]:
+    def plan_states(self, probs: torch.Tensor | None, reads: torch.Tensor, threshold: float | None = None,
+                    populations: list | None = None) -> list[dict]:
         """{finding: state} per study (FINDING_STATES) from calibrated probabilities."""
         out = []
         for i in range(reads.shape[0]):
             p = dict(zip(self.labels, probs[i].tolist())) if probs is not None and bool(reads[i]) else None
-            out.append(finding_states(p, self.cfg.findings, self.labels, threshold))
+            pop = populations[i] if populations is not None else None
+            out.append(finding_states(p, self.cfg.findings, self.labels, threshold, pop))
         return out
 
     def _decode_plans(self, states, mem, mem_mask, decode: dict) -> list[dict]:
@@ -243,7 +255,7 @@ class ReportModel(nn.Module):
         if len(per_study) != b:
             raise InputError(f"findings: got {len(per_study)} entries for {b} studies")
         below = self.cfg.findings.below_threshold
-        states = torch.stack([states_to_tokens(p, self.labels, below) for p in plans]) if plans else \
+        states = torch.tensor([plan_codes(p, self.labels, below) for p in plans], dtype=torch.long) if plans else \
             torch.zeros(0, len(self.labels), dtype=torch.long)
         for i, f in enumerate(per_study):
             if f is not None:
@@ -257,7 +269,8 @@ class ReportModel(nn.Module):
                  length_penalty: float = 1.0, no_repeat_ngram: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
                  generator: torch.Generator | None = None, overrides: dict | list | None = None,
-                 num_return: int = 1, prior: bool = False, threshold: float | None = None) -> list[dict]:
+                 num_return: int = 1, prior: bool = False, threshold: float | None = None,
+                 population=None) -> list[dict]:
         """One report per study -> [{"token_ids", "score", "finding_probs", "finding_states"}].
 
         ``findings``: None (predicted by the finding head), one dict for every study or a list with
@@ -268,6 +281,10 @@ class ReportModel(nn.Module):
         words comparing with an earlier study are never generated unless ``prior``.
         ``finding_plan`` is the predicted {finding: state} (FINDING_STATES; ``threshold`` replaces the
         positive threshold of the assessed findings), with ``overrides`` on top.
+        ``population``: which calibration each study's plan uses (``findings.populations``): None
+        (the head's own), a name or None per study, or a callable ``(pooled B x V x C, mask B x V,
+        view_ids B x V) -> [name or None per study]`` over the encoder's pooled features (NumPy), as
+        the input gate places a film; each output says its ``population``.
         """
         dc = self.cfg.decoder
         num_beams = dc.default_beam if num_beams is None else num_beams
@@ -281,17 +298,18 @@ class ReportModel(nn.Module):
                 b = len(findings) if isinstance(findings, (list, tuple)) else 1
             else:
                 b = images.shape[0]
-            img_tok, img_mask = self.encode_images(images, image_mask, view_ids, b)
+            img_tok, img_mask, pooled = self.encode_images(images, image_mask, view_ids, b, return_pooled=True)
             has_image = img_mask.any(1)
             if view_ids is None and images is not None:
                 view_ids = torch.arange(images.shape[1], device=images.device).clamp(max=2).expand(b, -1) \
                     if images.dim() == 5 else None
-            probs = self.finding_probs(img_tok, img_mask, view_ids) if img_tok.shape[1] else None
             if images is not None and image_mask is None:
                 image_mask = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device)
+            pops = _populations(population, pooled, image_mask, view_ids, b)
+            probs = self.finding_probs(img_tok, img_mask, view_ids, pops) if img_tok.shape[1] else None
             reads = (self.head_reads(image_mask, view_ids) if images is not None and view_ids is not None
                      and view_ids.shape == image_mask.shape else has_image) & has_image
-            plans = self.plan_states(probs, reads, threshold)
+            plans = self.plan_states(probs, reads, threshold, pops)
             states = self._states_for(findings, plans, b) if self.finding_tokens is not None else None
             if overrides is not None and states is not None:
                 states = self._override(states, overrides)
@@ -314,6 +332,7 @@ class ReportModel(nn.Module):
                                    if states is not None else None)
             edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
             o["finding_plan"] = _with_edits(plans[i], edits, self.labels)
+            o["population"] = pops[i]
         return outs
 
 
@@ -333,6 +352,21 @@ class ReportModel(nn.Module):
                     if (states[i, others] == POSITIVE).any() and states[i, nf] == POSITIVE:
                         states[i, nf] = NEGATIVE
         return states
+
+
+def _populations(population, pooled, image_mask, view_ids, b: int) -> list:
+    """One population name (or None) per study from ``generate``'s ``population`` argument."""
+    if population is None or isinstance(population, str):
+        return [population] * b
+    if callable(population):
+        if pooled is None:
+            return [None] * b
+        vid = view_ids.cpu().numpy() if view_ids is not None else None
+        return list(population(pooled.float().cpu().numpy(), image_mask.cpu().numpy(), vid))
+    pops = list(population)
+    if len(pops) != b:
+        raise InputError(f"population: got {len(pops)} entries for {b} studies")
+    return pops
 
 
 def _with_edits(plan: dict, edits: dict | None, labels: list[str]) -> dict:
