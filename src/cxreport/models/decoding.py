@@ -33,6 +33,18 @@ def word_ids(tokenizer, words) -> list[int]:
     return sorted(set(out))
 
 
+def banned_ngram_tokens(seq: list[int], n: int) -> list[int]:
+    """Tokens that would repeat an n-gram already in ``seq`` (n-gram blocking, for both runtimes)."""
+    if n <= 0 or len(seq) < n:
+        return []
+    prefix = seq[len(seq) - n + 1:] if n > 1 else []
+    banned = []
+    for i in range(len(seq) - n + 1):
+        if seq[i:i + n - 1] == prefix:
+            banned.append(seq[i + n - 1])
+    return banned
+
+
 def resolve_decoding(model, tokenizer) -> None:
     """Fill ``decoder.suppress_ids`` / ``comparison_ids`` from the configured words and this
     tokenizer (on a model built for training, and on every loaded checkpoint)."""

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxreport.errors import InputError
-from cxreport.labels import FINDING_STATES, state_name
+from cxreport.labels import FINDING_STATES
 from cxreport.models.config import FindingsConfig
+from cxreport.models.plan_edits import state_codes
 
 # Finding-token states (indices into FINDING_STATES). Targets use CheXpert values: 1 positive,
 # 0 negative, -1 uncertain, NaN not mentioned.
@@ -38,19 +39,7 @@ def probs_to_states(probs: torch.Tensor, threshold: float | torch.Tensor) -> tor
 def dict_to_states(findings: dict, labels: list[str], default: int = NOT_ASSESSED) -> torch.Tensor:
     """User-given (oracle) findings -> L states. Values: 1/0/-1/None or a FINDING_STATES name;
     labels not given are ``default`` (not assessed)."""
-    unknown = set(findings) - set(labels)
-    if unknown:
-        raise InputError(f"findings: unknown label(s) {sorted(unknown)}; valid labels: {list(labels)}")
-    states = []
-    for name in labels:
-        if name not in findings:
-            states.append(default)
-            continue
-        try:
-            states.append(STATE_NAMES.index(state_name(findings[name])))
-        except InputError as exc:
-            raise InputError(f"findings[{name!r}]: {exc}") from None
-    return torch.tensor(states, dtype=torch.long)
+    return torch.tensor(state_codes(findings, labels, default), dtype=torch.long)
 
 
 class FindingHead(nn.Module):

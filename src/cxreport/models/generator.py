@@ -7,20 +7,9 @@ import torch
 
 from cxreport.errors import InputError
 from cxreport.models.decoders import Decoder
+from cxreport.models.decoding import banned_ngram_tokens as _banned_ngram_tokens
 
 METHODS = ("greedy", "beam", "sample")
-
-
-def _banned_ngram_tokens(seq: list[int], n: int) -> list[int]:
-    """Tokens that would repeat an n-gram already in ``seq``."""
-    if n <= 0 or len(seq) < n:
-        return []
-    prefix = seq[len(seq) - n + 1:] if n > 1 else []
-    banned = []
-    for i in range(len(seq) - n + 1):
-        if seq[i:i + n - 1] == prefix:
-            banned.append(seq[i + n - 1])
-    return banned
 
 
 def _block_ngrams(logp: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ so its tokens are a function of the plan states, the decoding settings and the w
 the plans it has not seen (each once per batch), in greedy or beam search; sampling is never
 cached. The key holds every setting that changes the tokens, and a weight change (an optimiser
 step, a load, ``.to``) empties the cache, so a cached report is exactly the one decoding would
-write.
+write. The runtime without PyTorch (``models.runtime``) keeps one too; its weights never change
+after loading, so its version is fixed.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
-from torch import nn
-
-from cxreport.models.versions import tensor_versions
-
 
 class PlanCache:
-    def __init__(self, modules: list[nn.Module], size: int = 4096):
-        self.modules, self.size = modules, size
+    """``modules``: the PyTorch modules whose weights the reports depend on; or ``version``: a
+    function giving the weights' current version (anything comparable)."""
+
+    def __init__(self, modules: list | None = None, size: int = 4096, version=None):
+        self.modules, self.size = modules or [], size
+        self._version_of = version or self._tensor_versions
         self._store: OrderedDict = OrderedDict()
         self._version = None
         self.hits = self.misses = 0  # for tests and benchmarks
 
     def lookup(self, keys: list) -> list:
         """The cached output (a fresh copy) for each key, or None."""
-        version = tensor_versions(p for m in self.modules for p in m.parameters())
+        version = self._version_of()
         if version != self._version:
             self._store.clear()
             self._version = version
@@ -41,6 +42,11 @@ class PlanCache:
         self.hits += sum(h is not None for h in out)
         self.misses += sum(h is None for h in out)
         return out
+
+    def _tensor_versions(self):
+        from cxreport.models.versions import tensor_versions
+
+        return tensor_versions(p for m in self.modules for p in m.parameters())
 
     def store(self, key, value: dict) -> None:
         self._store[key] = copy.deepcopy(value)

@@ -20,6 +20,7 @@ from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHe
 from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
 from cxreport.models.generator import generate_tokens
 from cxreport.models.plan_cache import PlanCache
+from cxreport.models.plan_edits import override_codes, per_study as per_study_list, study_populations, with_edits
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
 
@@ -331,54 +332,23 @@ class ReportModel(nn.Module):
             o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
                                    if states is not None else None)
             edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
-            o["finding_plan"] = _with_edits(plans[i], edits, self.labels)
+            o["finding_plan"] = with_edits(plans[i], edits, self.labels)
             o["population"] = pops[i]
         return outs
 
 
     def _override(self, states: torch.Tensor, overrides) -> torch.Tensor:
-        per_study = overrides if isinstance(overrides, (list, tuple)) else [overrides] * states.shape[0]
-        if len(per_study) != states.shape[0]:
-            raise InputError(f"overrides: got {len(per_study)} entries for {states.shape[0]} studies")
-        states = states.clone()
-        for i, o in enumerate(per_study):
-            if o:
-                given = dict_to_states(o, self.labels, default=-1).to(states.device)
-                states[i] = torch.where(given >= 0, given, states[i])
-                if "No Finding" in self.labels and "No Finding" not in o:
-                    # An edited plan with a positive finding is no longer "No Finding".
-                    nf = self.labels.index("No Finding")
-                    others = [j for j, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
-                    if (states[i, others] == POSITIVE).any() and states[i, nf] == POSITIVE:
-                        states[i, nf] = NEGATIVE
-        return states
+        per_study = per_study_list(overrides, states.shape[0], "overrides")
+        rows = [override_codes(row, o, self.labels) for row, o in zip(states.tolist(), per_study)]
+        return torch.tensor(rows, dtype=states.dtype, device=states.device).view_as(states)
 
 
 def _populations(population, pooled, image_mask, view_ids, b: int) -> list:
     """One population name (or None) per study from ``generate``'s ``population`` argument."""
-    if population is None or isinstance(population, str):
-        return [population] * b
-    if callable(population):
-        if pooled is None:
-            return [None] * b
-        vid = view_ids.cpu().numpy() if view_ids is not None else None
-        return list(population(pooled.float().cpu().numpy(), image_mask.cpu().numpy(), vid))
-    pops = list(population)
-    if len(pops) != b:
-        raise InputError(f"population: got {len(pops)} entries for {b} studies")
-    return pops
-
-
-def _with_edits(plan: dict, edits: dict | None, labels: list[str]) -> dict:
-    """The predicted plan with a user's edited states on top (same spellings as the overrides)."""
-    if not edits:
-        return dict(plan)
-    given = dict_to_states(edits, labels, default=-1).tolist()
-    out = {n: (STATE_NAMES[g] if g >= 0 else plan[n]) for n, g in zip(labels, given)}
-    others = [n for n in labels if n not in ("No Finding", "Support Devices")]
-    if "No Finding" not in edits and out.get("No Finding") == "positive" and any(out[n] == "positive" for n in others):
-        out["No Finding"] = "negative"
-    return out
+    if callable(population) and pooled is not None:
+        pooled, image_mask = pooled.float().cpu().numpy(), image_mask.cpu().numpy()
+        view_ids = view_ids.cpu().numpy() if view_ids is not None else None
+    return study_populations(population, pooled, image_mask, view_ids, b)
 
 
 def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:
