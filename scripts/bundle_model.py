@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxreport.checkpoint import load_checkpoint, save_checkpoint
+from cxreport.checkpoint import load_checkpoint, save_checkpoint, write_lean_graphs
 from cxreport.data.dataset import StudyDataset
 from cxreport.metrics.classification import auroc_table
 from cxreport.inference.predict import predict_findings
@@ -82,6 +82,7 @@ def bundle_with_head(args, model, tok, cfg, provenance) -> None:
     for f in GATE_FILES:
         if (Path(args.head) / f).is_file():
             shutil.copyfile(Path(args.head) / f, out / f)
+    write_lean_graphs(out)  # the encoder graph of the runtime without PyTorch (lean/, ~0.1 MB)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(json.dumps({"out": str(out), "bundle_mb": round(size, 2)}, indent=1))
     if size > 25:
@@ -155,6 +156,7 @@ def main() -> None:
     out = save_checkpoint(args.out, model, tokenizer=tok, step=cfg.get("step", 0), metrics=provenance, half=True)
     if card_text is not None:
         (out / "MODEL_CARD.md").write_text(card_text)
+    write_lean_graphs(out)  # the encoder graph of the runtime without PyTorch (lean/, ~0.1 MB)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(json.dumps({"out": str(out), "weights_mb": round(size, 2), "thresholds": thresholds,
                       "val_macro_auroc": val["macro_auroc"]}, indent=1))

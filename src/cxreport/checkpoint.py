@@ -7,7 +7,8 @@
     CKPT/trainer_state.pt     optimizer, scheduler, scaler, RNG and counters (only to resume)
 
 A checkpoint is written to a temporary folder and renamed into place, so its final name always
-holds a complete checkpoint, even after kill -9.
+holds a complete checkpoint, even after kill -9. ``CKPT/lean/`` (optional) holds the encoder graph
+of the runtime without PyTorch (``models.runtime``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
 
 from cxreport import __version__
 from cxreport.config import from_dict, to_dict
@@ -76,6 +75,8 @@ def save_checkpoint(path, model, *, tokenizer=None, run_config=None, step: int =
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
         if trainer_state is not None:
+            import torch
+
             torch.save(trainer_state, tmp / "trainer_state.pt")
         # mkdtemp makes 0700 and some writers 0600: a checkpoint (the bundled model included) must be
         # readable by every user of an installation.
@@ -115,8 +116,10 @@ def read_config(path) -> dict:
     return json.loads((path / "config.json").read_text())
 
 
-def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokenizer: bool = True):
-    """Return (model, tokenizer or None, config dict). Works on CPU for a GPU-trained checkpoint."""
+def load_checkpoint(path, map_location="cpu", with_tokenizer: bool = True):
+    """Return (model, tokenizer or None, config dict). Works on CPU for a GPU-trained checkpoint.
+    Needs PyTorch (imported here, so reading a checkpoint's config and files does not)."""
+    import torch
     from safetensors.torch import load_file
 
     from cxreport.models.config import ModelConfig
@@ -145,7 +148,8 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu", with_tokeniz
 
 
 # What inference needs: the files `export_checkpoint` writes and hf:// fetches (never trainer_state.pt).
-HUB_FILES = ["config.json", "model.safetensors", "preprocessing.json", "tokenizer/*", "README.md", "MODEL_CARD.md"]
+HUB_FILES = ["config.json", "model.safetensors", "preprocessing.json", "tokenizer/*", "README.md", "MODEL_CARD.md",
+             "lean/*"]
 
 
 def _is_checkpoint_config(cfg) -> bool:
@@ -194,9 +198,37 @@ def _model_card(src: Path, cfg: dict) -> str:
         "evaluated and where it fails before publishing it.\n")
 
 
+def write_lean_graphs(checkpoint, to_cache: bool = False) -> Path:
+    """Export a checkpoint folder's encoder graph for the runtime without PyTorch into its
+    ``lean/`` folder (``to_cache``: into the cache every checkpoint of its architecture shares).
+    Needs PyTorch and onnx, once."""
+    from cxreport.errors import require
+    from cxreport.models.runtime.export import export_graphs
+    from cxreport.models.runtime.graphs import LEAN_DIR, cache_dir
+
+    require("torch", "torch", "exporting the encoder graph of the runtime without PyTorch")
+    checkpoint = resolve_checkpoint(checkpoint)
+    model, _, _ = load_checkpoint(checkpoint, with_tokenizer=False)
+    return export_graphs(model, cache_dir(model.cfg) if to_cache else checkpoint / LEAN_DIR)
+
+
+def _add_lean_graphs(model, folder: Path) -> None:
+    """``folder/lean/``: the encoder graph of the runtime without PyTorch, when it can run the model
+    (and onnx is installed to write it); else the folder runs in PyTorch only."""
+    import importlib.util
+
+    from cxreport.models.runtime.graphs import LEAN_DIR, unsupported
+
+    if not unsupported(model.cfg) and importlib.util.find_spec("onnx") is not None:
+        from cxreport.models.runtime.export import export_graphs
+
+        export_graphs(model, folder / LEAN_DIR)
+
+
 def export_checkpoint(src, dest) -> Path:
     """Write ``dest``: the files a Hub repository needs (weights, config, tokenizer, preprocessing,
-    README.md model card), checked to load, without the optimiser state. Refuses to overwrite."""
+    README.md model card, ``lean/`` graph for the runtime without PyTorch), checked to load, without
+    the optimiser state. Refuses to overwrite."""
     src, dest = resolve_checkpoint(src), Path(dest)
     cfg = read_config(src)
     if not (src / "tokenizer").is_dir():
@@ -211,7 +243,8 @@ def export_checkpoint(src, dest) -> Path:
                 shutil.copyfile(src / name, tmp / name)
         shutil.copytree(src / "tokenizer", tmp / "tokenizer")
         (tmp / "README.md").write_text(_model_card(src, cfg), encoding="utf-8")
-        load_checkpoint(tmp)  # what users will download must load
+        model, _, _ = load_checkpoint(tmp)  # what users will download must load
+        _add_lean_graphs(model, tmp)
         os.chmod(tmp, 0o755)
         if dest.exists():
             dest.rmdir()

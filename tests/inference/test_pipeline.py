@@ -53,7 +53,7 @@ def test_preprocessing_is_the_cache_s(pipeline, tmp_path):
     for row in cache.image_rows(None)[:3]:
         path = tmp_path / "syn" / "images" / row["study_id"]
         prepared = pipeline.prepare([path])
-        np.testing.assert_array_equal(prepared.images[0].numpy(), cache.images[row["image_index"][0]])
+        np.testing.assert_array_equal(prepared.images[0], cache.images[row["image_index"][0]])
     images, mask, view_ids = pipeline.collate([prepared])
     assert images.shape == (1, 1, 1, pipeline.image_size, pipeline.image_size) and images.dtype == torch.float32
     assert mask.tolist() == [[True]] and view_ids.tolist() == [[0]]
@@ -62,7 +62,7 @@ def test_preprocessing_is_the_cache_s(pipeline, tmp_path):
 def test_never_flipped(pipeline):
     img = np.zeros((200, 200), np.uint8)
     img[:, :60] = 255  # bright on the image's left only
-    x = pipeline.prepare([img]).images[0].numpy()
+    x = pipeline.prepare([img]).images[0]
     assert x[:, :100].mean() > 100 > x[:, 156:].mean()
 
 

@@ -57,7 +57,12 @@ def register(subparsers) -> None:
                         "studies an earlier run finished)")
     p.add_argument("--batch-size", type=int, default=4, help="studies per forward pass in batch mode")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0 = the cores this process may use; on a busy machine try 1; docs/serving.md)")
+                   help="CPU threads of the model (0 = the cores this process may use; on a busy machine try 1; "
+                        "docs/serving.md)")
+    p.add_argument("--runtime", default=None, choices=["auto", "lean", "torch", "onnxruntime"],
+                   help="lean: without PyTorch (ONNX Runtime + NumPy); torch; onnxruntime: PyTorch with the image "
+                        "encoder in ONNX Runtime; auto (default, or CXREPORT_RUNTIME): lean when the model has its "
+                        "encoder graph (docs/lean_inference.md). Single-study --heatmaps runs in PyTorch")
     p.add_argument("--workers", type=int, default=0,
                    help="batch: threads decoding the next batch's images while the model runs (0 = cores // 4, "
                         "at least 1)")
@@ -93,9 +98,12 @@ def run(args) -> int:
     from cxreport.labels import parse_findings
 
     findings = parse_findings(args.findings, where="--findings")
-    # One study: the encoder stays in PyTorch unless CXREPORT_RUNTIME says otherwise, because
-    # exporting it to ONNX Runtime costs more (1-2 s) than it saves on one film.
-    pipeline = load_model(args.model, runtime=None if batch else os.environ.get("CXREPORT_RUNTIME", "torch"))
+    runtime = args.runtime or os.environ.get("CXREPORT_RUNTIME") or "auto"
+    if not batch and runtime == "auto" and args.heatmaps:
+        # Grad-CAM needs PyTorch's gradients: one study runs wholly in PyTorch rather than load the
+        # model twice (a batch writes its reports without PyTorch and loads it for the overlays).
+        runtime = "torch"
+    pipeline = load_model(args.model, runtime=runtime)
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
                 regions=args.regions, faithful=args.faithful)
     args.findings = findings

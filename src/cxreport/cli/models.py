@@ -1,4 +1,5 @@
-"""`cxreport models list | show NAME | export CKPT DIR`: browse model configs, publish a checkpoint."""
+"""`cxreport models list | show NAME | export CKPT DIR | lean CKPT`: browse model configs, publish a
+checkpoint, give a checkpoint the encoder graph of the runtime without PyTorch."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def register(subparsers) -> None:
     ex.add_argument("checkpoint", metavar="CKPT", help="bundled model name, checkpoint folder or run folder")
     ex.add_argument("out", metavar="DIR", help="new folder: weights, config, tokenizer, preprocessing, README.md")
     ex.set_defaults(func=_export)
+    lean = sub.add_parser("lean", help="write a checkpoint's encoder graph for the runtime without PyTorch "
+                                       "(CKPT/lean/; needs PyTorch and onnx, once)")
+    lean.add_argument("checkpoint", metavar="CKPT", help="bundled model name, checkpoint folder or run folder")
+    lean.add_argument("--cache", action="store_true",
+                      help="write it into the cache every checkpoint of this architecture shares "
+                           "(CXREPORT_CACHE, default ~/.cache/cxreport), not into CKPT")
+    lean.set_defaults(func=_lean)
 
 
 def _list(args) -> int:
@@ -55,4 +63,15 @@ def _export(args) -> int:
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     print(f"wrote {out}: {', '.join(files)}")
     print(f"upload: hf upload OWNER/NAME {out} .   then: cxreport generate --model hf://OWNER/NAME IMAGE")
+    return 0
+
+
+def _lean(args) -> int:
+    from cxreport.checkpoint import write_lean_graphs
+    from cxreport.inference.pipeline import resolve_model_path
+
+    out = write_lean_graphs(resolve_model_path(args.checkpoint), to_cache=args.cache)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file()) / 1024
+    print(f"wrote {out} ({size:.0f} KB, checked against PyTorch): the model now runs without PyTorch "
+          "(pip install 'cxreport[infer]'; runtime auto or lean)")
     return 0

@@ -25,7 +25,11 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="threads decoding uploaded images (0 = cores // 4, at least 1)")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads of the model (0 = cores - workers, at least 1; docs/serving.md)")
+                   help="CPU threads of the model (0 = cores - workers, at least 1; docs/serving.md)")
+    p.add_argument("--runtime", default=None, choices=["auto", "lean", "torch", "onnxruntime"],
+                   help="lean: without PyTorch; torch; onnxruntime: PyTorch with the encoder in ONNX Runtime; auto "
+                        "(default, or CXREPORT_RUNTIME): lean when the model has its encoder graph "
+                        "(docs/lean_inference.md)")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests in flight before new ones get 503 (answered before the upload is read)")
     p.add_argument("--max-batch", type=int, default=16,
@@ -62,13 +66,13 @@ def run(args) -> int:
 
     from cxreport.inference.predict import warm_up
 
-    pipeline = load_model(args.model)
+    pipeline = load_model(args.model, runtime=args.runtime)
     warm_up(pipeline.model)
     if args.host not in LOOPBACK and cfg.api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach this port can use the model "
                     "(see --api-key-env)", args.host)
     app = create_app(pipeline, cfg)
-    log.info("model %s ready (%s; batches of up to %d); open http://%s:%d/ (API docs at /docs)", pipeline.name,
-             plan.describe(), cfg.max_batch, args.host, args.port)
+    log.info("model %s ready (runtime %s, %s; batches of up to %d); open http://%s:%d/ (API docs at /docs)",
+             pipeline.name, pipeline.runtime, plan.describe(), cfg.max_batch, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

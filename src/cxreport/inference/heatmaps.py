@@ -167,7 +167,7 @@ def finding_heatmaps(pipeline, images, image_mask, view_ids, probs: list[dict | 
             for v in range(images.shape[1]):
                 if not bool(image_mask[b, v]):
                     continue
-                film = (films[b][v].numpy() if films is not None
+                film = (np.asarray(films[b][v]) if films is not None
                         else (images[b, v, 0].cpu().numpy() * 255 + 0.5).astype(np.uint8))
                 p = float(probs[b][labels[j]])
                 cam = cams[b, v, col].numpy()

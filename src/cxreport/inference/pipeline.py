@@ -27,7 +27,7 @@ from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox
 from cxreport.errors import InputError
 from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
 from cxreport.inference.inputs import as_gray, view_name
-from cxreport.inference.predict import detokenize, for_inference, generate  # noqa: F401  (detokenize: public here too)
+from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.labels import VIEW_IDS, parse_findings
 from cxreport.models.decoding import DecodeOptions
 from cxreport.text.regions import split_regions
@@ -80,15 +80,15 @@ def bundled_models() -> list[str]:
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu",
                threshold: float | None = None, runtime: str | None = None) -> "Pipeline":
     """The bundled model (no argument), a bundled name, a checkpoint folder, a run folder or
-    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache). ``runtime``: the
-    image encoder's CPU runtime (auto / torch / onnxruntime; ``inference.predict.for_inference``)."""
-    from cxreport.checkpoint import load_checkpoint
+    ``hf://OWNER/NAME[@REVISION]`` (downloaded once into the Hugging Face cache). ``runtime``
+    (default ``CXREPORT_RUNTIME``, else auto): lean (no PyTorch), torch, onnxruntime (PyTorch with
+    the encoder in ONNX Runtime) or auto (lean when the checkpoint has its graphs; ``inference.backend``)."""
+    from cxreport.inference.backend import open_model
 
     path = resolve_model_path(name_or_path)
-    model, tok, cfg = load_checkpoint(path, map_location=device)
+    model, tok, cfg = open_model(path, runtime, device)
     if tok is None:
         raise InputError(f"{path}: checkpoint has no tokenizer/ folder, so its tokens cannot be turned into text")
-    for_inference(model, device, runtime)
     prep = {}
     if (path / "preprocessing.json").is_file():
         prep = json.loads((path / "preprocessing.json").read_text())
@@ -133,7 +133,7 @@ class PipelineInfo:
 class PreparedStudy:
     """One study ready for the model: uint8 V x S x S letterboxed views + what they are."""
 
-    images: Any  # torch uint8 tensor V x S x S
+    images: Any  # uint8 array V x S x S
     view_ids: list[int]
     views: list[dict] = field(default_factory=list)
     preprocess_ms: float = 0.0
@@ -164,6 +164,12 @@ class Pipeline:
         self.threshold = None if threshold is None else _check_threshold(threshold)
         self.max_pixels, self.min_side = max_pixels, min_side
         self.lock = threading.Lock()
+        self._heatmap_model = None
+
+    @property
+    def runtime(self) -> str:
+        """"lean" (no PyTorch) or "torch" (``inference.backend``)."""
+        return getattr(self.model, "backend", "torch")
 
     @property
     def name(self) -> str:
@@ -182,8 +188,9 @@ class Pipeline:
                 "max_views": self.max_views, "threshold": _uniform(self.thresholds()),
                 "thresholds": self.thresholds(), "step": self.info.step,
                 "encoder": self.model.cfg.encoder.name, "decoder": self.model.cfg.decoder.name,
-                "model_sha256": self.info.weights_sha256 or None,
-                "parameters": sum(p.numel() for p in self.model.parameters())}
+                "model_sha256": self.info.weights_sha256 or None, "runtime": self.runtime,
+                "parameters": (self.model.num_parameters() if self.runtime == "lean"
+                               else sum(p.numel() for p in self.model.parameters()))}
 
     def thresholds(self, threshold: float | None = None) -> dict[str, float]:
         """The decision threshold of every finding: ``threshold`` for all, or the pipeline's
@@ -196,8 +203,6 @@ class Pipeline:
                 names: Sequence[str] | None = None) -> PreparedStudy:
         """Load, check and letterbox one study's images (1..max_views of them); ``names`` label
         in-memory images in errors (default 'image 1', 'image 2'...)."""
-        import torch
-
         t0 = time.perf_counter()
         if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)):
             images = [images]
@@ -236,15 +241,25 @@ class Pipeline:
         if len(use) < len(infos):
             warnings.append(f"{len(infos)} images: read " + " and ".join(f"{tags[i]} ({infos[i]['view']})" for i in use)
                             + "; the others were not used")
-        return PreparedStudy(torch.from_numpy(np.stack([arrays[i] for i in use])),
+        return PreparedStudy(np.stack([arrays[i] for i in use]),
                              [VIEW_IDS[infos[i]["view"]] for i in use], infos,
                              (time.perf_counter() - t0) * 1000, warnings)
 
     def collate(self, studies: list[PreparedStudy]):
-        """The training collate turns letterboxed uint8 views into the model's float batch."""
+        """(images, image_mask, view_ids): the training collate's float batch from letterboxed uint8
+        views, as NumPy arrays for the runtime without PyTorch (``data.resize``, the same numbers)
+        and as tensors on the model's device for PyTorch."""
+        if self.runtime == "lean":
+            from cxreport.data.resize import image_batch
+
+            return image_batch([(s.images, s.view_ids) for s in studies], self.image_size, self.max_views)
+        import torch
+
         from cxreport.data.dataset import Collate
 
-        return Collate.for_model(self.model.cfg).images([(s.images, s.view_ids) for s in studies])
+        dev = next(self.model.parameters()).device
+        batch = Collate.for_model(self.model.cfg).images([(torch.as_tensor(s.images), s.view_ids) for s in studies])
+        return tuple(t.to(dev) for t in batch)
 
     # ---- generation ---------------------------------------------------------------------
     def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int | None = None,
@@ -310,8 +325,7 @@ class Pipeline:
         overrides = [parse_findings(f, self.labels) for f in (findings or [None] * len(prepared))]
         if len(overrides) != len(prepared):
             raise InputError(f"findings: {len(overrides)} given for {len(prepared)} studies")
-        dev = next(self.model.parameters()).device
-        images, mask, view_ids = (t.to(dev) for t in self.collate(prepared))
+        images, mask, view_ids = self.collate(prepared)
         from cxreport.models.finding_states import assessed as assessed_findings
 
         assessed = assessed_findings(self.model.cfg.findings, self.labels)
@@ -331,8 +345,9 @@ class Pipeline:
 
                 t1 = time.perf_counter()
                 shown = {k: (thr[k] if assessed[k] else float("inf")) for k in self.labels}
-                maps = finding_heatmaps(self, images, mask, view_ids, [o["finding_probs"] for o in outs], shown,
-                                        films=[p.images for p in prepared], plans=[o["finding_plan"] for o in outs])
+                maps = finding_heatmaps(*self._heatmap_inputs(images, mask, view_ids), [o["finding_probs"] for o in outs],
+                                        shown, films=[p.images for p in prepared],
+                                        plans=[o["finding_plan"] for o in outs])
                 heat_ms = (time.perf_counter() - t1) * 1000
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
@@ -353,6 +368,24 @@ class Pipeline:
             r["timing_ms"]["total"] = round(sum(r["timing_ms"].values()), 1)
             results.append(r)
         return results
+
+    def _heatmap_inputs(self, images, mask, view_ids) -> tuple:
+        """(pipeline, images, mask, view_ids) for Grad-CAM, which needs PyTorch's autograd: under
+        the runtime without PyTorch, the same checkpoint is loaded into PyTorch once, on first use."""
+        if self.runtime != "lean":
+            return self, images, mask, view_ids
+        from cxreport.errors import require
+
+        torch = require("torch", "torch", "heatmaps (Grad-CAM needs PyTorch's gradients)")
+        if self._heatmap_model is None:
+            from types import SimpleNamespace
+
+            from cxreport.checkpoint import load_checkpoint
+            from cxreport.inference.predict import for_inference
+
+            model, _, _ = load_checkpoint(self.info.path, with_tokenizer=False)
+            self._heatmap_model = SimpleNamespace(model=for_inference(model, "cpu", "torch"), labels=self.labels)
+        return (self._heatmap_model, torch.from_numpy(images), torch.from_numpy(mask), torch.from_numpy(view_ids))
 
     def _placer(self, distances: list):
         """The ``population`` callable of ``generate``: places each study in the gate group nearest

@@ -33,8 +33,10 @@ def for_inference(model, device: str = "cpu", runtime: str | None = None):
     this, so they all compute the same numbers."""
     import torch
 
+    from cxreport.inference.threads import apply_to_torch
     from cxreport.models import onnx_runtime
 
+    apply_to_torch()
     model.eval().to(device)
     encoder = getattr(model, "encoder", None)
     if str(device) == "cpu" and encoder is not None:
@@ -47,6 +49,9 @@ def for_inference(model, device: str = "cpu", runtime: str | None = None):
 def warm_up(model) -> None:
     """Run the image encoder once on a blank film, so that a service's first request does not pay
     for the ONNX export (about 1-2 s) at the thread count now set."""
+    if getattr(model, "backend", "torch") == "lean":
+        model.warm_up()
+        return
     import torch
 
     size = model.cfg.preprocess.image_size
@@ -80,14 +85,22 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
     the chosen text until our labeler reads back the plan (``text.faithful``); ``plan_check`` says
     what that changed. ``prior``: the input includes a prior study or comparison text.
     ``threshold`` replaces the positive threshold of every assessed finding in the predicted plan.
-    ``population`` picks each study's calibration (``ReportModel.generate``)."""
-    import torch
+    ``population`` picks each study's calibration (``ReportModel.generate``). ``model`` is either
+    backend: a PyTorch ``ReportModel`` or the runtime without PyTorch (``models.runtime.LeanModel``,
+    NumPy arrays in), which never imports torch here."""
+    from contextlib import nullcontext
 
     from cxreport.models.decoding import DecodeOptions
     from cxreport.text.faithful import make_faithful
 
     opts = DecodeOptions(beam=beam, max_len=max_len, faithful=faithful, prior=prior).resolve(model.cfg)
-    with torch.no_grad():
+    if getattr(model, "backend", "torch") == "lean":
+        no_grad = nullcontext()
+    else:
+        import torch
+
+        no_grad = torch.no_grad()
+    with no_grad:
         outs = model.generate(images, image_mask, view_ids, findings, overrides=overrides, max_len=opts.max_len,
                               num_beams=opts.beam, no_repeat_ngram=opts.no_repeat_ngram, prior=prior,
                               num_return=opts.beam if opts.faithful else 1, threshold=threshold,

@@ -1,8 +1,9 @@
 """CPU thread policy for the commands that run the model (serve, generate, evaluate).
 
 A command has ``workers`` threads that decode and letterbox images (Pillow and numpy release the
-GIL, so they really run in parallel) and ONE model thread whose torch ops use ``threads``
-intra-op threads; torch's inter-op pool is 1 (nothing here runs independent ops in parallel):
+GIL, so they really run in parallel) and ONE model thread whose ops use ``threads`` intra-op
+threads (torch's, or ONNX Runtime's in the runtime without PyTorch); torch's inter-op pool is 1
+(nothing here runs independent ops in parallel):
 
     workers = max(1, cores // 4)          (2 cores: 1, 8 cores: 2, 16 cores: 4)
     threads = cores                       batch generate, evaluate, one study: the workers mostly
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 log = logging.getLogger("cxreport.inference")
@@ -75,22 +77,42 @@ def busy_warning(plan: ThreadPlan) -> str | None:
     except (AttributeError, OSError):  # not available on this OS
         return None
     if plan.threads > 1 and load > plan.cores:
-        return (f"the machine is busy (load average {load:.1f} on {plan.cores} cores): with {plan.threads} torch "
+        return (f"the machine is busy (load average {load:.1f} on {plan.cores} cores): with {plan.threads} "
                 f"threads each op waits for the slowest; --threads 1 (or fewer) is often much faster here")
     return None
 
 
-def apply_threads(plan: ThreadPlan) -> ThreadPlan:
-    """Set torch's thread pools to the plan (before any model work starts)."""
-    import torch
+_PLAN: ThreadPlan | None = None
 
-    torch.set_num_threads(plan.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or parallel work already ran: harmless
-        pass
+
+def apply_threads(plan: ThreadPlan) -> ThreadPlan:
+    """Make ``plan`` the process's thread policy (before any model work starts). torch's pools are
+    set now when torch is loaded, else when a PyTorch model is loaded (``apply_to_torch``): the
+    runtime without PyTorch never imports it."""
+    global _PLAN
+    _PLAN = plan
+    if sys.modules.get("torch") is not None:
+        apply_to_torch()
     log.debug("thread policy: %s", plan.describe())
     hint = busy_warning(plan)
     if hint:
         log.warning(hint)
     return plan
+
+
+def apply_to_torch() -> None:
+    """Set torch's thread pools to the applied plan (nothing when none was applied)."""
+    if _PLAN is None:
+        return
+    import torch
+
+    torch.set_num_threads(_PLAN.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already ran: harmless
+        pass
+
+
+def model_threads() -> int:
+    """Intra-op threads of the model thread: the applied plan's, else every core."""
+    return _PLAN.threads if _PLAN is not None else available_cores()

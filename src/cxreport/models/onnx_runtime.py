@@ -8,7 +8,8 @@ to disk and a checkpoint stays plain PyTorch. Only inference uses it: with autog
 Grad-CAM) the encoder runs in PyTorch.
 
 Choose with ``CXREPORT_RUNTIME``: ``auto`` (default: ONNX Runtime on the CPU when installed),
-``torch`` or ``onnxruntime`` (an error when it is not installed).
+``torch`` or ``onnxruntime`` (an error when it is not installed); ``lean`` (the whole model
+without PyTorch, ``inference.backend``) counts as ``auto`` for a PyTorch model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 from cxreport.errors import InputError
 from cxreport.models.versions import tensor_versions
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "lean")
 INSTALL = 'pip install "cxreport[fast]"  (onnx + onnxruntime)'
 
 
@@ -41,6 +42,8 @@ def choose(runtime: str | None = None, device: str = "cpu") -> str:
     runtime = (runtime or os.environ.get("CXREPORT_RUNTIME") or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise InputError(f"CXREPORT_RUNTIME={runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "lean":
+        runtime = "auto"
     if runtime == "torch" or str(device) != "cpu":
         return "torch"
     if available():
