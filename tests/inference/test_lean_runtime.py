@@ -219,7 +219,7 @@ import io, json, contextlib
 from pathlib import Path
 from cxreport import load_model
 from cxreport.cli import main
-from cxreport.errors import MissingDependencyError
+from cxreport.errors import InputError
 
 args = json.loads(sys.argv[1])
 film, out = args["film"], Path(args["out"])
@@ -233,7 +233,7 @@ for ckpt in [None] + args["ckpts"]:
     try:
         p.generate([film], heatmaps=True)
         raise AssertionError("heatmaps without torch")
-    except MissingDependencyError as exc:
+    except InputError as exc:
         assert "cxreport[torch]" in str(exc)
 runs = [["generate", "--example", "--json"],
         ["generate", "--example", "--regions", "--findings", "Pneumonia=positive"],
@@ -258,6 +258,9 @@ else:
         resp = client.post("/v1/reports", files=[("images", ("a.jpg", open(path, "rb").read(), "image/jpeg"))])
         assert resp.status_code == 200 and resp.json()["report"], resp.text
         assert client.get("/v1/models").json()["models"][0]["runtime"] == "lean"
+        resp = client.post("/v1/reports", files=[("images", ("a.jpg", open(path, "rb").read(), "image/jpeg"))],
+                           data={"heatmaps": "true"})
+        assert resp.status_code == 400 and "cxreport[torch]" in resp.json()["error"], resp.text
     served = "served"
 bad = [m for m in ("torch", "transformers", "onnx") if sys.modules.get(m) is not None]
 assert not bad, bad

@@ -99,6 +99,11 @@ def run(args) -> int:
 
     findings = parse_findings(args.findings, where="--findings")
     runtime = args.runtime or os.environ.get("CXREPORT_RUNTIME") or "auto"
+    if args.heatmaps:
+        from cxreport.inference.backend import INSTALL_TORCH, torch_available
+
+        if not torch_available():  # before any work: Grad-CAM needs PyTorch's gradients
+            raise InputError(f"--heatmaps needs PyTorch (Grad-CAM): {INSTALL_TORCH}; reports alone run without it")
     if not batch and runtime == "auto" and args.heatmaps:
         # Grad-CAM needs PyTorch's gradients: one study runs wholly in PyTorch rather than load the
         # model twice (a batch writes its reports without PyTorch and loads it for the overlays).

@@ -164,7 +164,7 @@ class Pipeline:
         self.threshold = None if threshold is None else _check_threshold(threshold)
         self.max_pixels, self.min_side = max_pixels, min_side
         self.lock = threading.Lock()
-        self._heatmap_model = None
+        self._heatmap_model = None  # under the lean runtime: the PyTorch model Grad-CAM needs (backend.gradcam_inputs)
 
     @property
     def runtime(self) -> str:
@@ -320,6 +320,10 @@ class Pipeline:
         the gate refuses raises `NotARadiograph`, or gives ``{"error", "refused": True}`` with
         ``on_error="record"``."""
         thr = self.thresholds(threshold)
+        if heatmaps and self.runtime == "lean":
+            from cxreport.inference.backend import check_heatmaps
+
+            check_heatmaps()  # before any work
         override = None if threshold is None and self.threshold is None else thr[self.labels[0]]
         DecodeOptions(beam=beam, max_len=max_len).resolve(self.model.cfg)  # bad settings fail before any work
         overrides = [parse_findings(f, self.labels) for f in (findings or [None] * len(prepared))]
@@ -345,7 +349,9 @@ class Pipeline:
 
                 t1 = time.perf_counter()
                 shown = {k: (thr[k] if assessed[k] else float("inf")) for k in self.labels}
-                maps = finding_heatmaps(*self._heatmap_inputs(images, mask, view_ids), [o["finding_probs"] for o in outs],
+                from cxreport.inference.backend import gradcam_inputs
+
+                maps = finding_heatmaps(*gradcam_inputs(self, images, mask, view_ids), [o["finding_probs"] for o in outs],
                                         shown, films=[p.images for p in prepared],
                                         plans=[o["finding_plan"] for o in outs])
                 heat_ms = (time.perf_counter() - t1) * 1000
@@ -368,24 +374,6 @@ class Pipeline:
             r["timing_ms"]["total"] = round(sum(r["timing_ms"].values()), 1)
             results.append(r)
         return results
-
-    def _heatmap_inputs(self, images, mask, view_ids) -> tuple:
-        """(pipeline, images, mask, view_ids) for Grad-CAM, which needs PyTorch's autograd: under
-        the runtime without PyTorch, the same checkpoint is loaded into PyTorch once, on first use."""
-        if self.runtime != "lean":
-            return self, images, mask, view_ids
-        from cxreport.errors import require
-
-        torch = require("torch", "torch", "heatmaps (Grad-CAM needs PyTorch's gradients)")
-        if self._heatmap_model is None:
-            from types import SimpleNamespace
-
-            from cxreport.checkpoint import load_checkpoint
-            from cxreport.inference.predict import for_inference
-
-            model, _, _ = load_checkpoint(self.info.path, with_tokenizer=False)
-            self._heatmap_model = SimpleNamespace(model=for_inference(model, "cpu", "torch"), labels=self.labels)
-        return (self._heatmap_model, torch.from_numpy(images), torch.from_numpy(mask), torch.from_numpy(view_ids))
 
     def _placer(self, distances: list):
         """The ``population`` callable of ``generate``: places each study in the gate group nearest
