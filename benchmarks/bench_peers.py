@@ -9,7 +9,9 @@ the same for all and left out): ms per study at batch 1 (median of 3), studies/s
 of 2), the process's peak resident memory (each model runs in its own subprocess; the figure
 includes torch and transformers themselves, so the column after it subtracts the same process's
 memory before the model was built), and parameters. Ratios are against our default model; on a shared machine compare
-ratios, not absolute times.
+ratios, not absolute times. The ``ours-lean`` rows run the same model without PyTorch
+(``models.runtime``: the encoder in ONNX Runtime, the rest in NumPy): their processes never import
+torch or transformers, so their peak is the whole report path's.
 
 Peers, built from their published configurations with RANDOM weights (speed and memory do not
 depend on the weights; the end-of-report token is disabled so every report is full length):
@@ -39,7 +41,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PEERS = {
-    "ours": "cxreport default model (bundled weights), greedy",
+    "ours": "cxreport default model (bundled weights), greedy, PyTorch (encoder in ONNX Runtime)",
+    "ours-lean": "the same, greedy, without PyTorch (ONNX Runtime + NumPy)",
+    "ours-lean-beam2": "the same, beam 2, without PyTorch",
     "ours-beam2": "cxreport default model, beam 2 (its default)",
     "ours-beam3": "cxreport default model, beam 3",
     "chexpert-plus": "SwinV2-tiny + 2-layer BERT (VisionEncoderDecoder), beam 2",
@@ -65,10 +69,12 @@ def films(size: int = 1024):
     return [np.clip(a, 0, 255).astype(np.uint8) for a in (frontal, lateral)]
 
 
-def build_ours(beam: int, tokens: int):
+def build_ours(beam: int, tokens: int, runtime: str = "onnxruntime"):
+    """The PyTorch path as batches and the service ran it before the lean runtime (its encoder in
+    ONNX Runtime), or ``runtime``."""
     from cxreport.inference import load_model
 
-    pipe = load_model()
+    pipe = load_model(runtime=runtime)
     pipe.model.decoder.eos_id = -1  # never stops early: every report is `tokens` long
     # Every study decodes, as the peers do: the plan cache (models/plan_cache.py) would decode this
     # one repeated study once and skip the decoder after that. Its effect on real films is in
@@ -86,6 +92,14 @@ def build_ours(beam: int, tokens: int):
         return len(out[0]["token_ids"])
 
     return pipe.model, make, generate
+
+
+def build_lean(beam: int, tokens: int, threads: int):
+    """``build_ours`` on the runtime without PyTorch: this process never imports torch."""
+    from cxreport.inference.threads import apply_threads, plan_threads
+
+    apply_threads(plan_threads(threads, decode=False))
+    return build_ours(beam, tokens, runtime="lean")
 
 
 def _image_tensor(gray, size: int):
@@ -165,20 +179,29 @@ def build_r2gen(tokens: int):
 
 
 def measure(name: str, batch: int, tokens: int, threads: int) -> dict:
-    import torch
+    from contextlib import nullcontext
 
-    import transformers  # noqa: F401 - imported before the baseline so no model is charged for it
+    lean = name.startswith("ours-lean")
+    if lean:
+        sys.modules["torch"] = None  # the lean rows prove it: any import of torch fails
+        no_grad = nullcontext()
+    else:
+        import torch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+        import transformers  # noqa: F401 - imported before the baseline so no model is charged for it
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        no_grad = torch.inference_mode()
     base = rss_mb()
     builders = {"ours": lambda: build_ours(1, tokens), "ours-beam2": lambda: build_ours(2, tokens),
+                "ours-lean": lambda: build_lean(1, tokens, threads), "ours-lean-beam2": lambda: build_lean(2, tokens, threads),
                 "ours-beam3": lambda: build_ours(3, tokens),
                 "chexpert-plus": lambda: build_chexpert_plus(tokens), "r2gen": lambda: build_r2gen(tokens)}
     model, make, generate = builders[name]()
-    params = sum(p.numel() for p in model.parameters())
+    params = model.num_parameters() if lean else sum(p.numel() for p in model.parameters())
     one, many = make(1), make(batch)
-    with torch.inference_mode():
+    with no_grad:
         n = generate(one)  # warm-up
         if n != tokens:
             raise SystemExit(f"{name}: wrote {n} tokens, not {tokens}")

@@ -10,13 +10,17 @@ widened by the scale when shrinking), evaluated in float32 in the kernel's order
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from cxreport.labels import VIEW_IDS
 
 
+@lru_cache(maxsize=64)
 def _axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first input index, number of taps per output, float32 weights out x taps) along one axis."""
+    """(first input index, number of taps per output, float32 weights out x taps) along one axis
+    (cached: a pipeline sees few sizes; callers must not write into the arrays)."""
     scale = np.float32(n_in) / np.float32(n_out)
     support = np.float32(scale) if scale >= 1.0 else np.float32(1.0)  # bilinear: half of 2 taps
     invscale = np.float32(1.0 / float(scale)) if scale >= 1.0 else np.float32(1.0)

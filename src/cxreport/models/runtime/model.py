@@ -12,6 +12,7 @@ the same torch-free modules the PyTorch model uses (``finding_states``, ``plan_e
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ class LeanModel:
         self.decoder = Decoder(cfg.decoder, weights, cfg.d_model)
         self.use_plan_cache = True  # as ReportModel: False decodes every study (benchmarks)
         self._plan_cache = PlanCache(version=lambda: version)
+        self._blas = None
 
     @classmethod
     def load(cls, checkpoint: Path, cfg, graphs: Path, **kw) -> "LeanModel":
@@ -77,11 +79,28 @@ class LeanModel:
         return has & ~((view_ids == 1) | ~image_mask).all(1)
 
     # ---- generation ---------------------------------------------------------------------
-    def generate(self, images=None, image_mask=None, view_ids=None, findings=None, *, max_len: int | None = None,
-                 method: str | None = None, num_beams: int | None = None, length_penalty: float = 1.0,
-                 no_repeat_ngram: int | None = None, overrides=None, num_return: int = 1, prior: bool = False,
-                 threshold: float | None = None, population=None, **unused) -> list[dict]:
+    def one_blas_thread(self):
+        """A context in which NumPy's BLAS uses one thread. The head and decoder multiply matrices of
+        at most 16 x 1024: a second thread costs more in hand-offs than it saves (8 plans, beam 2,
+        60 tokens: 0.56 s with one OpenBLAS thread, 1.51 s with two, on 2 busy cores). The encoder's
+        ONNX Runtime pool is not affected. Without threadpoolctl: BLAS as configured."""
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return nullcontext()
+        if self._blas is None:
+            self._blas = ThreadpoolController()
+        return self._blas.limit(limits=1, user_api="blas")
+
+    def generate(self, images=None, image_mask=None, view_ids=None, findings=None, **kw) -> list[dict]:
         """``ReportModel.generate`` without PyTorch (greedy or beam search; arrays are NumPy)."""
+        with self.one_blas_thread():
+            return self._generate(images, image_mask, view_ids, findings, **kw)
+
+    def _generate(self, images, image_mask, view_ids, findings, *, max_len: int | None = None,
+                  method: str | None = None, num_beams: int | None = None, length_penalty: float = 1.0,
+                  no_repeat_ngram: int | None = None, overrides=None, num_return: int = 1, prior: bool = False,
+                  threshold: float | None = None, population=None, **unused) -> list[dict]:
         dc = self.cfg.decoder
         num_beams = dc.default_beam if num_beams is None else num_beams
         method = method or ("beam" if num_beams > 1 else "greedy")
