@@ -5,14 +5,18 @@
     PYTHONPATH=src python benchmarks/bench_serve_load.py --ab --requests 300 --image-dir ../shared/data/nih_cxr14/images
     PYTHONPATH=src python benchmarks/bench_serve_load.py --serve-args="--max-queue 4"
     python benchmarks/bench_serve_load.py --url http://127.0.0.1:8000   # a server already running
+    PYTHONPATH=src python benchmarks/bench_serve_load.py --requests 300 --runtimes onnxruntime,lean,onnxruntime,lean
 
 Starts the server as a subprocess on a free loopback port (unless --url), sends --requests
 report requests with at most --concurrency in flight, and prints status counts, p50/p95/max
 latency and throughput; meanwhile it checks that /healthz keeps answering (the event loop is not
 blocked by model work). ``--ab`` runs the same load twice in one run, first against
 ``--max-batch 1`` (batching off) and then against the default server, and prints both with the
-ratios. Model: --model, else the bundled one, else an UNTRAINED effnet-transformer checkpoint
-written to a temp folder (said in the output). Each figure is printed with the load average.
+ratios. ``--runtimes`` runs the same load once per listed runtime (``serve --runtime``; repeat
+names to alternate them). A server this script started also reports its peak resident memory
+(VmHWM of its process, read before it stops). Model: --model, else the bundled one, else an
+UNTRAINED effnet-transformer checkpoint written to a temp folder (said in the output). Each figure
+is printed with the load average.
 """
 
 from __future__ import annotations
@@ -153,6 +157,17 @@ def start_server(model: str | None, port: int, extra: list[str]) -> subprocess.P
         time.sleep(0.3)
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def load_average() -> str:
     try:
         return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -168,7 +183,8 @@ def report(label: str, res: dict, args) -> None:
     print(f"[{label}] latency p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, max {res['max_ms']} ms; "
           f"{res['req_per_s']} req/s over {res['wall_s']} s; /healthz during load: p95 {res['healthz_p95_ms']} ms, "
           f"max {res['healthz_max_ms']} ms ({res['healthz_n']} probes), all ok: {res['healthz_ok']}; "
-          f"p50 by status {res['p50_by_status']} ms; {res['load']}")
+          f"p50 by status {res['p50_by_status']} ms; {res['load']}"
+          + (f"; server peak RSS {res['peak_rss_mb']:.0f} MB" if res.get("peak_rss_mb") else ""))
 
 
 def main() -> int:
@@ -187,6 +203,8 @@ def main() -> int:
                          "answers every report after the first")
     ap.add_argument("--serve-args", default="", help="extra `cxreport serve` options, e.g. '--max-queue 4'")
     ap.add_argument("--ab", action="store_true", help="run --max-batch 1 first, then the default, in this run")
+    ap.add_argument("--runtimes", default="", help="comma-separated `serve --runtime` values, one run each, e.g. "
+                                                  "onnxruntime,lean,onnxruntime,lean")
     ap.add_argument("--ok-statuses", default="200", help="statuses that are not errors (e.g. 200,503)")
     args = ap.parse_args()
 
@@ -203,6 +221,9 @@ def main() -> int:
         bodies = [film_png(args.image_size, args.image)]
     extra = shlex.split(args.serve_args)
     variants = [("max-batch 1", extra + ["--max-batch", "1"]), ("default", extra)] if args.ab else [("run", extra)]
+    if args.runtimes:
+        names = args.runtimes.split(",")
+        variants = [(f"{r} #{names[:i + 1].count(r)}", extra + ["--runtime", r]) for i, r in enumerate(names)]
     results = {}
     try:
         if args.url is None and model is None:
@@ -225,6 +246,7 @@ def main() -> int:
                 load = load_average()
                 res = asyncio.run(run_load(url, bodies, args.requests, args.concurrency, args.max_len))
                 res["load"] = f"{load} before, {load_average()} after"
+                res["peak_rss_mb"] = peak_rss_mb(proc.pid) if proc is not None else None
             finally:
                 if proc is not None:
                     proc.terminate()
@@ -241,6 +263,12 @@ def main() -> int:
         a, b = results["max-batch 1"], results["default"]
         print(f"default vs --max-batch 1: {b['req_per_s'] / a['req_per_s']:.2f}x requests/s, "
               f"p50 {b['p50_ms'] / a['p50_ms']:.2f}x, p95 {b['p95_ms'] / a['p95_ms']:.2f}x")
+    if args.runtimes:
+        print("| runtime (run) | requests/s | p50 ms | p95 ms | errors | server peak RSS MB |")
+        print("|---|---|---|---|---|---|")
+        for label, r in results.items():
+            peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "n/a"
+            print(f"| {label} | {r['req_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['errors']} | {peak} |")
     return 1 if any(r["errors"] for r in results.values()) else 0
 
 
