@@ -31,7 +31,7 @@ def _lateral(size=256, shift=0):
 
 @pytest.fixture(scope="module")
 def gated(tiny_run, tmp_path_factory):
-    """A copy of the tiny run with gate files fitted on drawn films (as scripts/fit_gate.py does)."""
+    """A copy of the tiny run with gate files fitted on drawn films (as cxreport fit-gate does)."""
     import torch
     import torch.nn.functional as F
 

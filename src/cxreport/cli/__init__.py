@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cxreport.cli.text",
     "cxreport.cli.models",
     "cxreport.cli.train",
+    "cxreport.cli.fit",
     "cxreport.cli.annotate",
     "cxreport.cli.vlm",
     "cxreport.cli.evaluate",

@@ -7,7 +7,7 @@ image (frontal films are nearly left-right symmetric, laterals are not; the mirr
 measured, never passed on); the learned out-of-distribution score is a Mahalanobis distance, in a
 PCA space, of the encoder's pooled features to the training radiographs, its threshold set on
 validation radiographs. The learned parts live beside a checkpoint in gate.safetensors + gate.json
-(``scripts/fit_gate.py`` makes them).
+(``cxreport fit-gate`` makes them: ``training.gate_fit``).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class Gate:
 def ood_input(pooled: np.ndarray, features: str = "raw") -> np.ndarray:
     """The vectors the OOD model sees. "l2" divides each by its length: the direction of the
     features tells films from other images far better than their size (measured: the nearest
-    non-radiograph went from 1.05x to 1.8x the limit, see scripts/fit_gate.py)."""
+    non-radiograph went from 1.05x to 1.8x the limit, see training/gate_fit.py)."""
     x = np.asarray(pooled, dtype=np.float32)
     if features == "l2":
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -107,9 +107,9 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
 
 
 def _unjudged(plan: dict | None) -> list[str]:
-    """Findings the finding head's plan leaves not assessed (the user's edits included): their
-    denials are claims without evidence, unless the head called the whole study "No Finding"."""
-    if not plan or plan.get("No Finding") == "positive":
+    """Findings the finding head's plan leaves not assessed (the user's edits included): a
+    sentence asserting or denying one is a claim without evidence, normal report or not."""
+    if not plan:
         return []
     return [k for k, state in plan.items() if state == "not_assessed" and k != "No Finding"]
 

@@ -15,11 +15,12 @@ from cxreport.errors import InputError
 from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
-from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNCERTAIN, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
                                           STATE_NAMES, targets_to_states)
-from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
+from cxreport.models.finding_states import calibrated_probs, finding_states, normal_rule, plan_codes
 from cxreport.models.generator import generate_tokens
 from cxreport.models.plan_cache import PlanCache
+from cxreport.models.probe import PooledProbe
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
 
@@ -62,6 +63,10 @@ class ReportModel(nn.Module):
         # Without finding tokens a text-only row would have an empty memory; one learned token avoids that.
         self.null_memory = None if fc.condition else nn.Parameter(torch.zeros(1, 1, d))
         self.decoder = build_decoder(cfg.decoder, d)
+        # A population of films with its own head (a site's films, ``cxreport adapt``) reads the
+        # pooled features through it; the others use the shared head above.
+        own = [n for n, e in fc.populations.items() if e.get("own_head")]
+        self.population_heads = nn.ModuleDict({n: PooledProbe(cfg, self.encoder.out_dim) for n in own}) if own else None
         enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
         if hasattr(self.encoder, "model") and cfg.encoder.name == "hf":
             enc_cfg = dataclasses.replace(enc_cfg, hf_config=_hf_arch(self.encoder.model))
@@ -204,12 +209,45 @@ class ReportModel(nn.Module):
             raise InputError(f"findings.thresholds: unknown label(s) {sorted(unknown)}")
         return torch.tensor([float(fc.thresholds.get(n, fc.threshold)) for n in self.labels])
 
-    def finding_probs(self, img_tok, img_mask, view_ids=None, populations: list | None = None) -> torch.Tensor:
+    def finding_probs(self, img_tok, img_mask, view_ids=None, populations: list | None = None,
+                      pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``, or
-        those of each study's population)."""
+        those of each study's population, read by its own head when it has one: ``pooled`` B x V x C
+        encoder features are then needed)."""
         logits = self.finding_logits(img_tok, img_mask, view_ids)
+        if self.population_heads is not None and populations is not None and pooled is not None:
+            logits = self._population_logits(logits, pooled, img_mask.view(len(logits), pooled.shape[1], -1).any(-1),
+                                             view_ids, populations)
         probs = calibrated_probs(logits.detach().float().cpu().numpy(), self.cfg.findings, self.labels, populations)
         return torch.from_numpy(probs).to(logits.device)
+
+    @torch.no_grad()
+    def pooled_logits(self, pooled: torch.Tensor, populations: list | None = None) -> torch.Tensor:
+        """Finding logits of frontal films from their pooled encoder features (N x C), as the
+        model computes them from images, for a probe image side (``pool`` projector, ``pooled``
+        head): how fitting and scoring commands read cached features."""
+        if self.cfg.projector.name != "pool" or self.cfg.findings.head != "pooled":
+            raise InputError("pooled_logits needs a probe image side (projector.name=pool, findings.head=pooled)")
+        tok = self.projector(pooled[:, None, :])
+        if self.view_embed is not None:
+            tok = tok + self.view_embed.weight[0]
+        logits = self.finding_head(tok, torch.ones(tok.shape[:2], dtype=torch.bool, device=tok.device))
+        for i, pop in enumerate(populations or []):
+            if self.population_heads is not None and pop in self.population_heads:
+                logits[i] = self.population_heads[pop](pooled[i][None])[0]
+        return logits
+
+    def _population_logits(self, logits, pooled, image_mask, view_ids, populations) -> torch.Tensor:
+        """Logits of studies whose population owns a head, from its first frontal view's (else
+        its first view's) pooled features."""
+        logits = logits.clone()
+        for i, pop in enumerate(populations):
+            if pop not in self.population_heads or not bool(image_mask[i].any()):
+                continue
+            real = image_mask[i].nonzero().flatten().tolist()
+            front = [j for j in real if view_ids is not None and int(view_ids[i, j]) == 0]
+            logits[i] = self.population_heads[pop](pooled[i, (front or real)[0]][None].float())[0]
+        return logits
 
     def head_reads(self, image_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
         """B bools: does the finding head have a film it was trained for? A head that reads frontal
@@ -306,7 +344,7 @@ class ReportModel(nn.Module):
             if images is not None and image_mask is None:
                 image_mask = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device)
             pops = _populations(population, pooled, image_mask, view_ids, b)
-            probs = self.finding_probs(img_tok, img_mask, view_ids, pops) if img_tok.shape[1] else None
+            probs = self.finding_probs(img_tok, img_mask, view_ids, pops, pooled) if img_tok.shape[1] else None
             reads = (self.head_reads(image_mask, view_ids) if images is not None and view_ids is not None
                      and view_ids.shape == image_mask.shape else has_image) & has_image
             plans = self.plan_states(probs, reads, threshold, pops)
@@ -346,11 +384,14 @@ class ReportModel(nn.Module):
                 given = dict_to_states(o, self.labels, default=-1).to(states.device)
                 states[i] = torch.where(given >= 0, given, states[i])
                 if "No Finding" in self.labels and "No Finding" not in o:
-                    # An edited plan with a positive finding is no longer "No Finding".
+                    # finding_states.normal_rule on the edited plan: a positive finding makes it
+                    # not normal, an uncertain one makes normal uncertain.
                     nf = self.labels.index("No Finding")
                     others = [j for j, n in enumerate(self.labels) if n not in ("No Finding", "Support Devices")]
-                    if (states[i, others] == POSITIVE).any() and states[i, nf] == POSITIVE:
+                    if states[i, nf] == POSITIVE and (states[i, others] == POSITIVE).any():
                         states[i, nf] = NEGATIVE
+                    elif states[i, nf] == POSITIVE and (states[i, others] == UNCERTAIN).any():
+                        states[i, nf] = UNCERTAIN
         return states
 
 
@@ -375,10 +416,7 @@ def _with_edits(plan: dict, edits: dict | None, labels: list[str]) -> dict:
         return dict(plan)
     given = dict_to_states(edits, labels, default=-1).tolist()
     out = {n: (STATE_NAMES[g] if g >= 0 else plan[n]) for n, g in zip(labels, given)}
-    others = [n for n in labels if n not in ("No Finding", "Support Devices")]
-    if "No Finding" not in edits and out.get("No Finding") == "positive" and any(out[n] == "positive" for n in others):
-        out["No Finding"] = "negative"
-    return out
+    return out if "No Finding" in edits else normal_rule(out, labels)
 
 
 def build_model(cfg: ModelConfig, pretrained: bool = True) -> ReportModel:
