@@ -2,13 +2,18 @@
 
     python scripts/fit_gate.py --config configs/default-gate.json --model runs/default-findings-head/best
     python scripts/fit_gate.py --config configs/default-gate.json --model ... --measure   # test splits, once
+    python scripts/fit_gate.py --config configs/default-gate.json --model src/cxreport/weights/default \
+        --polarity-only [--measure]   # add (or refit) only the inverted-greys check of an existing gate
 
 Out-of-distribution score: PCA-Mahalanobis of pooled encoder features, one model per group of
 sources (``"group"`` in a source, default its name: adult NIH + IU films, pediatric Kermany films),
 fitted on the group's train+val films. Each group's limit is a quantile (``ood_quantile``) of its
 films' OUT-OF-FOLD distances (patient-wise folds: a film is scored by a model that never saw its
 patient), so the limit is set on as many held-out films as there are films. Orientation:
-self-supervised on rotated training films. View: mirror-symmetry threshold from validation
+self-supervised on rotated training films. Inverted greys: self-supervised on the training films
+without their letterbox borders and their negatives, at every rotation (``polarity_films_per_source``
+films per source); turned back at ``invert_min_prob`` (0.5: on validation films the polarity
+probability of upright films stays below 0.3 and of negatives above 0.7). View: mirror-symmetry threshold from validation
 frontal films and the training laterals (IU). ``--measure`` writes OUT/gate_scores.json.
 """
 
@@ -25,11 +30,11 @@ import torch.nn.functional as F
 
 from cxreport.checkpoint import load_checkpoint
 from cxreport.data.cache import Cache
-from cxreport.data.images import letterbox
+from cxreport.data.images import letterbox, letterbox_box
 from cxreport.labels import view_group
 from cxreport.fsio import atomic_write_json
 from cxreport.inference.gate import (Gate, GateConfig, GateParams, NotARadiograph, colour_fraction, fit_ood,
-                                     fit_orientation, mirror_symmetry, ood_input)
+                                     fit_orientation, fit_polarity, mirror_symmetry, ood_input)
 from cxreport.training.feature_cache import feature_path, pooled_features
 
 
@@ -71,6 +76,66 @@ def fit_groups(cfg: dict, caches: dict, feats: dict, gc: GateConfig):
     return out
 
 
+def film_crops(cache: Cache, idx) -> list[np.ndarray]:
+    """The cache's letterboxed images ``idx`` without their black borders (the film itself)."""
+    shapes = {}
+    with open(Path(cache.path) / "images.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            shapes[r["index"]] = (r["orig_height"], r["orig_width"])
+    out = []
+    for i in idx:
+        g = np.asarray(cache.images[i])
+        top, left, h, w = letterbox_box(*shapes[int(i)], g.shape[0])
+        out.append(g[top:top + h, left:left + w])
+    return out
+
+
+def fit_polarity_check(cfg: dict, caches: dict, gc: GateConfig, params: GateParams) -> dict:
+    """Fit the inverted-greys check on the training films (frontal and lateral) of the
+    ``polarity_sources`` (default: all) into ``params``; its figures per source on the validation
+    films and their negatives (all films of a source it was not fitted on)."""
+    rng = np.random.default_rng(0)
+    fit_on = cfg.get("polarity_sources") or list(caches)
+    crops = []
+    for n in fit_on:
+        idx = films(caches[n], ("train",), False)[0]
+        take = np.sort(rng.choice(idx, min(len(idx), int(cfg.get("polarity_films_per_source", 1500))), replace=False))
+        crops += film_crops(caches[n], take)
+    params.invert_w, params.invert_b = fit_polarity(crops, gc.thumb)
+    return {n: {"splits": "val" if n in fit_on else "all (not fitted on)",
+                **polarity_figures(Gate(params), film_crops(c, films(c, ("val",) if n in fit_on else
+                                                                      ("train", "val", "test"), False)[0]))}
+            for n, c in caches.items()}
+
+
+def polarity_figures(gate: Gate, crops: list[np.ndarray]) -> dict:
+    """How many upright films the check would invert (must be 0) and how many negatives it catches."""
+    up = np.array([gate.inverted_prob(f) for f in crops])
+    neg = np.array([gate.inverted_prob(255 - f) for f in crops])
+    limit = gate.cfg.invert_min_prob
+    return {"films": len(crops), "upright_flagged": int((up >= limit).sum()), "negatives_caught": int((neg >= limit).sum()),
+            "upright_max_prob": round(float(up.max()), 3) if len(up) else None,
+            "negative_min_prob": round(float(neg.min()), 3) if len(neg) else None}
+
+
+def polarity_only(cfg: dict, model_dir: Path, measure: bool) -> None:
+    """Add the inverted-greys check to the gate beside ``model_dir``, leaving its other parts as
+    they are; ``measure``: its figures on the test films too (NIH and Kermany; IU has none)."""
+    params = GateParams.load(model_dir)
+    if params is None:
+        raise SystemExit(f"{model_dir}: no gate.json/gate.safetensors to add the check to")
+    caches = {s["name"]: Cache(s["cache"]) for s in cfg["sources"]}
+    val = fit_polarity_check(cfg, caches, params.config, params)
+    params.config.metrics["polarity_val"] = val
+    params.save(model_dir)
+    print(json.dumps({"polarity_val": val}, indent=1))
+    if measure:
+        test = {n: polarity_figures(Gate(params), film_crops(c, films(c, ("test",), False)[0]))
+                for n, c in caches.items() if films(c, ("test",), False)[0].size}
+        print(json.dumps({"polarity_test": test}, indent=1))
+
+
 @torch.no_grad()
 def encode(encoder, grays: list[np.ndarray], size: int) -> np.ndarray:
     out = []
@@ -86,8 +151,12 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--model", required=True, help="checkpoint folder; the gate files are written into it")
     ap.add_argument("--measure", action="store_true", help="acceptance/rejection/rotation/view figures on test data")
+    ap.add_argument("--polarity-only", action="store_true",
+                    help="fit only the inverted-greys check into the existing gate beside --model")
     args = ap.parse_args()
     cfg = json.loads(Path(args.config).read_text())
+    if args.polarity_only:
+        return polarity_only(cfg, Path(args.model), args.measure)
     model, _, _ = load_checkpoint(args.model)
     enc, size = model.encoder.eval(), model.cfg.preprocess.image_size
     caches = {s["name"]: Cache(s["cache"]) for s in cfg["sources"]}
@@ -116,7 +185,8 @@ def main() -> None:
     gc.view_check = bool(len(sym_lat) and (sym_lat < gc.symmetry_threshold).mean() >= 0.9)
     gc.metrics = {"ood_groups": {g: {"films": v[5], "limit": round(v[4], 4)} for g, v in groups.items()},
                   "symmetry_val_frontal_q": {q: round(float(np.quantile(sym_front, q)), 3) for q in (0.005, 0.05, 0.5)},
-                  "symmetry_laterals": sorted(round(float(s), 3) for s in sym_lat)}
+                  "symmetry_laterals": sorted(round(float(s), 3) for s in sym_lat),
+                  "polarity_val": fit_polarity_check(cfg, caches, gc, params)}
     params.save(args.model)
     print(json.dumps({"symmetry_threshold": gc.symmetry_threshold, **gc.metrics}, indent=1))
     if args.measure:

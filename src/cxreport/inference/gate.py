@@ -25,7 +25,8 @@ from cxreport.data.images import colour_fraction  # noqa: F401  (re-exported for
 from cxreport.errors import InputError
 
 GATE_FILES = ("gate.json", "gate.safetensors")
-HINT = "cxreport reads chest radiographs only; send the X-ray film itself (PNG, JPEG or DICOM)"
+HINT = ("cxreport reads chest radiographs only; send the X-ray film itself (PNG, JPEG or DICOM), or, if it is one, "
+        "read it anyway with --skip-gate (Python skip_gate=True, HTTP form field skip_gate=true)")
 
 
 class NotARadiograph(InputError):

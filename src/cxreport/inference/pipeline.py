@@ -23,13 +23,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox, letterbox_box
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE
 from cxreport.errors import InputError
-from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
-from cxreport.inference.inputs import as_gray, view_name
+from cxreport.inference.gate import Gate, GateParams, NotARadiograph
+from cxreport.inference.intake import take_in, would_have
 from cxreport.inference.predict import detokenize, for_inference, generate  # noqa: F401  (detokenize: public here too)
 from cxreport.inference.result import Finding, Identity, StudyError, StudyReport
-from cxreport.labels import VIEW_IDS, parse_findings
+from cxreport.labels import parse_findings
 from cxreport.models.decoding import DecodeOptions
 from cxreport.text.regions import split_regions
 
@@ -214,10 +214,10 @@ class Pipeline:
     # ---- preprocessing ------------------------------------------------------------------
     def prepare(self, images: Sequence, views: Sequence[str | None] | None = None,
                 names: Sequence[str] | None = None, skip_gate: bool = False) -> PreparedStudy:
-        """Load, check and letterbox one study's images (1..max_views of them). Every message and
-        ``views[i]["source"]`` name an image by ``names[i]``, else a path's file name, else 'image
-        1', 'image 2'... ``skip_gate``: nothing is refused (colour, blank, noise, the learned score);
-        turning a film upright and its greys back still happen, and say so."""
+        """Load, check and letterbox one study's images (1..max_views of them; ``inference.intake``).
+        Every message and ``views[i]["source"]`` name an image by ``names[i]``, else a path's file
+        name, else 'image 1', 'image 2'... ``skip_gate``: the images are read as given (nothing
+        refused, turned or inverted; warnings say what the gate would have done)."""
         import torch
 
         t0 = time.perf_counter()
@@ -229,60 +229,12 @@ class Pipeline:
         views = list(views) if views is not None else [None] * len(images)
         if len(views) != len(images):
             raise InputError(f"{len(views)} views given for {len(images)} images: give one per image, in order")
-        arrays, infos, warnings, tags = [], [], [], []
-        for i, (item, view) in enumerate(zip(images, views)):
-            size = self.info.letterbox_size
-            given = names[i] if names is not None and i < len(names) and names[i] else None
-            label = given or f"image {i + 1}"
-            gray, (h, w), source, facts = as_gray(item, label, self.max_pixels, self.min_side, size)
-            tags.append(given or (source if source not in ("bytes", "array") else label))
-            film = letterbox(gray, size)
-            turned, inverted = 0, False
-            if self.gate is not None:
-                try:
-                    self.gate.check_pixels(film, tags[-1], facts["colour"], original=gray)
-                except NotARadiograph as exc:
-                    if not skip_gate:
-                        raise
-                    warnings.append(_skipped(exc))
-                film, inverted = self._polarity(film, gray, size)
-                if inverted:
-                    warnings.append(f"{tags[-1]}: its greys looked inverted (white lungs, as a negative or a "
-                                    "MONOCHROME1 film without its look-up table); inverted back before reading")
-            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
-            # The orientation check learned from frontal films only: it called 3 of IU's 10 upright
-            # laterals upside down, so a film known to be lateral (given, tagged, or second by
-            # position) is never turned; the image check itself needs the film upright first.
-            if self.gate is not None and (name != "lateral" or how == "image check"):
-                film, turned = self.gate.upright(film)
-                if turned:
-                    warnings.append(f"{tags[-1]}: was rotated by {90 * turned} degrees; turned upright before reading")
-                    if how == "image check":
-                        name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
-            arrays.append(film)
-            infos.append({"index": i, "view": name, "view_from": how, "source": tags[-1], "height": int(h),
-                          "width": int(w), "turned_upright_degrees": 90 * turned, "greys_inverted": inverted})
-        use = pick_views([v["view"] for v in infos], self.max_views)
-        for v in infos:
-            v["used"] = v["index"] in use
-        if len(use) < len(infos):
-            warnings.append(f"{len(infos)} images: read " + " and ".join(f"{tags[i]} ({infos[i]['view']})" for i in use)
-                            + "; the others were not used")
-        if skip_gate and self.gate is not None:
-            warnings.insert(0, "the input check was skipped on request (skip_gate): the images were read without "
-                               "being checked to be chest radiographs this model can read")
-        return PreparedStudy(torch.from_numpy(np.stack([arrays[i] for i in use])),
-                             [VIEW_IDS[infos[i]["view"]] for i in use], infos,
-                             (time.perf_counter() - t0) * 1000, warnings, skip_gate=bool(skip_gate))
-
-    def _polarity(self, film: np.ndarray, gray: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
-        """(the letterboxed film with its greys the right way round, whether they were turned back).
-        The check sees the film without its black letterbox borders, which a negative keeps."""
-        top, left, nh, nw = letterbox_box(*gray.shape, size)
-        p = self.gate.inverted_prob(film[top:top + nh, left:left + nw])
-        if p is None or p < self.gate.cfg.invert_min_prob:
-            return film, False
-        return letterbox(255 - gray, size), True
+        intake = take_in(images, views, names, gate=self.gate, size=self.info.letterbox_size,
+                         max_pixels=self.max_pixels, min_side=self.min_side, max_views=self.max_views,
+                         skip_gate=skip_gate)
+        return PreparedStudy(torch.from_numpy(np.stack(intake.films)),
+                             intake.view_ids, intake.views,
+                             (time.perf_counter() - t0) * 1000, intake.warnings, skip_gate=bool(skip_gate))
 
     def collate(self, studies: list[PreparedStudy]):
         """The training collate turns letterboxed uint8 views into the model's float batch."""
@@ -468,18 +420,15 @@ class Pipeline:
             for v, d in zip(used, distances[i]):
                 v["ood_distance"] = round(float(d), 3)
                 if d > self.gate.cfg.ood_threshold and i not in out:
+                    turned = "; read with its greys turned back, as they looked inverted" if v.get("greys_inverted") \
+                        else ""
                     out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.2f} "
                                                          f"to the training films; the limit is "
-                                                         f"{self.gate.cfg.ood_threshold:.2f})")
+                                                         f"{self.gate.cfg.ood_threshold:.2f}{turned})")
                     if p.skip_gate:
-                        p.warnings.append(_skipped(out.pop(i)))
+                        p.warnings.append(would_have(out.pop(i)))
         return out
 
-
-
-def _skipped(refusal: NotARadiograph) -> str:
-    """The warning a study read with ``skip_gate`` carries instead of its refusal."""
-    return f"{refusal.name} would have been refused (read anyway, skip_gate): {refusal.why}"
 
 
 def _uniform(thr: dict) -> float | None:
