@@ -98,3 +98,17 @@ def test_http_shows_not_assessed_as_null(partial, xrays):
     body = client.post("/v1/reports", files=[("images", ("a.png", xrays["cardio"].read_bytes(), "image/png"))]).json()
     assert body["schema_version"] == "2" and body["not_assessed"] == ["Lung Lesion", "Fracture"]
     assert body["findings"]["Fracture"]["positive"] is None and body["findings"]["Fracture"]["threshold"] is None
+
+
+def test_the_schema_doc_lists_every_key():
+    """docs/report_schema.md documents exactly the keys the code writes."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "report_schema.md").read_text(encoding="utf-8")
+    tables = {}
+    for title, body in re.findall(r"\n##+ ([^\n]+)\n(.*?)(?=\n##|\Z)", doc, flags=re.S):
+        tables[title] = {k for row in re.findall(r"^\| `([^|]+)` \|", body, flags=re.M) for k in row.split("`, `")}
+    assert tables["A study that was read: `StudyReport`"] == REPORT_KEYS | {"regions", "heatmaps"}
+    assert tables["`findings[name]`: `Finding`"] == FINDING_KEYS
+    assert tables["A study that was not read: `StudyError`"] == ERROR_KEYS | {"views"}

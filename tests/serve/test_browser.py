@@ -16,7 +16,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from tests.serve.browser import CHROMIUM, DRIVER, page_session, wait_reports  # noqa: E402
+from tests.serve.browser import CHROMIUM, DRIVER, click, page_session, upload, wait_reports  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromedriver not installed")
 
@@ -92,6 +92,33 @@ def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
     assert chosen == "positive" and plan_note == "edited"
     assert sorted(marked) == [f"Cardiomegaly set by you · model: {own['Cardiomegaly']}",
                               f"● Pneumothorax set by you · model: {own['Pneumothorax']}"]
+
+
+def test_page_reads_a_refused_image_when_asked(gated, tmp_path):
+    """A refusal names the upload and says how to read it anyway; the checkbox does, with warnings."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    photo = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("L")
+    grey = tmp_path / "hopper_grey.png"
+    Image.fromarray(np.asarray(photo)).save(grey)
+    with page_session(Path(gated.info.path)) as (wd, port):
+        upload(wd, port, [grey])
+        click(wd, "#submit")
+        deadline = time.monotonic() + 60
+        while "Error" not in (error := wd.js("return document.getElementById('status').textContent")):
+            assert time.monotonic() < deadline, error
+            time.sleep(0.2)
+        click(wd, "details summary")
+        click(wd, "#skip-gate")
+        click(wd, "#submit")
+        wait_reports(wd, 1)
+        warnings = wd.js("return document.getElementById('warnings').textContent")
+        report = wd.js("return document.getElementById('report').textContent")
+    assert error.startswith("Error 422: images[0] ('hopper_grey.png'): does not look like a chest radiograph")
+    assert "read even if the input check refuses it" in error
+    assert report and "the input check was skipped" in warnings and "would have been refused" in warnings
 
 
 # Every host name but the loopback fails to resolve: a page that needs a CDN stays blank.

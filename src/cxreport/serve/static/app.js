@@ -179,7 +179,7 @@ async function submit(event) {
     if (!resp.ok) {
       $("result-panel").hidden = true;  // never leave an earlier study's report beside this error
       const hint = resp.status === 422 && /radiograph|noise|blank|colour/.test(body.error || "")
-        ? " If this is a chest film, tick \u201cread even if the input check refuses it\u201d under Options." : "";
+        ? ". On this page: if it is a chest film, tick \u201cread even if the input check refuses it\u201d under Options." : "";
       setStatus(`Error ${resp.status}: ${body.error || "request failed"}${hint}`, true);
       return;
     }
