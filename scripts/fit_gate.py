@@ -114,7 +114,8 @@ def polarity_figures(gate: Gate, crops: list[np.ndarray]) -> dict:
     up = np.array([gate.inverted_prob(f) for f in crops])
     neg = np.array([gate.inverted_prob(255 - f) for f in crops])
     limit = gate.cfg.invert_min_prob
-    return {"films": len(crops), "upright_flagged": int((up >= limit).sum()), "negatives_caught": int((neg >= limit).sum()),
+    return {"films": len(crops), "upright_flagged": int((up >= limit).sum()),
+            "negatives_caught": int((neg >= limit).sum()),
             "upright_max_prob": round(float(up.max()), 3) if len(up) else None,
             "negative_min_prob": round(float(neg.min()), 3) if len(neg) else None}
 

@@ -69,8 +69,8 @@ def _page(wd, port: int, shots: Path | None) -> dict:
     for finding, state in EDIT.items():
         set_state(wd, finding, state)
     out["edit"] = report_text(wd)
-    out["edit_rows"] = wd.js("return Array.from(document.querySelectorAll('#findings .name.user, #findings .name.edit'))"
-                             ".map(e => e.textContent)")
+    out["edit_rows"] = wd.js("return Array.from(document.querySelectorAll("
+                             "'#findings .name.user, #findings .name.edit')).map(e => e.textContent)")
     out["heatmap_plan"] = wd.js("return document.getElementById('heatmap-plan').dataset.plan")
     if shots:
         screenshot(wd, shots / "page_after_edit.png")

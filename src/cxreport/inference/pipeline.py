@@ -274,7 +274,8 @@ class Pipeline:
         return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
                                  regions=regions, faithful=faithful, on_error=on_error)
 
-    def prepare_study(self, study, *, record_error: bool = True, skip_gate: bool = False) -> PreparedStudy | StudyError:
+    def prepare_study(self, study, *, record_error: bool = True,
+                      skip_gate: bool = False) -> PreparedStudy | StudyError:
         """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
         ``views``, ``findings``, ``names`` and ``skip_gate``); with ``record_error`` an unreadable
         or refused study gives its ``StudyError`` instead of raising."""
@@ -428,7 +429,6 @@ class Pipeline:
                     if p.skip_gate:
                         p.warnings.append(would_have(out.pop(i)))
         return out
-
 
 
 def _uniform(thr: dict) -> float | None:
