@@ -30,12 +30,15 @@ def _fit_head(args) -> int:
 def _fit_gate(args) -> int:
     from cxreport.config import load_config
     from cxreport.training.bundle import guard_output
-    from cxreport.training.gate_fit import GateRecipeConfig, fit_gate, validate
+    from cxreport.training.gate_fit import GateRecipeConfig, fit_gate, fit_polarity_only, validate
 
     cfg = load_config(GateRecipeConfig, args.config, args.set)
     validate(cfg)
     model_dir = guard_output(args.model, args.into_package)
-    params = fit_gate(cfg, model_dir, progress=not args.quiet)
+    if args.polarity_only:
+        params = fit_polarity_only(cfg, model_dir)
+    else:
+        params = fit_gate(cfg, model_dir, progress=not args.quiet)
     print(json.dumps({"symmetry_threshold": params.config.symmetry_threshold, **params.config.metrics}, indent=1))
     if args.measure:
         _measure_gate(cfg, model_dir, args)
@@ -49,6 +52,7 @@ def _measure_gate(cfg, model_dir, args) -> None:
     from cxreport.inference.gate import Gate, GateParams
     from cxreport.training.feature_cache import feature_path, pooled_features
     from cxreport.training.gate_measure import measure_films, measure_non_radiographs
+    from cxreport.training.gate_polarity import polarity_test
 
     model, _, _ = load_checkpoint(model_dir)
     gate = Gate(GateParams.load(model_dir))
@@ -57,6 +61,8 @@ def _measure_gate(cfg, model_dir, args) -> None:
              for n, c in caches.items()}
     res = measure_films(gate, caches, feats)
     res["rejection"] = measure_non_radiographs(gate, model.encoder.eval(), model.cfg.preprocess.image_size)
+    if gate.p.invert_w is not None:
+        res["polarity_test"] = polarity_test(gate, caches)
     atomic_write_json(Path(model_dir) / "gate_scores.json", res)
     print(json.dumps(res, indent=1))
 
@@ -129,6 +135,8 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--measure", action="store_true", help="acceptance / refusal / rotation / view figures "
                                                           "(reads the test splits: once, at the end)")
+    p.add_argument("--polarity-only", action="store_true",
+                   help="fit only the inverted-greys check into the existing gate beside --model")
     p.add_argument("--into-package", action="store_true", help="allow writing into a bundled model's folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_fit_gate)

@@ -4,6 +4,7 @@
     cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
     cxreport generate pa.png --findings "Pleural Effusion=positive,Pneumonia=negative"   # edit the plan
+    cxreport generate odd.png --skip-gate            # read an image the input check refuses (with a warning)
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
     cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view][,findings]
     torchrun --nproc-per-node 2 -m cxreport generate --input-dir ... # shards the studies
@@ -40,10 +41,16 @@ def register(subparsers) -> None:
                         "'Pleural Effusion=positive,Pneumonia=negative' or a JSON file/object "
                         "(states: positive, negative, uncertain, not_assessed); in batch mode for every study, "
                         "under a manifest's findings column")
+    p.add_argument("--no-coverage-line", dest="coverage_line", action="store_false",
+                   help="leave out the report's last line naming what the model did not assess "
+                        "(the JSON lists them in not_assessed either way)")
     p.add_argument("--no-faithful", dest="faithful", action="store_false", default=None,
                    help="keep the decoder's text as it is, unchecked against the plan (for comparison)")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--skip-gate", action="store_true",
+                   help="read images the input check refuses (not a chest radiograph, blank, noise, colour) "
+                        "anyway; the result carries a warning that the check was skipped")
     p.add_argument("--regions", action="store_true",
                    help="also split the report into lung / heart / mediastinal / bone / others (rules annotator)")
     p.add_argument("--heatmaps", default=None, metavar="DIR",
@@ -97,7 +104,8 @@ def run(args) -> int:
     # exporting it to ONNX Runtime costs more (1-2 s) than it saves on one film.
     pipeline = load_model(args.model, runtime=None if batch else os.environ.get("CXREPORT_RUNTIME", "torch"))
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
-                regions=args.regions, faithful=args.faithful)
+                regions=args.regions, faithful=args.faithful, skip_gate=args.skip_gate,
+                coverage_line=args.coverage_line)
     args.findings = findings
     if batch:
         return run_batch(pipeline, args, opts)
@@ -116,11 +124,11 @@ def run_single(pipeline, args, opts) -> int:
     if args.heatmaps:
         from cxreport.inference.heatmaps import write_heatmaps
 
-        result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), Path(args.heatmaps), args.force)
+        result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps), args.force)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(format_text(result))
+        print(format_text(result.to_dict()))
     return 0
 
 
@@ -134,9 +142,9 @@ def run_examples(pipeline, args, opts) -> int:
         if args.heatmaps:
             from cxreport.inference.heatmaps import write_heatmaps
 
-            result["heatmaps"] = write_heatmaps(result.get("heatmaps", []),
-                                                Path(args.heatmaps) / study["study_id"], args.force)
-        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result})
+            result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps) / study["study_id"],
+                                             args.force)
+        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result.to_dict()})
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -163,12 +171,13 @@ def format_text(result: dict) -> str:
         bar = "#" * round(20 * max(p, 0))
         own = f" [{f['threshold']:.2f}]" if uniform is None and f.get("threshold") is not None else ""
         state = f["state"].replace("_", " ")
-        who = " (set by user)" if f.get("set_by") == "user" else ""
+        model = f.get("model_state", f["state"]).replace("_", " ")
+        who = f" (set by user; model: {model})" if f.get("set_by") == "user" else ""
         value = f"{p:.2f}" if p >= 0 else "  - "
         lines.append(f" {'*' if f['state'] == 'positive' else ' '} {name:<27} {value}{own}  {bar:<20}  {state}{who}")
-    skipped = [n for n, f in result["findings"].items() if f["state"] == "not_assessed" and f.get("set_by") != "user"]
+    skipped = [n for n, f in result["findings"].items() if f.get("model_state", f["state"]) == "not_assessed"]
     if skipped:
-        lines.append("Not assessed (too few training examples, or no film the model reads): " + ", ".join(skipped))
+        lines.append("Not assessed by the model (too few training examples, or no film it reads): " + ", ".join(skipped))
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
     if result.get("disclaimer"):

@@ -370,6 +370,7 @@ class ReportModel(nn.Module):
                                    if states is not None else None)
             edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
             o["finding_plan"] = _with_edits(plans[i], edits, self.labels)
+            o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
             o["population"] = pops[i]
         return outs
 

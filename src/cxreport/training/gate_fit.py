@@ -6,8 +6,9 @@ group's train+val films. Each group's limit is a quantile (``ood_quantile``) of 
 OUT-OF-FOLD distances (patient-wise folds: a film is scored by a model that never saw its
 patient), so the limit is set on as many held-out films as there are films. The group a film is
 nearest to is its population (``findings.populations``). Orientation: self-supervised on rotated
-training films. View: mirror-symmetry threshold from validation frontal films and the training
-laterals (IU); kept only when it tells those laterals from frontal films.
+training films; inverted greys: ``training.gate_polarity``. View: mirror-symmetry threshold from
+validation frontal films and the training laterals (IU); kept only when it tells those laterals
+from frontal films.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class GateRecipeConfig:
     sources: list[GateSource] = field(default_factory=list)
     gate: dict = field(default_factory=dict)  # GateConfig fields (thumb, ood_components, ood_features, ...)
     orientation_films_per_source: int = 1500
+    polarity_films_per_source: int = 1500  # 0: no inverted-greys check
+    polarity_sources: list = field(default_factory=list)  # the sources it is fitted on (default: all)
     ood_quantile: float = 0.999
     ood_margin: float = 1.0
     ood_folds: int = 5
@@ -94,6 +97,8 @@ def with_groups(params: GateParams | None, groups: dict, gc: GateConfig) -> Gate
     pad = lambda a, fill: np.concatenate([a, np.full((k - len(a),) + a.shape[1:], fill, a.dtype)])  # noqa: E731
     return GateParams(config=cfg, orient_w=params.orient_w if params is not None else np.zeros((gc.thumb ** 2, 4)),
                       orient_b=params.orient_b if params is not None else np.zeros(4),
+                      invert_w=params.invert_w if params is not None else None,
+                      invert_b=params.invert_b if params is not None else None,
                       ood_mean=np.stack([r[1][0] for r in rows]), ood_basis=np.stack([pad(r[1][1], 0.0) for r in rows]),
                       ood_var=np.stack([pad(r[1][2], 1.0) for r in rows]), ood_resid_var=np.array([r[1][3] for r in rows]),
                       ood_scale=np.array([r[1][4] for r in rows]))
@@ -138,5 +143,25 @@ def fit_gate(cfg: GateRecipeConfig, model_dir, progress: bool = True) -> GatePar
     gc.view_check = bool(len(sym_lat) and (sym_lat < gc.symmetry_threshold).mean() >= 0.9)
     gc.metrics = {"ood_groups": {g: {"films": v[5], "limit": round(v[4], 4)} for g, v in groups.items()},
                   "symmetry_laterals": sorted(round(float(s), 3) for s in sym_lat)}
+    if cfg.polarity_films_per_source > 0:
+        from cxreport.training.gate_polarity import fit_polarity_check
+
+        gc.metrics["polarity_val"] = fit_polarity_check(caches, cfg.polarity_sources, cfg.polarity_films_per_source,
+                                                        gc, params)
+    params.save(model_dir)
+    return params
+
+
+def fit_polarity_only(cfg: GateRecipeConfig, model_dir) -> GateParams:
+    """Add (or refit) only the inverted-greys check of the gate beside ``model_dir``."""
+    from cxreport.training.gate_polarity import fit_polarity_check
+
+    params = GateParams.load(model_dir)
+    if params is None:
+        raise InputError(f"{model_dir}: no gate.json/gate.safetensors to add the check to; run fit-gate first")
+    caches = {s.name: Cache(s.cache) for s in cfg.sources}
+    params.config.metrics["polarity_val"] = fit_polarity_check(caches, cfg.polarity_sources,
+                                                               cfg.polarity_films_per_source or 1500, params.config,
+                                                               params)
     params.save(model_dir)
     return params
