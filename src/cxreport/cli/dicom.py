@@ -75,8 +75,7 @@ def run_listen(args) -> int:
     from cxreport.inference.threads import apply_threads, plan_threads
 
     apply_threads(plan_threads(args.threads, 0))
-    for noisy in ("pynetdicom", "highdicom"):  # INFO lines per PDU and per copied module
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO is a line per PDU
     from cxreport.inference.pipeline import load_model
     from cxreport.inference.predict import warm_up
     from cxreport.interop.service import Service

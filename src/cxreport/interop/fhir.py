@@ -66,11 +66,25 @@ def diagnostic_report(result, sources: Sequence | None = None, *, report_id: str
     return report
 
 
+# Required bindings fhir.resources does not check (it checks structure, types and cardinality).
+STATUS = {"DiagnosticReport": {"registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+                               "cancelled", "entered-in-error", "unknown"},
+          "Observation": {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                          "entered-in-error", "unknown"},
+          "ImagingStudy": {"registered", "available", "cancelled", "entered-in-error", "unknown"}}
+
+
 def validate(report: dict):
-    """Parse with fhir.resources' R4B models (raises on anything that is not valid FHIR)."""
+    """Parse with fhir.resources' R4B models, contained resources included, and check the status
+    codes; raises ValueError (pydantic's ValidationError is one) on anything that is not valid."""
     require("fhir.resources", "interop", "FHIR output")
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
+    for res in [report, *report.get("contained", [])]:
+        allowed = STATUS.get(res.get("resourceType"))
+        if allowed is not None and res.get("status") not in allowed:
+            raise ValueError(f"{res['resourceType']}/{res.get('id')}: status {res.get('status')!r} is not one of "
+                             f"{sorted(allowed)}")
     return DiagnosticReport.model_validate_json(json.dumps(report))
 
 

@@ -21,6 +21,7 @@ same study read twice by the same model gives the same SR instance: a PACS store
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Sequence
@@ -89,6 +90,9 @@ def build_sr(result, sources: Sequence, *, not_read: str | None = None):
     hd = require("highdicom", "interop", "DICOM SR output")
     from pydicom.sr.codedict import codes
 
+    quiet = logging.getLogger("highdicom")
+    if quiet.level == logging.NOTSET:  # it logs a line per module copied from the source image
+        quiet.setLevel(logging.WARNING)
     r = as_dict(result)
     if not sources:
         raise InputError("a DICOM SR needs at least one DICOM source image (patient and study come from it)")
