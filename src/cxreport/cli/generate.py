@@ -172,7 +172,7 @@ def write_single_format(result: dict, args) -> int:
     if args.format == "fhir" and not args.output_dir:
         print(json.dumps(fhir_json(result, args.images), indent=2))
         return 0
-    name = Path(args.images[0]).name.split(".")[0] or "study"
+    name = Path(args.images[0]).stem or "study"
     path = write_output(result, args.images, args.format, Path(args.output_dir), name, force=args.force)
     print(f"wrote {path}", file=sys.stderr)
     return 0

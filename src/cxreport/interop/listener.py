@@ -81,7 +81,10 @@ class Listener:
                                      else any_syntax)
         ae.maximum_associations = 16
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_CLOSE, self._on_close)]
-        self.server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        try:
+            self.server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {self.host}:{self.port} ({exc}): choose another --port or --host")
         self.port = self.server.server_address[1]  # the real one when 0 asked for any free port
         log.info("listening as %s on %s:%d%s", self.ae_title, self.host, self.port,
                  f" (calling AE titles allowed: {', '.join(self.allow)})" if self.allow else " (any calling AE title)")
