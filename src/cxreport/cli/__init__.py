@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "cxreport.cli.evaluate",
     "cxreport.cli.generate",
     "cxreport.cli.serve",
+    "cxreport.cli.dicom",
 ]
 
 

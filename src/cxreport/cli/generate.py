@@ -3,6 +3,7 @@
     cxreport generate pa.png lat.png                 # one study, report + findings
     cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
+    cxreport generate pa.dcm --format fhir           # FHIR R4 DiagnosticReport (dicom-sr + --output-dir: a DICOM SR)
     cxreport generate pa.png --findings "Pleural Effusion=positive,Pneumonia=negative"   # edit the plan
     cxreport generate odd.png --skip-gate            # read an image the input check refuses (with a warning)
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
@@ -31,7 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
                    help="bundled model name, checkpoint folder, run folder or Hugging Face Hub model (downloaded "
                         "once into the HF cache; HF_HUB_OFFLINE=1 reads only the cache) (default: the bundled model)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (same as --format json)")
+    p.add_argument("--format", default=None, choices=["text", "json", "dicom-sr", "fhir"],
+                   help="text or json (printed); fhir: a FHIR R4 DiagnosticReport (printed for one study, "
+                        "<study>.fhir.json per study in batch mode); dicom-sr: a DICOM SR per study into "
+                        "--output-dir (needs DICOM films) (docs/dicom.md)")
     p.add_argument("--beam", type=int, default=None, metavar="N",
                    help="beam search with N beams (1 = greedy; default: the model's own setting)")
     p.add_argument("--max-len", type=int, default=None, metavar="TOKENS",
@@ -84,6 +89,9 @@ def run(args) -> int:
                          "or --example for the sample films")
     if batch and not args.output_dir:
         raise InputError("batch mode needs --output-dir OUT for the per-study results")
+    if args.format == "dicom-sr" and not args.output_dir:
+        raise InputError("--format dicom-sr writes files: give --output-dir OUT")
+    args.json = args.json or args.format == "json"
     if args.input_dir and args.manifest:
         raise InputError("give --input-dir or --manifest, not both")
     if args.batch_size < 1:
@@ -125,6 +133,8 @@ def run_single(pipeline, args, opts) -> int:
         from cxreport.inference.heatmaps import write_heatmaps
 
         result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps), args.force)
+    if args.format in ("dicom-sr", "fhir"):
+        return write_single_format(result.to_dict(), args)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -136,6 +146,10 @@ def run_examples(pipeline, args, opts) -> int:
     """Each sample film as its own study; the NIH labels are printed beside the model's reading."""
     from cxreport.examples import example_studies
 
+    if args.format == "dicom-sr":
+        from cxreport.errors import InputError
+
+        raise InputError("the sample films are JPEG: a DICOM SR needs DICOM films (try --format fhir)")
     results = []
     for study in example_studies():
         result = pipeline.generate(study["images"], study["views"], findings=args.findings, **opts)
@@ -145,13 +159,30 @@ def run_examples(pipeline, args, opts) -> int:
             result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps) / study["study_id"],
                                              args.force)
         results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result.to_dict()})
-    if args.json:
+        if args.format == "fhir":
+            from cxreport.interop.outputs import fhir_json
+
+            results[-1] = fhir_json(result.to_dict(), study["images"])
+    if args.json or args.format == "fhir":
         print(json.dumps(results, indent=2))
         return 0
     for r in results:
         films = ", ".join(v["source"] for v in r["views"])
         print(f"== sample study {r['study_id']} ({films}; NIH labels: {r['nih_labels']})")
         print(format_text(r) + "\n")
+    return 0
+
+
+def write_single_format(result: dict, args) -> int:
+    """--format fhir (to stdout, or OUT/<first film>.fhir.json) / dicom-sr (OUT/<first film>.sr.dcm)."""
+    from cxreport.interop.outputs import fhir_json, write_output
+
+    if args.format == "fhir" and not args.output_dir:
+        print(json.dumps(fhir_json(result, args.images), indent=2))
+        return 0
+    name = Path(args.images[0]).stem or "study"
+    path = write_output(result, args.images, args.format, Path(args.output_dir), name, force=args.force)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -196,6 +227,13 @@ def run_batch(pipeline, args, opts) -> int:
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
                     heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force,
                     workers=args.plan.workers, **opts)
+    if args.format in ("dicom-sr", "fhir"):
+        from cxreport.interop.outputs import write_batch_outputs
+
+        written, problems = write_batch_outputs(res.rows, studies, args.format, Path(args.output_dir))
+        for msg in problems:
+            print(f"warning: {msg}", file=sys.stderr)
+        print(f"{written} {args.format} file(s) written to {Path(args.output_dir)}", file=sys.stderr)
     n, failed, where = len(res.rows), res.failed, res.summary
     again = f", {res.redone} incomplete output(s) redone" if res.redone else ""
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"
