@@ -56,7 +56,7 @@ def test_sr_carries_text_states_sources_and_identity(pipeline, study, tmp_path):
 
 def test_not_assessed_and_user_set_findings_are_marked(pipeline, study):
     paths = study[0][:1]
-    r = pipeline.generate([str(p) for p in paths], findings={"Pleural Effusion": "positive"})
+    r = pipeline.generate([str(p) for p in paths], findings={"Pleural Effusion": "positive"}).to_dict()
     r["findings"]["Fracture"] = {**r["findings"]["Fracture"], "state": "not_assessed", "probability": None}
     s = sr_summary(build_sr(r, read_headers(paths)))
     assert s["findings"]["Fracture"] == {"state": "not_assessed", "probability": None}
