@@ -207,3 +207,15 @@ def test_normal_vessels_do_not_sit_beside_edema():
     assert text == "There is pulmonary edema."
     kept, _ = make_faithful(["Pulmonary vascularity is within normal limits."], _plan("not_assessed"))
     assert kept == "Pulmonary vascularity is within normal limits."
+
+
+def test_decoder_grammar_slips_are_mended_and_unassessed_bones_never_described():
+    plan = {k: "negative" for k in CHECKED}
+    plan.update(Pneumonia="positive", Fracture="not_assessed", Edema="uncertain")
+    text, info = make_faithful(["There is a pneumonia. The bony structures are intact. There appears no acute bony "
+                                "findings. Pulmonary vascularity is within normal limits."], plan,
+                               unjudged=["Fracture"])
+    assert text.startswith("There is pneumonia.") and info["agrees"]
+    assert "bony" not in text  # a fracture the model does not assess is neither denied nor asserted
+    assert "vascularity" not in text  # normal vessels beside an edema that cannot be excluded
+    assert "Pulmonary edema cannot be excluded." in text

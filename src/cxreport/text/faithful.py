@@ -22,8 +22,8 @@ import re
 
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
-from cxreport.text.wording import (has_comparison, has_deid, has_detail, has_unsupported, is_run_on, sentences,
-                                   single_view)
+from cxreport.text.wording import (grammar, has_comparison, has_deid, has_detail, has_unsupported, is_run_on,
+                                   sentences, single_view)
 
 POS, UNC = 1, -1
 
@@ -112,6 +112,10 @@ _NO_ACUTE = re.compile(r"\bno acute (?:cardiopulmonary |pulmonary |intrathoracic
 
 _NORMAL_VESSELS = re.compile(r"\bvascularity (?:is |are |appears? )?(?:within normal limits|normal|unremarkable)\b",
                              re.IGNORECASE)
+# Normal bones deny a fracture, which the labeler reads as no finding at all.
+_NORMAL_BONES = re.compile(r"\b(?:bony|osseous|skeletal) (?:structures?|thorax) (?:is |are |appears? )?(?:grossly )?"
+                           r"(?:intact|unremarkable|normal)\b|\bno (?:acute )?(?:bony|osseous|skeletal) "
+                           r"(?:abnormalit(?:y|ies)|injur(?:y|ies)|lesions?|findings?|changes?)\b", re.IGNORECASE)
 
 
 def _denied_whole(sentence: str) -> list[str]:
@@ -119,13 +123,17 @@ def _denied_whole(sentence: str) -> list[str]:
     out = list(_LUNG) if _CLEAR_LUNGS.search(sentence) else []
     if _NO_ACUTE.search(sentence):
         out += [k for k in _ACUTE if k not in out]
+    if _NORMAL_BONES.search(sentence):
+        out.append("Fracture")
     return out
 
 
 def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
-    """Positives a whole-organ normal statement (or normal vessels beside edema) denies."""
-    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") == "positive" else []
-    return out + [k for k in _denied_whole(sentence) if plan.get(k) == "positive" and k not in out]
+    """Positive or uncertain findings a whole-organ normal statement (or normal vessels beside
+    edema) denies: "The lungs are clear." beside "Pneumonia cannot be excluded." is a mixed message."""
+    held = ("positive", "uncertain")
+    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") in held else []
+    return out + [k for k in _denied_whole(sentence) if plan.get(k) in held and k not in out]
 
 
 def _covered(text: str) -> set[str]:
@@ -236,6 +244,7 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
     if len(parts) > 1 and not parts[-1].rstrip().endswith((".", "!", "?")):
         parts, dropped = parts[:-1], 1  # cut off at the length limit mid-sentence: "There air under"
     for s in parts:
+        s = grammar(s)
         key = s.strip().lower()
         if key in seen:
             dropped += 1

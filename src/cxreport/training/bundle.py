@@ -68,8 +68,11 @@ def bundle(decoder: str, head: str, out, *, default_beam: int | None = None, no_
     from cxreport.inference.gate import GATE_FILES
     from cxreport.models.report_model import build_model
 
+    from cxreport.inference.pipeline import resolve_model_path
+
     out = guard_output(out, into_package)
-    model, tok, dcfg = load_checkpoint(decoder)
+    model, tok, dcfg = load_checkpoint(resolve_model_path(decoder))
+    head = resolve_model_path(head)
     hmodel, _, hcfg = load_checkpoint(head)
     findings = dataclasses.replace(model.cfg.findings, **{k: getattr(hmodel.cfg.findings, k) for k in HEAD_FIELDS})
     # The head's encoder settings and input size come with its image side.
