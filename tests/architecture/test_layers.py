@@ -19,7 +19,7 @@ LAYERS = [
     {"data", "text", "examples"},  # examples: the sample films behind `generate --example`
     {"models", "metrics", "checkpoint"},
     {"inference", "annotate", "training"},
-    {"serve"},
+    {"serve", "interop"},  # interop: DICOM and FHIR around inference, as serve is HTTP
     {"cli", "__main__"},
 ]
 # Functions whose imports exist to fill a registry on first lookup (allowed to close a cycle).

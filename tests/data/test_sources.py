@@ -96,7 +96,7 @@ def test_r2gen_real_matches_kaggle_findings(shared_data):
 @pytest.mark.shared
 def test_nih_and_kermany_real(shared_data):
     nih = load_source("nih-cxr14", shared_data / "nih_cxr14")
-    assert len(nih) == 1605 and sum(s.split == "test" for s in nih) == 824
+    assert len(nih) == 1610 and sum(s.split == "test" for s in nih) == 824
     assert sum(s.labels["Pleural Effusion"] for s in nih) == 171
     assert sum(s.labels["No Finding"] for s in nih) == 600
     ker = load_source("kermany", shared_data / "kermany_pediatric_cxr")

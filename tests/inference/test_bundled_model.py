@@ -57,3 +57,21 @@ def test_readme_main_job_on_a_real_iu_study(shared_data, capsys):
     assert main(["generate", *imgs, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["report"].strip() and [v["view"] for v in out["views"]] == ["frontal", "lateral"]
+
+
+@pytest.mark.shared
+def test_the_nih_films_the_gate_refuses_read_with_skip_gate(bundled, shared_data, capsys):
+    """Of the 1,610 NIH films, the bundled gate refuses 2 (children's films with wide white
+    borders); --skip-gate reads them, and the result says the check was skipped."""
+    from cxreport.inference.gate import NotARadiograph
+
+    for sid in ("00003176_001", "00005618_000"):
+        film = shared_data / "nih_cxr14" / "images" / f"{sid}.jpg"
+        if not film.is_file():
+            pytest.skip(f"{film} not in this copy of the data")
+        with pytest.raises(NotARadiograph, match=f"^{sid}.jpg: does not look like a chest radiograph"):
+            bundled.generate([film])
+        assert main(["generate", str(film), "--skip-gate", "--json", "--threads", "1"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["report"] and out["input_check"] == "skipped"
+        assert any(w.startswith(f"{sid}.jpg would have been refused") for w in out["warnings"])

@@ -5,74 +5,16 @@ laterals only gets no findings from a frontal-only head."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.fixtures.synthetic_cxr import draw
-
-
-def _films(n=24, size=256):
-    rng = np.random.default_rng(0)
-    return [draw(int(rng.integers(0, 2)), int(rng.integers(0, 2)), size, rng) for _ in range(n)]
-
-
-def _lateral(size=256, shift=0):
-    """A drawn 'lateral': one dense oval off to the left, nothing mirrored on the right."""
-    im = Image.new("L", (size, size), 20)
-    d = ImageDraw.Draw(im)
-    d.ellipse((20 + shift, 40, 150 + shift, 230), fill=150)
-    d.ellipse((60 + shift, 90, 120 + shift, 200), fill=210)
-    return np.asarray(im)
-
-
-@pytest.fixture(scope="module")
-def gated(tiny_run, tmp_path_factory):
-    """A copy of the tiny run with gate files fitted on drawn films (as scripts/fit_gate.py does)."""
-    import torch
-    import torch.nn.functional as F
-
-    from cxreport.inference import load_model
-    from cxreport.inference.gate import Gate, GateConfig, GateParams, fit_ood, fit_orientation, mirror_symmetry
-
-    folder = tmp_path_factory.mktemp("gated") / "best"
-    shutil.copytree(tiny_run / "best", folder)
-    base = load_model(folder)
-    films = _films()
-    laterals = [_lateral(shift=s) for s in range(-12, 13, 3)]
-    x = torch.from_numpy(np.stack(films + laterals)).unsqueeze(1).float() / 255
-    x = F.interpolate(x, size=(base.image_size,) * 2, mode="bilinear", antialias=True)
-    with torch.no_grad():
-        pooled = base.model.encoder(x).pooled.numpy()
-    mean, basis, var, resid = fit_ood(pooled, 4)
-    w, b = fit_orientation(np.stack(films + laterals), 16)
-    sym = min(mirror_symmetry(f) for f in films)
-    params = GateParams(GateConfig(symmetry_threshold=sym - 0.05), w, b, mean, basis, var, resid)
-    params.config.ood_threshold = float(Gate(params).ood_distance(pooled).max() * 3)
-    params.save(folder)
-    return load_model(folder)
-
-
-def _png(path: Path, arr) -> Path:
-    Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(path)
-    return path
-
-
-def _non_radiographs(root: Path) -> dict:
-    import matplotlib
-
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[0:256, 0:256] / 255.0
-    colour = np.stack([np.sin(9 * xx), np.cos(7 * yy), np.sin(5 * xx * yy)], -1)
-    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    return {"photo": photo,
-            "pattern": _png(root / "pattern.png", (colour + 1) * 127),
-            "noise": _png(root / "noise.png", rng.integers(0, 256, (256, 256))),
-            "black": _png(root / "black.png", np.zeros((300, 300))),
-            "grey": _png(root / "grey.png", np.full((256, 256), 128))}
+from tests.fixtures.gate_films import films as _films
+from tests.fixtures.gate_films import lateral as _lateral
+from tests.fixtures.gate_films import non_radiographs as _non_radiographs
+from tests.fixtures.gate_films import png as _png
 
 
 def test_non_radiographs_are_refused_with_a_reason(gated, tmp_path):

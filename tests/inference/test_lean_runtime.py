@@ -7,6 +7,7 @@ in a torch-free install (``pip install "cxreport[infer]"``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -162,7 +163,7 @@ def test_bundle_ships_its_graph_within_budget():
 
     folder = _bundled()
     cfg = from_dict(ModelConfig, read_config(folder)["model"])
-    # A re-fitted bundle of another architecture must be re-exported (scripts/bundle_model.py does).
+    # A re-fitted bundle of another architecture must be re-exported (`cxreport bundle` does).
     assert find_graphs(folder, cfg) == folder / LEAN_DIR
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size < 25 * 2**20 and (folder / LEAN_DIR / "encoder.onnx").stat().st_size < 2**20
@@ -242,6 +243,11 @@ runs = [["generate", "--example", "--json"],
 import shutil
 from cxreport.examples import example_studies
 shutil.copy(example_studies()[0]["images"][0], out / "in" / "a.jpg")  # a real film: the gate reads it
+import importlib.util
+if importlib.util.find_spec("fhir") is not None:  # the interop outputs (cxreport[interop])
+    runs.append(["generate", "--example", "--format", "fhir"])
+if args.get("dicom"):
+    runs.append(["generate", args["dicom"], "--format", "dicom-sr", "--output-dir", str(out / "sr")])
 for argv in runs:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
@@ -262,6 +268,9 @@ else:
                            data={"heatmaps": "true"})
         assert resp.status_code == 400 and "cxreport[torch]" in resp.json()["error"], resp.text
     served = "served"
+if importlib.util.find_spec("pynetdicom") is not None:  # `cxreport dicom listen`: the service's modules
+    import cxreport.interop.service, cxreport.interop.listener, cxreport.interop.sender  # noqa: E401
+    from pynetdicom import AE  # noqa: F401  (the listener's network side)
 bad = [m for m in ("torch", "transformers", "onnx") if sys.modules.get(m) is not None]
 assert not bad, bad
 print("NO TORCH", served)
@@ -269,8 +278,8 @@ print("NO TORCH", served)
 
 
 def test_report_path_never_imports_torch(request, xrays, tmp_path):
-    """CLI (one study, --example, --json, --regions, --findings, a batch), the Python API and the
-    service, on the bundled model (and the tiny one where PyTorch can export its graph), in a
+    """CLI (one study, --example, --json, --regions, --findings, a batch, FHIR and DICOM SR output
+    where cxreport[interop] is installed), the Python API and the service, on the bundled model (and the tiny one where PyTorch can export its graph), in a
     process where importing torch, transformers or onnx fails."""
     _bundled()
     ckpts = []
@@ -283,7 +292,14 @@ def test_report_path_never_imports_torch(request, xrays, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "CXREPORT_CACHE": str(tmp_path / "cache")}
     env.pop("CXREPORT_RUNTIME", None)
-    arg = json.dumps({"film": str(xrays["both"]), "out": str(tmp_path / "run"), "ckpts": ckpts})
+    dicom = None
+    if importlib.util.find_spec("highdicom") is not None:
+        from cxreport.examples import example_studies
+        from cxreport.interop.convert import image_to_dx
+
+        dicom = str(tmp_path / "pa.dcm")  # a real film as a DX study: an SR needs DICOM input
+        image_to_dx(example_studies()[0]["images"][0], Path(dicom), view_position="PA")
+    arg = json.dumps({"film": str(xrays["both"]), "out": str(tmp_path / "run"), "ckpts": ckpts, "dicom": dicom})
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(NO_TORCH), arg], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -28,7 +28,8 @@ def test_one_view_finds_what_is_drawn(pipeline, xrays):
     effusion = pipeline.generate(xrays["effusion"])  # a single path is one image
     _check_result(cardio, pipeline, 1)
     assert cardio["views"][0] == {"index": 0, "view": "frontal", "source": "cardio.png", "height": 300, "width": 300,
-                                  "view_from": "position", "turned_upright_degrees": 0, "used": True}
+                                  "view_from": "position", "turned_upright_degrees": 0, "greys_inverted": False,
+                                  "used": True}
     assert cardio["findings"]["Cardiomegaly"]["probability"] > effusion["findings"]["Cardiomegaly"]["probability"]
     assert effusion["findings"]["Pleural Effusion"]["probability"] > cardio["findings"]["Pleural Effusion"]["probability"]
 
@@ -80,7 +81,8 @@ def test_dicom_bytes_and_array_inputs(pipeline, xrays, tmp_path):
     raw = pipeline.generate([xrays["cardio"].read_bytes()])
     arr = pipeline.generate([gray])
     full_range = pipeline.generate([full])
-    assert dicom["views"][0]["source"] == "a.dcm" and raw["views"][0]["source"] == "bytes"
+    assert dicom["views"][0]["source"] == "a.dcm" and raw["views"][0]["source"] == "image 1"
+    assert pipeline.generate([xrays["cardio"].read_bytes()], names=["upload.png"]).views[0]["source"] == "upload.png"
     for a, b in ((dicom, full_range), (raw, by_path), (arr, by_path)):
         assert a["report"] == b["report"]
         for name, f in a["findings"].items():

@@ -1,17 +1,14 @@
 """The web page in headless Chromium: upload a study, read the report, see bars and heatmaps.
 
-Drives chromedriver over its W3C WebDriver HTTP API with httpx (no Selenium needed). Skips where
-Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver).
-Set CXREPORT_SCREENSHOT_DIR to keep the screenshot.
+Drives chromedriver over its W3C WebDriver HTTP API with httpx (tests/serve/browser.py). Skips
+where Chromium or chromedriver is not installed (Debian: apt-get install chromium
+chromium-driver). Set CXREPORT_SCREENSHOT_DIR to keep the screenshot.
 """
 
 import base64
 import os
 import shutil
-import subprocess
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,83 +16,9 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from tests.serve.server_process import free_port, start_server, stop_server  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,1500"]
-ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+from tests.serve.browser import CHROMIUM, DRIVER, click, page_session, upload, wait_reports  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromedriver not installed")
-
-
-class WebDriver:
-    """The few WebDriver calls this test needs."""
-
-    def __init__(self, port: int, profile: str, extra_args=()):
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        caps = {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": CHROMIUM, "args": FLAGS + [f"--user-data-dir={profile}", *extra_args]}}
-        self.sid = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
-
-    def _call(self, method, path, body=None):
-        resp = self.http.request(method, path, json=body)
-        data = resp.json()
-        if resp.status_code != 200:
-            raise AssertionError(f"webdriver {method} {path}: {data}")
-        return data["value"]
-
-    def cmd(self, method, path, body=None):
-        return self._call(method, f"/session/{self.sid}{path}", body)
-
-    def find(self, css):
-        return self.cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
-
-    def js(self, script, *args):
-        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def quit(self):
-        try:
-            self.cmd("DELETE", "")
-        finally:
-            self.http.close()
-
-
-def wait_for_driver(port: int, proc) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("chromedriver exited")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/status", timeout=1).json()["value"]["ready"]:
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            time.sleep(0.2)
-    raise AssertionError("chromedriver did not start")
-
-
-@contextmanager
-def page_session(model, extra_args=()):
-    """A served model and a headless Chromium driven over WebDriver; both stopped afterwards."""
-    port, driver_port = free_port(), free_port()
-    server = start_server(model, port)
-    driver_proc = subprocess.Popen([DRIVER, f"--port={driver_port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-    profile = tempfile.mkdtemp(prefix="cxr-chromium-")
-    wd = None
-    try:
-        wait_for_driver(driver_port, driver_proc)
-        wd = WebDriver(driver_port, profile, extra_args)
-        yield wd, port
-    finally:
-        if wd is not None:
-            wd.quit()
-        driver_proc.terminate()
-        driver_proc.wait(timeout=20)
-        stop_server(server)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
@@ -141,22 +64,12 @@ def test_page_upload_report_bars_heatmaps(tiny_run, xrays, tmp_path):
     assert error.startswith("Error 400:") and "not a readable image" in error
 
 
-def _wait_reports(wd, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not (wd.js("return document.body.dataset.state || ''") == "done"
-               and wd.js("return Number(document.body.dataset.reports || 0)") >= n):
-        status = wd.js("return document.getElementById('status').textContent")
-        assert "Error" not in status, status
-        assert time.monotonic() < deadline, f"no report {n} after {timeout} s; status: {status!r}"
-        time.sleep(0.2)
-
-
 def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
     with page_session(tiny_run) as (wd, port):
         wd.cmd("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
         wd.cmd("POST", f"/element/{wd.find('#files')}/value", {"text": str(xrays["cardio"])})
         wd.cmd("POST", f"/element/{wd.find('#submit')}/click", {})
-        _wait_reports(wd, 1)
+        wait_reports(wd, 1)
         before = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
         assert wd.js("return document.querySelectorAll('#findings select.state').length") == 14
         # The radiologist says: pneumothorax present, no cardiomegaly.
@@ -164,16 +77,48 @@ def test_page_edit_a_finding_and_the_report_follows(tiny_run, xrays):
             n = wd.js("return Number(document.body.dataset.reports)")
             option = wd.find(f'select.state[data-finding="{finding}"] option[value="{state}"]')
             wd.cmd("POST", f"/element/{option}/click", {})
-            _wait_reports(wd, n + 1)
+            wait_reports(wd, n + 1)
         after = wd.cmd("GET", f"/element/{wd.find('#report')}/text")
         marked = wd.js("return Array.from(document.querySelectorAll('#findings .name.user'))"
                        ".map(e => e.textContent)")
+        plan_note = wd.js("return document.getElementById('heatmap-plan').dataset.plan")
         chosen = wd.js("return document.querySelector('select.state[data-finding=\"Pneumothorax\"]').value")
         api = httpx.post(f"http://127.0.0.1:{port}/v1/reports", timeout=60,
                          files=[("images", (xrays["cardio"].name, xrays["cardio"].read_bytes(), "image/png"))],
                          data={"findings": '{"Pneumothorax": "positive", "Cardiomegaly": "negative"}'}).json()
     assert after != before and "pneumothorax" in after.lower() and after == api["report"]
-    assert chosen == "positive" and sorted(marked) == ["Cardiomegaly (set by you)", "● Pneumothorax (set by you)"]
+    # The model's own call stays beside the user's, and the heatmaps say they follow the edited plan.
+    own = {k: api["findings"][k]["model_state"].replace("_", " ") for k in ("Cardiomegaly", "Pneumothorax")}
+    assert chosen == "positive" and plan_note == "edited"
+    assert sorted(marked) == [f"Cardiomegaly set by you · model: {own['Cardiomegaly']}",
+                              f"● Pneumothorax set by you · model: {own['Pneumothorax']}"]
+
+
+def test_page_reads_a_refused_image_when_asked(gated, tmp_path):
+    """A refusal names the upload and says how to read it anyway; the checkbox does, with warnings."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    photo = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("L")
+    grey = tmp_path / "hopper_grey.png"
+    Image.fromarray(np.asarray(photo)).save(grey)
+    with page_session(Path(gated.info.path)) as (wd, port):
+        upload(wd, port, [grey])
+        click(wd, "#submit")
+        deadline = time.monotonic() + 60
+        while "Error" not in (error := wd.js("return document.getElementById('status').textContent")):
+            assert time.monotonic() < deadline, error
+            time.sleep(0.2)
+        click(wd, "details summary")
+        click(wd, "#skip-gate")
+        click(wd, "#submit")
+        wait_reports(wd, 1)
+        warnings = wd.js("return document.getElementById('warnings').textContent")
+        report = wd.js("return document.getElementById('report').textContent")
+    assert error.startswith("Error 422: images[0] ('hopper_grey.png'): does not look like a chest radiograph")
+    assert "read even if the input check refuses it" in error
+    assert report and "the input check was skipped" in warnings and "would have been refused" in warnings
 
 
 # Every host name but the loopback fails to resolve: a page that needs a CDN stays blank.

@@ -92,14 +92,17 @@ def test_drop_sentences_for_training_text():
     assert drop_sentences("The xxxx are intact. Heart is stable. Lungs clear.") == "Lungs clear."
 
 
-def test_an_uncertain_finding_is_neither_asserted_nor_denied():
+def test_an_uncertain_finding_is_hedged_never_asserted_nor_denied():
     plan = {k: "negative" for k in CHECKED}
     plan["Pleural Effusion"] = "uncertain"
     assert not check("There is no pleural effusion.", plan)["agrees"]
     assert not check("There is a pleural effusion.", plan)["agrees"]
+    assert not check("Heart size is normal.", plan)["agrees"]  # silence is not a hedge
     assert check("Possible small pleural effusion.", plan)["agrees"]
     text, _ = make_faithful(["Heart size is normal. There is no pleural effusion."], plan)
-    assert "effusion" not in text and "Heart size is normal." in text
+    assert "Heart size is normal." in text and "There is no pleural effusion." not in text
+    assert "A pleural effusion cannot be excluded." in text
+    assert label_report(text)["Pleural Effusion"] == -1
 
 
 @pytest.mark.parametrize("sentence, denies", [
@@ -204,3 +207,15 @@ def test_normal_vessels_do_not_sit_beside_edema():
     assert text == "There is pulmonary edema."
     kept, _ = make_faithful(["Pulmonary vascularity is within normal limits."], _plan("not_assessed"))
     assert kept == "Pulmonary vascularity is within normal limits."
+
+
+def test_decoder_grammar_slips_are_mended_and_unassessed_bones_never_described():
+    plan = {k: "negative" for k in CHECKED}
+    plan.update(Pneumonia="positive", Fracture="not_assessed", Edema="uncertain")
+    text, info = make_faithful(["There is a pneumonia. The bony structures are intact. There appears no acute bony "
+                                "findings. Pulmonary vascularity is within normal limits."], plan,
+                               unjudged=["Fracture"])
+    assert text.startswith("There is pneumonia.") and info["agrees"]
+    assert "bony" not in text  # a fracture the model does not assess is neither denied nor asserted
+    assert "vascularity" not in text  # normal vessels beside an edema that cannot be excluded
+    assert "Pulmonary edema cannot be excluded." in text

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from cxreport.models import create_model
-from cxreport.training.head_fit import HeadFitConfig, HeadProbe, fit_head, macro_auroc, predict_logits
+from cxreport.models.probe import PooledProbe
+from cxreport.training.head_fit import HeadFitConfig, fit_head, macro_auroc, predict_logits
 
 
 def _data(n=240, dim=32, seed=0):
@@ -19,11 +20,19 @@ def _data(n=240, dim=32, seed=0):
 
 def _make(dim):
     def make():
-        model = create_model("effnet-small", vocab_size=20, pad_id=0, bos_id=1, eos_id=2, pretrained=False,
-                             projector={"name": "pool"}, findings={"head": "pooled"})
-        model.projector.proj = torch.nn.Linear(dim, model.projector.proj.out_features)
-        return HeadProbe(model)
+        model = create_model("effnet-small", vocab_size=20, pad_id=0, bos_id=1, eos_id=2, pretrained=False)
+        return PooledProbe(model.cfg, dim)
     return make
+
+
+def test_epoch_zero_is_the_probe_as_given():
+    x, y = _data()
+    make = _make(x.shape[1])
+    probe, snaps = fit_head(make, x[:100], y[:100], np.zeros(100, dtype=int), HeadFitConfig(epochs=2), ["d"], (0, 2),
+                            x[100:])
+    torch.manual_seed(0)
+    np.testing.assert_allclose(snaps[0], predict_logits(make(), x[100:]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(snaps[0], snaps[2])
 
 
 def test_head_fit_learns_each_finding():

@@ -21,11 +21,13 @@ COMMAND_MODULES = [
     "cxreport.cli.text",
     "cxreport.cli.models",
     "cxreport.cli.train",
+    "cxreport.cli.fit",
     "cxreport.cli.annotate",
     "cxreport.cli.vlm",
     "cxreport.cli.evaluate",
     "cxreport.cli.generate",
     "cxreport.cli.serve",
+    "cxreport.cli.dicom",
 ]
 
 

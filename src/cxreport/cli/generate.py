@@ -3,7 +3,9 @@
     cxreport generate pa.png lat.png                 # one study, report + findings
     cxreport generate --example                      # the two sample NIH films shipped with cxreport
     cxreport generate pa.dcm --json --heatmaps maps/
+    cxreport generate pa.dcm --format fhir           # FHIR R4 DiagnosticReport (dicom-sr + --output-dir: a DICOM SR)
     cxreport generate pa.png --findings "Pleural Effusion=positive,Pneumonia=negative"   # edit the plan
+    cxreport generate odd.png --skip-gate            # read an image the input check refuses (with a warning)
     cxreport generate --input-dir xrays/ --output-dir reports/        # a study per sub-folder or file
     cxreport generate --manifest studies.csv --output-dir reports/    # study_id,path[,view][,findings]
     torchrun --nproc-per-node 2 -m cxreport generate --input-dir ... # shards the studies
@@ -30,7 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="NAME|PATH|hf://OWNER/NAME[@REV]",
                    help="bundled model name, checkpoint folder, run folder or Hugging Face Hub model (downloaded "
                         "once into the HF cache; HF_HUB_OFFLINE=1 reads only the cache) (default: the bundled model)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (same as --format json)")
+    p.add_argument("--format", default=None, choices=["text", "json", "dicom-sr", "fhir"],
+                   help="text or json (printed); fhir: a FHIR R4 DiagnosticReport (printed for one study, "
+                        "<study>.fhir.json per study in batch mode); dicom-sr: a DICOM SR per study into "
+                        "--output-dir (needs DICOM films) (docs/dicom.md)")
     p.add_argument("--beam", type=int, default=None, metavar="N",
                    help="beam search with N beams (1 = greedy; default: the model's own setting)")
     p.add_argument("--max-len", type=int, default=None, metavar="TOKENS",
@@ -40,10 +46,16 @@ def register(subparsers) -> None:
                         "'Pleural Effusion=positive,Pneumonia=negative' or a JSON file/object "
                         "(states: positive, negative, uncertain, not_assessed); in batch mode for every study, "
                         "under a manifest's findings column")
+    p.add_argument("--no-coverage-line", dest="coverage_line", action="store_false",
+                   help="leave out the report's last line naming what the model did not assess "
+                        "(the JSON lists them in not_assessed either way)")
     p.add_argument("--no-faithful", dest="faithful", action="store_false", default=None,
                    help="keep the decoder's text as it is, unchecked against the plan (for comparison)")
     p.add_argument("--threshold", type=float, default=None,
                    help="probability at which a finding counts as positive (default: the model's)")
+    p.add_argument("--skip-gate", action="store_true",
+                   help="read images the input check refuses (not a chest radiograph, blank, noise, colour) "
+                        "anyway; the result carries a warning that the check was skipped")
     p.add_argument("--regions", action="store_true",
                    help="also split the report into lung / heart / mediastinal / bone / others (rules annotator)")
     p.add_argument("--heatmaps", default=None, metavar="DIR",
@@ -82,6 +94,9 @@ def run(args) -> int:
                          "or --example for the sample films")
     if batch and not args.output_dir:
         raise InputError("batch mode needs --output-dir OUT for the per-study results")
+    if args.format == "dicom-sr" and not args.output_dir:
+        raise InputError("--format dicom-sr writes files: give --output-dir OUT")
+    args.json = args.json or args.format == "json"
     if args.input_dir and args.manifest:
         raise InputError("give --input-dir or --manifest, not both")
     if args.batch_size < 1:
@@ -110,7 +125,8 @@ def run(args) -> int:
         runtime = "torch"
     pipeline = load_model(args.model, runtime=runtime)
     opts = dict(beam=args.beam, max_len=args.max_len, threshold=args.threshold, heatmaps=bool(args.heatmaps),
-                regions=args.regions, faithful=args.faithful)
+                regions=args.regions, faithful=args.faithful, skip_gate=args.skip_gate,
+                coverage_line=args.coverage_line)
     args.findings = findings
     if batch:
         return run_batch(pipeline, args, opts)
@@ -129,11 +145,13 @@ def run_single(pipeline, args, opts) -> int:
     if args.heatmaps:
         from cxreport.inference.heatmaps import write_heatmaps
 
-        result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), Path(args.heatmaps), args.force)
+        result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps), args.force)
+    if args.format in ("dicom-sr", "fhir"):
+        return write_single_format(result.to_dict(), args)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(format_text(result))
+        print(format_text(result.to_dict()))
     return 0
 
 
@@ -141,22 +159,43 @@ def run_examples(pipeline, args, opts) -> int:
     """Each sample film as its own study; the NIH labels are printed beside the model's reading."""
     from cxreport.examples import example_studies
 
+    if args.format == "dicom-sr":
+        from cxreport.errors import InputError
+
+        raise InputError("the sample films are JPEG: a DICOM SR needs DICOM films (try --format fhir)")
     results = []
     for study in example_studies():
         result = pipeline.generate(study["images"], study["views"], findings=args.findings, **opts)
         if args.heatmaps:
             from cxreport.inference.heatmaps import write_heatmaps
 
-            result["heatmaps"] = write_heatmaps(result.get("heatmaps", []),
-                                                Path(args.heatmaps) / study["study_id"], args.force)
-        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result})
-    if args.json:
+            result.heatmaps = write_heatmaps(result.heatmaps or [], Path(args.heatmaps) / study["study_id"],
+                                             args.force)
+        results.append({"study_id": study["study_id"], "nih_labels": study["labels"], **result.to_dict()})
+        if args.format == "fhir":
+            from cxreport.interop.outputs import fhir_json
+
+            results[-1] = fhir_json(result.to_dict(), study["images"])
+    if args.json or args.format == "fhir":
         print(json.dumps(results, indent=2))
         return 0
     for r in results:
         films = ", ".join(v["source"] for v in r["views"])
         print(f"== sample study {r['study_id']} ({films}; NIH labels: {r['nih_labels']})")
         print(format_text(r) + "\n")
+    return 0
+
+
+def write_single_format(result: dict, args) -> int:
+    """--format fhir (to stdout, or OUT/<first film>.fhir.json) / dicom-sr (OUT/<first film>.sr.dcm)."""
+    from cxreport.interop.outputs import fhir_json, write_output
+
+    if args.format == "fhir" and not args.output_dir:
+        print(json.dumps(fhir_json(result, args.images), indent=2))
+        return 0
+    name = Path(args.images[0]).stem or "study"
+    path = write_output(result, args.images, args.format, Path(args.output_dir), name, force=args.force)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -176,12 +215,13 @@ def format_text(result: dict) -> str:
         bar = "#" * round(20 * max(p, 0))
         own = f" [{f['threshold']:.2f}]" if uniform is None and f.get("threshold") is not None else ""
         state = f["state"].replace("_", " ")
-        who = " (set by user)" if f.get("set_by") == "user" else ""
+        model = f.get("model_state", f["state"]).replace("_", " ")
+        who = f" (set by user; model: {model})" if f.get("set_by") == "user" else ""
         value = f"{p:.2f}" if p >= 0 else "  - "
         lines.append(f" {'*' if f['state'] == 'positive' else ' '} {name:<27} {value}{own}  {bar:<20}  {state}{who}")
-    skipped = [n for n, f in result["findings"].items() if f["state"] == "not_assessed" and f.get("set_by") != "user"]
+    skipped = [n for n, f in result["findings"].items() if f.get("model_state", f["state"]) == "not_assessed"]
     if skipped:
-        lines.append("Not assessed (too few training examples, or no film the model reads): " + ", ".join(skipped))
+        lines.append("Not assessed by the model (too few training examples, or no film it reads): " + ", ".join(skipped))
     for h in result.get("heatmaps", []):
         lines.append(f"heatmap: {h['file']}")
     if result.get("disclaimer"):
@@ -200,6 +240,13 @@ def run_batch(pipeline, args, opts) -> int:
     res = run_batch(pipeline, studies, Path(args.output_dir), batch_size=args.batch_size,
                     heatmaps=Path(args.heatmaps) if args.heatmaps else None, force=args.force,
                     workers=args.plan.workers, **opts)
+    if args.format in ("dicom-sr", "fhir"):
+        from cxreport.interop.outputs import write_batch_outputs
+
+        written, problems = write_batch_outputs(res.rows, studies, args.format, Path(args.output_dir))
+        for msg in problems:
+            print(f"warning: {msg}", file=sys.stderr)
+        print(f"{written} {args.format} file(s) written to {Path(args.output_dir)}", file=sys.stderr)
     n, failed, where = len(res.rows), res.failed, res.summary
     again = f", {res.redone} incomplete output(s) redone" if res.redone else ""
     print(f"{n - failed} of {n} studies written to {Path(args.output_dir)}"

@@ -131,17 +131,21 @@ def _missing_images(study) -> int:
 
 def prepare_cache(source: str, root, out, size: int = 256, workers: int = 1, skip_bad: bool = False,
                   force: bool = False, max_pixels: int = MAX_PIXELS, allow_missing_images: bool = False,
-                  **options) -> Path:
+                  select=None, **options) -> Path:
     """Build (or resume, or confirm) the cache of ``source`` at ``root`` into ``out``.
 
     A source that lists images none of which exist is almost always a wrong ``root`` or
-    ``images_dir``: that is an error unless ``allow_missing_images`` (a text-only cache)."""
+    ``images_dir``: that is an error unless ``allow_missing_images`` (a text-only cache).
+    ``select``: a function of the source's studies returning those to prepare (a site's draw of
+    films), applied before any image is read."""
     if not 32 <= size <= 4096:
         raise InputError(f"--size {size}: choose 32..4096 pixels")
     if max_pixels < 1:
         raise InputError(f"--max-pixels {max_pixels}: must be a positive pixel count")
     out = Path(out).expanduser().resolve()
     studies = load_source(source, root, **options)
+    if select is not None:
+        studies = select(studies)
     if not studies:
         raise InputError(f"{root}: source {source!r} found no studies")
     paths = sorted({p for s in studies for p in s.image_paths})

@@ -216,17 +216,23 @@ def letterbox(gray: np.ndarray, size: int) -> np.ndarray:
     of the heart and lungs; the model sees black borders, as on many real exports.
     """
     h, w = gray.shape
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    top, left, nh, nw = letterbox_box(h, w, size)
     im = Image.fromarray(gray)
     if (nh, nw) != (h, w):
         # reducing_gap applies a cheap box reduction first: fast on 2-4k inputs, same quality.
-        im = im.resize((nw, nh), Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC,
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR if max(h, w) > size else Image.Resampling.BICUBIC,
                        reducing_gap=3.0)
     out = np.zeros((size, size), dtype=np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
     out[top:top + nh, left:left + nw] = np.asarray(im)
     return out
+
+
+def letterbox_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of an h x w film inside its ``size`` letterbox: the film
+    without its padding, for checks that must not see the black borders."""
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return (size - nh) // 2, (size - nw) // 2, nh, nw
 
 
 def load_resized(path, size: int, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> tuple[np.ndarray, tuple[int, int]]:

@@ -2,10 +2,11 @@
 
     pipeline.py   load_model, Pipeline (preprocessing + thresholds + results)
     predict.py    the one batch -> model -> decode loop (generate, evaluate, evaluate-findings, serve)
+    backend.py    which runtime runs a checkpoint: lean (no PyTorch, models/runtime) or PyTorch
     batch.py      folders / manifests of studies, safe output names, torchrun sharding
     heatmaps.py   Grad-CAM overlays
     evaluate.py   a split's reports generated and scored;  findings.py: finding-head AUROC
-    threads.py    how many torch threads and decode workers a command uses (never more than the cores)
+    threads.py    how many model threads and decode workers a command uses (never more than the cores)
 """
 
 from cxreport.inference.pipeline import (

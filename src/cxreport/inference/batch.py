@@ -168,10 +168,12 @@ def _ok_row(study: dict, name: str, result: dict) -> dict:
 
 
 def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, heatmaps: Path | None = None,
-              force: bool = False, progress: bool | None = None, workers: int = 1, **opts) -> BatchResult:
+              force: bool = False, progress: bool | None = None, workers: int = 1, skip_gate: bool = False,
+              **opts) -> BatchResult:
     """Generate this rank's studies ``batch_size`` at a time, write one JSON per study and the
     summary (or this rank's part of it). ``opts`` go to ``Pipeline.run``. ``workers`` threads
-    decode the next batch's images while the model works on this one (inference/threads.py)."""
+    decode the next batch's images while the model works on this one (inference/threads.py).
+    ``skip_gate``: read what the input gate would refuse (each result says so)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -201,7 +203,8 @@ def run_batch(pipeline, studies: list[dict], out: Path, *, batch_size: int = 4, 
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cxreport-decode") as pool:
             def decode(chunk):  # futures, so the decoding of the next chunk overlaps the model
                 return [pool.submit(pipeline.prepare_study, {"images": s["images"], "views": s["views"],
-                                                             "findings": s.get("findings")}) for s, _ in chunk]
+                                                             "findings": s.get("findings")}, skip_gate=skip_gate)
+                        for s, _ in chunk]
 
             ahead = decode(chunks[0]) if chunks else []
             for k, chunk in enumerate(chunks):
@@ -228,15 +231,17 @@ def _write_summary(out: Path, part: Path, rows: list[dict], world: int) -> bool:
     return merge_parts(out, world)
 
 
-def _write_study(out: Path, study: dict, name: str, result: dict, heatmaps: Path | None) -> dict:
-    """Write one study's JSON (and overlays); its summary row."""
+def _write_study(out: Path, study: dict, name: str, result, heatmaps: Path | None) -> dict:
+    """Write one study's JSON (and overlays); its summary row. ``result``: a ``StudyReport`` or
+    a ``StudyError`` (inference/result.py)."""
     row = {"index": study["index"], "study_id": study["study_id"], "images": study["images"]}
-    if "error" in result:
-        return row | {"status": "error", "error": result["error"]}
+    if not result.ok:
+        return row | {"status": "error", "error": result.error, "refused": result.refused}
     if heatmaps is not None:
-        result["heatmaps"] = write_heatmaps(result.get("heatmaps", []), heatmaps / name, True)
-    fsio.atomic_write_json(out / f"{name}.json", {"study_id": study["study_id"], **result})
-    return _ok_row(study, name, result)
+        result.heatmaps = write_heatmaps(result.heatmaps or [], heatmaps / name, True)
+    data = result.to_dict()
+    fsio.atomic_write_json(out / f"{name}.json", {"study_id": study["study_id"], **data})
+    return _ok_row(study, name, data)
 
 
 def merge_parts(out: Path, world: int) -> bool:

@@ -2,12 +2,15 @@
 
 Runs before any finding is reported. Cheap pixel checks (colour, blank, noise) look at the decoded
 image; orientation (0/90/180/270 degrees) is a linear classifier on a 16 x 16 thumbnail, trained
-by rotating our own films (never by flipping them); the view check compares a film with its mirror
+by rotating our own films (never by flipping them); inverted greys (white lungs: a MONOCHROME1
+film exported without its look-up table, a negative) are told by a linear classifier on a 16 x 16
+thumbnail of the film without its letterbox borders, trained on our films and their negatives at
+every rotation (so a rotated film is not taken for a negative); the view check compares a film with its mirror
 image (frontal films are nearly left-right symmetric, laterals are not; the mirror is only
 measured, never passed on); the learned out-of-distribution score is a Mahalanobis distance, in a
 PCA space, of the encoder's pooled features to the training radiographs, its threshold set on
 validation radiographs. The learned parts live beside a checkpoint in gate.safetensors + gate.json
-(``scripts/fit_gate.py`` makes them).
+(``cxreport fit-gate`` makes them: ``training.gate_fit``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from cxreport.data.images import colour_fraction  # noqa: F401  (re-exported for
 from cxreport.errors import InputError
 
 GATE_FILES = ("gate.json", "gate.safetensors")
-HINT = "cxreport reads chest radiographs only; send the X-ray film itself (PNG, JPEG or DICOM)"
+HINT = ("cxreport reads chest radiographs only; send the X-ray film itself (PNG, JPEG or DICOM), or, if it is one, "
+        "read it anyway with --skip-gate (Python skip_gate=True, HTTP form field skip_gate=true)")
 
 
 class NotARadiograph(InputError):
@@ -41,6 +45,7 @@ class GateConfig:
     min_std: float = 6.0  # grey-level spread below which an image is blank
     min_neighbour_corr: float = 0.6  # adjacent-pixel correlation below which it is noise
     orient_min_prob: float = 0.9  # rotate back only when this sure
+    invert_min_prob: float = 0.5  # turn the greys back at this probability of a negative
     symmetry_threshold: float = 0.0  # mirror correlation above which an untagged film is frontal
     view_check: bool = True  # False when the symmetry check did not separate the validation views
     ood_threshold: float = float("inf")
@@ -64,6 +69,8 @@ class GateParams:
     ood_var: np.ndarray  # S x K (variance along each axis)
     ood_resid_var: np.ndarray | float = 1.0  # S: mean variance off the K axes
     ood_scale: np.ndarray | None = None  # S: each group's limit; distances are divided by it
+    invert_w: np.ndarray | None = None  # thumb^2 x 8: 4 rotations x (upright greys, inverted greys)
+    invert_b: np.ndarray | None = None  # 8
 
     def __post_init__(self):
         self.ood_mean = np.atleast_2d(np.asarray(self.ood_mean, dtype=np.float32))
@@ -82,7 +89,8 @@ class GateParams:
 
         folder = Path(folder)
         arrays = {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32)
-                  for k in ("orient_w", "orient_b", "ood_mean", "ood_basis", "ood_var", "ood_resid_var", "ood_scale")}
+                  for k in ("orient_w", "orient_b", "ood_mean", "ood_basis", "ood_var", "ood_resid_var", "ood_scale",
+                            "invert_w", "invert_b") if getattr(self, k) is not None}
         with atomic_path(folder / "gate.safetensors") as tmp:
             save_file(arrays, str(tmp))
         atomic_write_json(folder / "gate.json", asdict(self.config))
@@ -118,6 +126,16 @@ def thumbnail(gray: np.ndarray, side: int) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-6)
 
 
+def film_thumbnail(film: np.ndarray, side: int) -> np.ndarray:
+    """Box-mean thumbnail of a film without its letterbox borders, squeezed to side x side and
+    standardised per image (the polarity check's input)."""
+    from PIL import Image
+
+    x = np.asarray(Image.fromarray(np.ascontiguousarray(film)).resize((side, side), Image.Resampling.BOX),
+                   dtype=np.float32).ravel()
+    return (x - x.mean()) / (x.std() + 1e-6)
+
+
 def mirror_symmetry(gray: np.ndarray, side: int = 32) -> float:
     """Correlation of a film's thumbnail with its left-right mirror (measured, never used as input)."""
     s = gray.shape[0]
@@ -133,13 +151,20 @@ class Gate:
         self.p = params
         self.cfg = params.config
 
-    def check_pixels(self, gray: np.ndarray, name: str, colour: float = 0.0) -> None:
-        """Refuse colour pictures, blank images and noise (``gray`` letterboxed uint8)."""
+    def check_pixels(self, gray: np.ndarray, name: str, colour: float = 0.0,
+                     original: np.ndarray | None = None) -> None:
+        """Refuse colour pictures, blank images and noise (``gray`` letterboxed uint8). ``original``
+        (the decoded image before letterboxing) only words the refusal: shrinking fine-grained
+        noise averages it to a flat grey, which is noise all the same, not a blank image."""
         c = self.cfg
         if colour > c.max_colour_fraction:
             raise NotARadiograph(name, f"a colour picture ({colour:.0%} of its pixels are coloured)")
         st = pixel_stats(gray)
         if st["std"] < c.min_std:
+            noise = _noise_stats(original) if original is not None else None
+            if noise is not None and noise["std"] >= 1.0 and noise["neighbour_corr"] < c.min_neighbour_corr:
+                raise NotARadiograph(name, f"looks like random noise, not a film (adjacent-pixel correlation "
+                                           f"{noise['neighbour_corr']:.2f} at full size)")
             raise NotARadiograph(name, "blank or nearly uniform (no image content)")
         if st["neighbour_corr"] < c.min_neighbour_corr:
             raise NotARadiograph(name, f"looks like noise, text or line art, not a film (adjacent-pixel correlation "
@@ -152,6 +177,15 @@ class Gate:
         prob = e / e.sum()
         k = int(prob.argmax())
         return k, float(prob[k])
+
+    def inverted_prob(self, film: np.ndarray) -> float | None:
+        """Probability that a film (uint8, without its letterbox borders) shows inverted greys;
+        None for a gate fitted before the polarity check existed."""
+        if self.p.invert_w is None:
+            return None
+        z = film_thumbnail(film, self.cfg.thumb) @ self.p.invert_w + self.p.invert_b
+        e = np.exp(z - z.max())
+        return float(e[4:].sum() / e.sum())
 
     def upright(self, gray: np.ndarray) -> tuple[np.ndarray, int]:
         """The film turned upright (rotation only, never a flip) and the k it was turned back by."""
@@ -195,7 +229,7 @@ class Gate:
 def ood_input(pooled: np.ndarray, features: str = "raw") -> np.ndarray:
     """The vectors the OOD model sees. "l2" divides each by its length: the direction of the
     features tells films from other images far better than their size (measured: the nearest
-    non-radiograph went from 1.05x to 1.8x the limit, see scripts/fit_gate.py)."""
+    non-radiograph went from 1.05x to 1.8x the limit, see training/gate_fit.py)."""
     x = np.asarray(pooled, dtype=np.float32)
     if features == "l2":
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -237,6 +271,41 @@ def fit_orientation(films: np.ndarray, side: int, l2: float = 1e-3) -> tuple[np.
 
     opt.step(closure)
     return w.detach().numpy(), b.detach().numpy()
+
+
+def fit_polarity(films: list[np.ndarray], side: int, l2: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression over 8 classes, the 4 rotations of ``films`` (uint8, upright,
+    without letterbox borders) and of their negatives (255 - film). The rotations make the
+    polarity call the same at any rotation (the data are closed under rotation, so the convex
+    fit is too): the check runs before the film is turned upright."""
+    import torch
+    import torch.nn.functional as F
+
+    xs, ys = [], []
+    for k in range(4):
+        for neg in (0, 1):
+            xs += [film_thumbnail(np.rot90(255 - f if neg else f, k), side) for f in films]
+            ys += [k + 4 * neg] * len(films)
+    x, y = torch.tensor(np.stack(xs)), torch.tensor(ys)
+    w = torch.zeros(side * side, 8, requires_grad=True)
+    b = torch.zeros(8, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), b.detach().numpy()
+
+
+def _noise_stats(image: np.ndarray, max_rows: int = 512) -> dict:
+    """``pixel_stats`` of a decoded image, on at most ``max_rows`` evenly spaced rows (adjacent
+    pixels stay adjacent along each row), so a 4k image costs little."""
+    step = max(1, image.shape[0] // max_rows)
+    return pixel_stats(np.asarray(image)[::step])
 
 
 def decide_view(given: str | None, tag: str | None, gray: np.ndarray, index: int, gate: "Gate | None",

@@ -1,9 +1,9 @@
-"""Reports from X-ray files: ``load_model()`` -> ``Pipeline.generate([images]) -> dict``.
+"""Reports from X-ray files: ``load_model()`` -> ``Pipeline.generate([images]) -> StudyReport``.
 
     from cxreport import load_model
     m = load_model()                      # the bundled model, CPU
-    out = m.generate(["pa.png", "lat.png"])
-    out["report"], out["findings"]["Cardiomegaly"]["probability"]
+    r = m.generate(["pa.png", "lat.png"])
+    r.report, r.findings["Cardiomegaly"].probability, r.to_dict()   # inference/result.py
 
 Images are prepared exactly as the training cache prepared them (``load_image`` with the same
 safety limits, ``letterbox`` to the cache size, then the batch collate's bilinear+antialias resize
@@ -23,13 +23,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxreport.data.images import MAX_PIXELS, MIN_SIDE, letterbox
+from cxreport.data.images import MAX_PIXELS, MIN_SIDE
 from cxreport.errors import InputError
-from cxreport.inference.gate import Gate, GateParams, NotARadiograph, decide_view, pick_views
-from cxreport.inference.inputs import as_gray, view_name
+from cxreport.inference.gate import Gate, GateParams, NotARadiograph
+from cxreport.inference.intake import take_in, would_have
 from cxreport.inference.predict import detokenize, generate  # noqa: F401  (detokenize: public here too)
-from cxreport.labels import VIEW_IDS, parse_findings
+from cxreport.inference.result import Finding, Identity, StudyError, StudyReport
+from cxreport.labels import parse_findings
 from cxreport.models.decoding import DecodeOptions
+from cxreport.text.coverage import without_coverage
 from cxreport.text.regions import split_regions
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -139,6 +141,7 @@ class PreparedStudy:
     preprocess_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
     findings: dict | None = None  # finding states the user set for this study (parsed), or None
+    skip_gate: bool = False  # read even what the input gate would refuse (the result says so)
 
 
 class Pipeline:
@@ -184,11 +187,29 @@ class Pipeline:
                 "cxreport_version": __version__, "disclaimer": DISCLAIMER}
 
     def describe(self) -> dict:
+        """The model as ``GET /v1/models`` shows it: thresholds are null for findings it does not
+        assess; ``decoding`` is what a request that sets nothing gets (every path uses it)."""
+        from cxreport.models.decoding import DecodeOptions
+        from cxreport.models.finding_states import assessed, decision_thresholds
+
+        fc = self.model.cfg.findings
+        judged = assessed(fc, self.labels)
+
+        def shown(population=None):
+            thr = decision_thresholds(fc, self.labels, self.threshold, population)
+            return {k: (round(thr[k][1], 6) if judged[k] else None) for k in self.labels}
+
+        opts = DecodeOptions().resolve(self.model.cfg)
+        thresholds = shown()
         return {"name": self.name, "labels": self.labels, "image_size": self.image_size,
-                "max_views": self.max_views, "threshold": _uniform(self.thresholds()),
-                "thresholds": self.thresholds(), "step": self.info.step,
-                "encoder": self.model.cfg.encoder.name, "decoder": self.model.cfg.decoder.name,
-                "model_sha256": self.info.weights_sha256 or None, "runtime": self.runtime,
+                "max_views": self.max_views, "threshold": _uniform(thresholds), "thresholds": thresholds,
+                "populations": {name: {"thresholds": shown(name)} for name in fc.populations},
+                "assessed": [k for k in self.labels if judged[k]],
+                "not_assessed": [k for k in self.labels if not judged[k]],
+                "decoding": {"beam": opts.beam, "max_len": opts.max_len, "faithful": opts.faithful},
+                "step": self.info.step, "encoder": self.model.cfg.encoder.name,
+                "decoder": self.model.cfg.decoder.name, "model_sha256": self.info.weights_sha256 or None,
+                "input_gate": self.gate is not None, "runtime": self.runtime,
                 "parameters": (self.model.num_parameters() if self.runtime == "lean"
                                else sum(p.numel() for p in self.model.parameters()))}
 
@@ -200,9 +221,11 @@ class Pipeline:
 
     # ---- preprocessing ------------------------------------------------------------------
     def prepare(self, images: Sequence, views: Sequence[str | None] | None = None,
-                names: Sequence[str] | None = None) -> PreparedStudy:
-        """Load, check and letterbox one study's images (1..max_views of them); ``names`` label
-        in-memory images in errors (default 'image 1', 'image 2'...)."""
+                names: Sequence[str] | None = None, skip_gate: bool = False) -> PreparedStudy:
+        """Load, check and letterbox one study's images (1..max_views of them; ``inference.intake``).
+        Every message and ``views[i]["source"]`` name an image by ``names[i]``, else a path's file
+        name, else 'image 1', 'image 2'... ``skip_gate``: the images are read as given (nothing
+        refused, turned or inverted; warnings say what the gate would have done)."""
         t0 = time.perf_counter()
         if isinstance(images, (str, os.PathLike, bytes, bytearray, np.ndarray)):
             images = [images]
@@ -212,38 +235,12 @@ class Pipeline:
         views = list(views) if views is not None else [None] * len(images)
         if len(views) != len(images):
             raise InputError(f"{len(views)} views given for {len(images)} images: give one per image, in order")
-        arrays, infos, warnings, tags = [], [], [], []
-        for i, (item, view) in enumerate(zip(images, views)):
-            size = self.info.letterbox_size
-            label = names[i] if names is not None and i < len(names) else f"image {i + 1}"
-            gray, (h, w), source, facts = as_gray(item, label, self.max_pixels, self.min_side, size)
-            tags.append(source if source not in ("bytes", "array") else label)
-            film = letterbox(gray, size)
-            turned = 0
-            if self.gate is not None:
-                self.gate.check_pixels(film, tags[-1], facts["colour"])
-            name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
-            # The orientation check learned from frontal films only: it called 3 of IU's 10 upright
-            # laterals upside down, so a film known to be lateral (given, tagged, or second by
-            # position) is never turned; the image check itself needs the film upright first.
-            if self.gate is not None and (name != "lateral" or how == "image check"):
-                film, turned = self.gate.upright(film)
-                if turned:
-                    warnings.append(f"{tags[-1]}: was rotated by {90 * turned} degrees; turned upright before reading")
-                    if how == "image check":
-                        name, how = decide_view(view, facts["view"], film, i, self.gate, lambda v: view_name(v, i))
-            arrays.append(film)
-            infos.append({"index": i, "view": name, "view_from": how, "source": source, "height": int(h),
-                          "width": int(w), "turned_upright_degrees": 90 * turned})
-        use = pick_views([v["view"] for v in infos], self.max_views)
-        for v in infos:
-            v["used"] = v["index"] in use
-        if len(use) < len(infos):
-            warnings.append(f"{len(infos)} images: read " + " and ".join(f"{tags[i]} ({infos[i]['view']})" for i in use)
-                            + "; the others were not used")
-        return PreparedStudy(np.stack([arrays[i] for i in use]),
-                             [VIEW_IDS[infos[i]["view"]] for i in use], infos,
-                             (time.perf_counter() - t0) * 1000, warnings)
+        intake = take_in(images, views, names, gate=self.gate, size=self.info.letterbox_size,
+                         max_pixels=self.max_pixels, min_side=self.min_side, max_views=self.max_views,
+                         skip_gate=skip_gate)
+        return PreparedStudy(np.stack(intake.films),
+                             intake.view_ids, intake.views,
+                             (time.perf_counter() - t0) * 1000, intake.warnings, skip_gate=bool(skip_gate))
 
     def collate(self, studies: list[PreparedStudy]):
         """(images, image_mask, view_ids): the training collate's float batch from letterboxed uint8
@@ -264,60 +261,78 @@ class Pipeline:
     # ---- generation ---------------------------------------------------------------------
     def generate(self, images: Sequence, views: Sequence[str | None] | None = None, *, beam: int | None = None,
                  max_len: int | None = None, threshold: float | None = None, heatmaps: bool = False,
-                 regions: bool = False, findings=None, faithful: bool | None = None) -> dict:
-        """One study (1..N views of the same patient and date) -> report + findings (+ heatmaps, + the
-        report split into lung / heart / mediastinal / bone / others with ``regions``).
+                 regions: bool = False, findings=None, faithful: bool | None = None,
+                 names: Sequence[str] | None = None, skip_gate: bool = False,
+                 coverage_line: bool = True) -> StudyReport:
+        """One study (1..N views of the same patient and date) -> a ``StudyReport``: report +
+        findings (+ heatmaps, + the report split into lung / heart / mediastinal / bone / others
+        with ``regions``). Decoding settings left at None are the model's own.
 
         ``findings`` sets finding states on top of the model's plan (a radiologist's edits):
         ``{"Pleural Effusion": "positive"}``, a JSON file or "Pleural Effusion=positive,...";
-        the report is written from the edited plan and each finding says who set its state."""
-        return self.generate_batch([{"images": images, "views": views, "findings": findings}], beam=beam,
-                                   max_len=max_len, threshold=threshold, heatmaps=heatmaps, regions=regions,
-                                   faithful=faithful)[0]
+        the report is written from the edited plan and each finding keeps the model's own call.
+        ``names`` name the images in messages (for bytes and arrays); ``skip_gate`` reads an image
+        the input gate would refuse, with a warning in the result. ``coverage_line``: the report's
+        last line names what the model did not assess ("Not assessed by this model: ...")."""
+        return self.generate_batch([{"images": images, "views": views, "findings": findings, "names": names}],
+                                   beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
+                                   regions=regions, faithful=faithful, skip_gate=skip_gate,
+                                   coverage_line=coverage_line)[0]
 
     def generate_batch(self, studies: Sequence, *, beam: int | None = None, max_len: int | None = None,
                        threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
-                       on_error: str = "raise", faithful: bool | None = None) -> list[dict]:
+                       on_error: str = "raise", faithful: bool | None = None,
+                       skip_gate: bool = False, coverage_line: bool = True) -> list[StudyReport | StudyError]:
         """Several studies in one forward pass. Each study: a list of images, or a dict with
-        ``images`` and optional ``views`` and ``findings`` (state overrides, as in ``generate``).
-        ``on_error="record"`` returns ``{"error": msg}`` for a study whose images or findings
-        cannot be read instead of raising."""
+        ``images`` and optional ``views``, ``findings`` (state overrides, as in ``generate``),
+        ``names`` and ``skip_gate``. ``on_error="record"`` gives a ``StudyError`` for a study whose
+        images or findings cannot be read, or that the gate refuses, instead of raising."""
         if on_error not in ("raise", "record"):
             raise InputError(f"on_error={on_error!r}: use raise or record")
-        prepared = [self.prepare_study(s, record_error=on_error == "record") for s in studies]
+        prepared = [self.prepare_study(s, record_error=on_error == "record", skip_gate=skip_gate) for s in studies]
         return self.run_recorded(prepared, beam=beam, max_len=max_len, threshold=threshold, heatmaps=heatmaps,
-                                 regions=regions, faithful=faithful, on_error=on_error)
+                                 regions=regions, faithful=faithful, on_error=on_error, coverage_line=coverage_line)
 
-    def prepare_study(self, study, *, record_error: bool = True) -> PreparedStudy | str:
+    def prepare_study(self, study, *, record_error: bool = True,
+                      skip_gate: bool = False) -> PreparedStudy | StudyError:
         """``prepare`` for one study (a list of images, or a dict with ``images`` and optional
-        ``views`` and ``findings``); with ``record_error`` an unreadable study (images or findings)
-        gives its error message instead."""
-        imgs, views, given = ((study.get("images"), study.get("views"), study.get("findings"))
-                              if isinstance(study, dict) else (study, None, None))
+        ``views``, ``findings``, ``names`` and ``skip_gate``); with ``record_error`` an unreadable
+        or refused study gives its ``StudyError`` instead of raising."""
+        if isinstance(study, dict):
+            imgs, views, given, names = (study.get(k) for k in ("images", "views", "findings", "names"))
+            skip_gate = bool(study.get("skip_gate", skip_gate))
+        else:
+            imgs, views, given, names = study, None, None, None
         try:
             plan = parse_findings(given, self.labels)
-            prepared = self.prepare(imgs, views)
+            prepared = self.prepare(imgs, views, names=names, skip_gate=skip_gate)
         except InputError as exc:
             if not record_error:
                 raise
-            return str(exc)
+            return StudyError(str(exc), self._identity(), refused=isinstance(exc, NotARadiograph))
         prepared.findings = plan
         return prepared
 
-    def run_recorded(self, prepared: list[PreparedStudy | str], *, on_error: str = "record", **opts) -> list[dict]:
-        """``run`` on the prepared studies of a list that may hold error messages; those come back as
-        ``{"error": msg}`` in their place (and so do studies the gate refuses, unless ``on_error`` is
-        "raise"). Each study's own ``findings`` overrides go with it."""
+    def run_recorded(self, prepared: list[PreparedStudy | StudyError | str], *, on_error: str = "record",
+                     **opts) -> list[StudyReport | StudyError]:
+        """``run`` on the prepared studies of a list that may hold errors (``StudyError`` or a
+        message); those come back in their place (and so do studies the gate refuses, unless
+        ``on_error`` is "raise"). Each study's own ``findings`` overrides go with it."""
         good = [p for p in prepared if isinstance(p, PreparedStudy)]
         outs = iter(self.run(good, findings=[p.findings for p in good], on_error=on_error, **opts) if good else [])
-        return [next(outs) if isinstance(p, PreparedStudy) else {"error": p, **self.identity} for p in prepared]
+        return [next(outs) if isinstance(p, PreparedStudy) else
+                p if isinstance(p, StudyError) else StudyError(str(p), self._identity()) for p in prepared]
+
+    def _identity(self) -> Identity:
+        return Identity(**self.identity)
 
     def run(self, prepared: list[PreparedStudy], *, beam: int | None = None, max_len: int | None = None,
             threshold: float | None = None, heatmaps: bool = False, regions: bool = False,
-            findings: list | None = None, faithful: bool | None = None, on_error: str = "raise") -> list[dict]:
-        """The model part: prepared studies -> result dicts. ``findings``: per study, a dict of
-        states a user set (or None); beam and length default to the model's own settings. A study
-        the gate refuses raises `NotARadiograph`, or gives ``{"error", "refused": True}`` with
+            findings: list | None = None, faithful: bool | None = None,
+            on_error: str = "raise", coverage_line: bool = True) -> list[StudyReport | StudyError]:
+        """The model part: prepared studies -> results. ``findings``: per study, a dict of states a
+        user set (or None); beam and length default to the model's own settings. A study the gate
+        refuses raises `NotARadiograph`, or gives a ``StudyError`` (``refused=True``) with
         ``on_error="record"``."""
         thr = self.thresholds(threshold)
         if heatmaps and self.runtime == "lean":
@@ -338,7 +353,8 @@ class Pipeline:
             distances: list = []
             outs = generate(self.model, self.tokenizer, images, mask, view_ids, beam=beam, max_len=max_len,
                             overrides=overrides, faithful=faithful, threshold=override,
-                            population=self._placer(distances) if self.gate is not None else None)
+                            population=self._placer(distances) if self.gate is not None else None,
+                            coverage_line=coverage_line)
             gen_ms = (time.perf_counter() - t0) * 1000
             refused = self._refusals(prepared, distances)
             if refused and on_error == "raise":
@@ -358,22 +374,49 @@ class Pipeline:
         results = []
         for i, (p, o) in enumerate(zip(prepared, outs)):
             if i in refused:
-                results.append({"error": str(refused[i]), "refused": True, **self.identity, "views": p.views})
+                results.append(StudyError(str(refused[i]), self._identity(), refused=True, views=p.views))
                 continue
-            r = {"report": o["text"], "findings": _findings_json(o, thr, overrides[i], assessed),
-                 "population": o.get("population"),
-                 "plan_check": o.get("plan_check"), "views": p.views, "warnings": list(p.warnings),
-                 **self.identity, "threshold": _uniform(thr),
-                 "timing_ms": {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}}
+            timing = {"preprocess": round(p.preprocess_ms, 1), "model": round(gen_ms / len(prepared), 1)}
+            found = self._findings(o, override, overrides[i])
+            r = StudyReport(o["text"], found, self._identity(), population=o.get("population"), views=p.views,
+                            warnings=list(p.warnings), plan_check=o.get("plan_check"),
+                            threshold=_uniform({k: f.threshold for k, f in found.items()}),
+                            input_check="none" if self.gate is None else "skipped" if p.skip_gate else "passed",
+                            timing_ms=timing)
             if regions:
                 # The rules region annotator: offline and deterministic (docs/annotate.md has its scores).
-                r["regions"] = split_regions(o["text"])
+                r.regions = split_regions(without_coverage(o["text"]))
             if maps is not None:
-                r["heatmaps"] = maps[i]
-                r["timing_ms"]["heatmaps"] = round(heat_ms / len(prepared), 1)
-            r["timing_ms"]["total"] = round(sum(r["timing_ms"].values()), 1)
+                r.heatmaps = [h | {"set_by": found[h["finding"]].set_by,
+                                   "model_state": found[h["finding"]].model_state} for h in maps[i]]
+                timing["heatmaps"] = round(heat_ms / len(prepared), 1)
+            timing["total"] = round(sum(timing.values()), 1)
             results.append(r)
         return results
+
+    def _findings(self, out: dict, override: float | None, user: dict) -> dict[str, Finding]:
+        """Per finding: the state the report was written from (the head's plan with the user's
+        edits on top), the model's own state, its calibrated probability and its threshold for the
+        study's population (None where the model did not assess it), and who set the state."""
+        from cxreport.models.finding_states import decision_thresholds, finding_states
+
+        probs = out.get("finding_probs") or {}
+        plan = out.get("finding_plan") or {}
+        population = out.get("population")
+        own = out.get("model_plan")
+        if own is None:  # a model output from before "model_plan": the head's own call, computed again
+            again = finding_states(out.get("finding_probs"), self.model.cfg.findings, self.labels, override, population)
+            own = {k: again[k] if k in user else plan[k] for k in plan}
+        thr = decision_thresholds(self.model.cfg.findings, self.labels, override, population)
+        res = {}
+        for k, state in plan.items():
+            judged = own.get(k, state) != "not_assessed" and probs.get(k) is not None
+            mine = own.get(k, state) if judged else "not_assessed"
+            # "edit": not set by the user, but changed by their edits (No Finding beside a positive)
+            who = "user" if k in user else "edit" if state != mine else "model"
+            res[k] = Finding(k, state, mine, round(float(probs[k]), 4) if judged else None,
+                             round(float(thr[k][1]), 6) if judged else None, who)
+        return res
 
     def _placer(self, distances: list):
         """The ``population`` callable of ``generate``: places each study in the gate group nearest
@@ -404,31 +447,19 @@ class Pipeline:
             for v, d in zip(used, distances[i]):
                 v["ood_distance"] = round(float(d), 3)
                 if d > self.gate.cfg.ood_threshold and i not in out:
+                    turned = "; read with its greys turned back, as they looked inverted" if v.get("greys_inverted") \
+                        else ""
                     out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.2f} "
                                                          f"to the training films; the limit is "
-                                                         f"{self.gate.cfg.ood_threshold:.2f})")
+                                                         f"{self.gate.cfg.ood_threshold:.2f}{turned})")
+                    if p.skip_gate:
+                        p.warnings.append(would_have(out.pop(i)))
         return out
 
 
-def _findings_json(out: dict, thr: dict, user: dict, assessed: dict) -> dict:
-    """Per finding: calibrated probability (None when not assessed), the state the report was
-    written from (the head's plan with the user's edits on top), whether the model can judge it,
-    its threshold, and who set the state."""
-    probs = out.get("finding_probs") or {}
-    plan = out.get("finding_plan") or {}
-    res = {}
-    for k in plan:
-        state = plan[k]
-        p = probs.get(k) if assessed[k] and state != "not_assessed" or k in user else None
-        res[k] = {"probability": None if p is None else round(float(p), 4), "state": state,
-                  "assessed": bool(assessed[k]), "threshold": thr[k] if assessed[k] else None,
-                  "positive": state == "positive", "set_by": "user" if k in user else "model"}
-    return res
-
-
 def _uniform(thr: dict) -> float | None:
-    """The one threshold shared by every finding, or None when they differ."""
-    values = set(thr.values())
+    """The one threshold shared by every (assessed) finding, or None when they differ."""
+    values = {v for v in thr.values() if v is not None}
     return values.pop() if len(values) == 1 else None
 
 

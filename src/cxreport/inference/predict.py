@@ -74,7 +74,8 @@ def check_beam(beam) -> int | None:
 
 def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, overrides=None,
              beam: int | None = None, max_len: int | None = None, faithful: bool | None = None,
-             prior: bool = False, threshold: float | None = None, population=None) -> list[dict]:
+             prior: bool = False, threshold: float | None = None, population=None,
+             coverage_line: bool = False) -> list[dict]:
     """One batch -> ``[{"text", "token_ids", "finding_probs", "finding_states", "plan_check"}]``.
 
     ``findings`` (one plan dict per study, or None) conditions the decoder instead of the model's
@@ -85,12 +86,15 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
     the chosen text until our labeler reads back the plan (``text.faithful``); ``plan_check`` says
     what that changed. ``prior``: the input includes a prior study or comparison text.
     ``threshold`` replaces the positive threshold of every assessed finding in the predicted plan.
-    ``population`` picks each study's calibration (``ReportModel.generate``). ``model`` is either
-    backend: a PyTorch ``ReportModel`` or the runtime without PyTorch (``models.runtime.LeanModel``,
-    NumPy arrays in), which never imports torch here."""
+    ``population`` picks each study's calibration (``ReportModel.generate``). ``coverage_line``
+    ends each report with the findings its plan leaves not assessed (``text.coverage``): what a
+    reader gets; evaluation against reference texts leaves it off. ``model`` is either backend: a
+    PyTorch ``ReportModel`` or the runtime without PyTorch (``models.runtime.LeanModel``, NumPy
+    arrays in), which never imports torch here."""
     from contextlib import nullcontext
 
     from cxreport.models.decoding import DecodeOptions
+    from cxreport.text.coverage import with_coverage
     from cxreport.text.faithful import make_faithful
 
     opts = DecodeOptions(beam=beam, max_len=max_len, faithful=faithful, prior=prior).resolve(model.cfg)
@@ -115,14 +119,16 @@ def generate(model, tokenizer, images, image_mask, view_ids, *, findings=None, o
                                         unjudged=_unjudged(o.get("finding_plan")) if findings is None else ())
         else:
             text = texts[0]
+        if coverage_line and o.get("finding_plan") is not None:
+            text = with_coverage(text, o["finding_plan"])
         results.append({**o, "text": text, "plan_check": check})
     return results
 
 
 def _unjudged(plan: dict | None) -> list[str]:
-    """Findings the finding head's plan leaves not assessed (the user's edits included): their
-    denials are claims without evidence, unless the head called the whole study "No Finding"."""
-    if not plan or plan.get("No Finding") == "positive":
+    """Findings the finding head's plan leaves not assessed (the user's edits included): a
+    sentence asserting or denying one is a claim without evidence, normal report or not."""
+    if not plan:
         return []
     return [k for k, state in plan.items() if state == "not_assessed" and k != "No Finding"]
 

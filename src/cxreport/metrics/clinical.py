@@ -93,8 +93,9 @@ def label_texts(texts: list[str], labeler: str = "rules", **opts) -> list[dict]:
     """CheXpert-14 states per text: our offline rules, or CheXbert (``opts``: weights, tokenizer, device)."""
     if labeler_name(labeler) == "chexbert":
         from cxreport.metrics.chexbert import get_labeler
+        from cxreport.text.coverage import without_coverage
 
-        return get_labeler(**opts).label_many(list(texts))
+        return get_labeler(**opts).label_many([without_coverage(t) for t in texts])
     from cxreport.text.labeler import label_reports
 
     return label_reports(texts)

@@ -16,6 +16,10 @@ from cxreport.labels import CHEXPERT_LABELS
 MAX_BEAM = 8
 
 
+# The one default of every path that decides what a model assesses: a finding with fewer labelled
+# positive training films is not assessed (never stated, either way).
+DEFAULT_MIN_POSITIVES = 30
+
 @dataclass
 class EncoderConfig:
     """Image encoder. ``name`` picks a registered encoder; the other keys apply where they make sense.
@@ -148,7 +152,7 @@ class FindingsConfig:
     # (never positive, whatever threshold a user asks for). Empty: every finding whose threshold
     # is <= 1 counts as assessed (checkpoints made before this field).
     train_positives: dict = field(default_factory=dict)
-    min_positives: int = 30
+    min_positives: int = DEFAULT_MIN_POSITIVES
     # Per population of films (the input gate's groups, e.g. adult / pediatric): {name: {"calibration",
     # "prior", "thresholds", "uncertain_thresholds", and provenance such as measured precision}}
     # replacing the fields above for a study the gate places there (models/finding_states.py).

@@ -24,9 +24,10 @@ from cxreport.labels import FINDING_STATES
 from cxreport.models.config import FindingsConfig
 
 POSITIVE_S, NEGATIVE_S, UNCERTAIN_S, NOT_ASSESSED_S = FINDING_STATES
-# The per-population fields; any other key of a population entry (measured precision, floors,
-# films) is provenance, read by people and the model card, not by the plan.
-POPULATION_FIELDS = ("calibration", "prior", "thresholds", "uncertain_thresholds")
+# The per-population fields (a population's own training positives decide what it assesses: a
+# site that labels only Pneumonia has the other findings not assessed); any other key of a
+# population entry (measured precision, floors, films) is provenance for people and model cards.
+POPULATION_FIELDS = ("calibration", "prior", "thresholds", "uncertain_thresholds", "train_positives")
 
 
 def _logit(p: float) -> float:
@@ -65,9 +66,10 @@ def calibrated_probs(logits, fc: FindingsConfig, labels: list[str], populations:
     return 1.0 / (1.0 + np.exp(-(z * scale + bias)))
 
 
-def assessed(fc: FindingsConfig, labels: list[str]) -> dict[str, bool]:
-    """Which findings the head can judge: enough training positives (or, for checkpoints without
-    counts, a threshold a probability can reach)."""
+def assessed(fc: FindingsConfig, labels: list[str], population: str | None = None) -> dict[str, bool]:
+    """Which findings the head can judge (for ``population``): enough training positives (or, for
+    checkpoints without counts, a threshold a probability can reach)."""
+    fc = for_population(fc, population)
     if fc.train_positives:
         return {n: int(fc.train_positives.get(n, 0)) >= fc.min_positives for n in labels}
     return {n: float(fc.thresholds.get(n, fc.threshold)) <= 1.0 for n in labels}
@@ -88,9 +90,9 @@ def decision_thresholds(fc: FindingsConfig, labels: list[str], override: float |
 
 def finding_states(probs: dict[str, float] | None, fc: FindingsConfig, labels: list[str],
                    override: float | None = None, population: str | None = None) -> dict[str, str]:
-    """One study's probabilities (None: no film the head reads) -> {finding: state}, with
-    CheXpert's rule that No Finding is not positive beside a positive finding."""
-    ok = assessed(fc, labels)
+    """One study's probabilities (None: no film the head reads) -> {finding: state}, with the
+    ``normal_rule``."""
+    ok = assessed(fc, labels, population)
     thr = decision_thresholds(fc, labels, override, population)
     states = {}
     for name in labels:
@@ -100,9 +102,19 @@ def finding_states(probs: dict[str, float] | None, fc: FindingsConfig, labels: l
         unc, pos = thr[name]
         p = probs[name]
         states[name] = POSITIVE_S if p >= pos else UNCERTAIN_S if p >= unc else NEGATIVE_S
+    return normal_rule(states, labels)
+
+
+def normal_rule(states: dict[str, str], labels: list[str]) -> dict[str, str]:
+    """CheXpert's rule that No Finding is not positive beside a positive finding, and ours that a
+    normal report is not written beside a finding that cannot be excluded (No Finding is then
+    uncertain)."""
     others = [n for n in labels if n not in ("No Finding", "Support Devices")]
-    if states.get("No Finding") == POSITIVE_S and any(states[n] == POSITIVE_S for n in others):
-        states["No Finding"] = NEGATIVE_S
+    if states.get("No Finding") == POSITIVE_S:
+        if any(states[n] == POSITIVE_S for n in others):
+            states["No Finding"] = NEGATIVE_S
+        elif any(states[n] == UNCERTAIN_S for n in others):
+            states["No Finding"] = UNCERTAIN_S
     return states
 
 

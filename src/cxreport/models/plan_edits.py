@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cxreport.errors import InputError
 from cxreport.labels import FINDING_STATES, state_name
+from cxreport.models.finding_states import normal_rule
 
 POSITIVE, NEGATIVE, UNCERTAIN, NOT_ASSESSED = range(4)
 # A positive finding other than these makes an edited plan's "No Finding" negative (CheXpert's rule).
@@ -34,8 +35,9 @@ def state_codes(findings: dict, labels: list[str], default: int = NOT_ASSESSED) 
 
 
 def override_codes(codes: list[int], edits: dict | None, labels: list[str]) -> list[int]:
-    """One study's plan codes with a user's edits on top; an edit that makes another finding
-    positive turns a positive "No Finding" negative (unless the edits set "No Finding" too)."""
+    """One study's plan codes with a user's edits on top, and ``finding_states.normal_rule`` on
+    the edited plan unless the edits set "No Finding" themselves: a positive finding makes a
+    positive "No Finding" negative, an uncertain one makes it uncertain."""
     if not edits:
         return list(codes)
     given = state_codes(edits, labels, default=-1)
@@ -45,6 +47,8 @@ def override_codes(codes: list[int], edits: dict | None, labels: list[str]) -> l
         others = [j for j, n in enumerate(labels) if n not in _NOT_A_FINDING]
         if out[nf] == POSITIVE and any(out[j] == POSITIVE for j in others):
             out[nf] = NEGATIVE
+        elif out[nf] == POSITIVE and any(out[j] == UNCERTAIN for j in others):
+            out[nf] = UNCERTAIN
     return out
 
 
@@ -54,10 +58,7 @@ def with_edits(plan: dict, edits: dict | None, labels: list[str]) -> dict:
         return dict(plan)
     given = state_codes(edits, labels, default=-1)
     out = {n: (FINDING_STATES[g] if g >= 0 else plan[n]) for n, g in zip(labels, given)}
-    others = [n for n in labels if n not in _NOT_A_FINDING]
-    if "No Finding" not in edits and out.get("No Finding") == "positive" and any(out[n] == "positive" for n in others):
-        out["No Finding"] = "negative"
-    return out
+    return out if "No Finding" in edits else normal_rule(out, labels)
 
 
 def per_study(value, b: int, what: str) -> list:

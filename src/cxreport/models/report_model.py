@@ -21,6 +21,7 @@ from cxreport.models.finding_states import calibrated_probs, finding_states, pla
 from cxreport.models.generator import generate_tokens
 from cxreport.models.plan_cache import PlanCache
 from cxreport.models.plan_edits import override_codes, per_study as per_study_list, study_populations, with_edits
+from cxreport.models.probe import PooledProbe
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
 
@@ -63,6 +64,10 @@ class ReportModel(nn.Module):
         # Without finding tokens a text-only row would have an empty memory; one learned token avoids that.
         self.null_memory = None if fc.condition else nn.Parameter(torch.zeros(1, 1, d))
         self.decoder = build_decoder(cfg.decoder, d)
+        # A population of films with its own head (a site's films, ``cxreport adapt``) reads the
+        # pooled features through it; the others use the shared head above.
+        own = [n for n, e in fc.populations.items() if e.get("own_head")]
+        self.population_heads = nn.ModuleDict({n: PooledProbe(cfg, self.encoder.out_dim) for n in own}) if own else None
         enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
         if hasattr(self.encoder, "model") and cfg.encoder.name == "hf":
             enc_cfg = dataclasses.replace(enc_cfg, hf_config=_hf_arch(self.encoder.model))
@@ -205,12 +210,45 @@ class ReportModel(nn.Module):
             raise InputError(f"findings.thresholds: unknown label(s) {sorted(unknown)}")
         return torch.tensor([float(fc.thresholds.get(n, fc.threshold)) for n in self.labels])
 
-    def finding_probs(self, img_tok, img_mask, view_ids=None, populations: list | None = None) -> torch.Tensor:
+    def finding_probs(self, img_tok, img_mask, view_ids=None, populations: list | None = None,
+                      pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Calibrated finding probabilities (``findings.calibration`` and ``findings.prior``, or
-        those of each study's population)."""
+        those of each study's population, read by its own head when it has one: ``pooled`` B x V x C
+        encoder features are then needed)."""
         logits = self.finding_logits(img_tok, img_mask, view_ids)
+        if self.population_heads is not None and populations is not None and pooled is not None:
+            logits = self._population_logits(logits, pooled, img_mask.view(len(logits), pooled.shape[1], -1).any(-1),
+                                             view_ids, populations)
         probs = calibrated_probs(logits.detach().float().cpu().numpy(), self.cfg.findings, self.labels, populations)
         return torch.from_numpy(probs).to(logits.device)
+
+    @torch.no_grad()
+    def pooled_logits(self, pooled: torch.Tensor, populations: list | None = None) -> torch.Tensor:
+        """Finding logits of frontal films from their pooled encoder features (N x C), as the
+        model computes them from images, for a probe image side (``pool`` projector, ``pooled``
+        head): how fitting and scoring commands read cached features."""
+        if self.cfg.projector.name != "pool" or self.cfg.findings.head != "pooled":
+            raise InputError("pooled_logits needs a probe image side (projector.name=pool, findings.head=pooled)")
+        tok = self.projector(pooled[:, None, :])
+        if self.view_embed is not None:
+            tok = tok + self.view_embed.weight[0]
+        logits = self.finding_head(tok, torch.ones(tok.shape[:2], dtype=torch.bool, device=tok.device))
+        for i, pop in enumerate(populations or []):
+            if self.population_heads is not None and pop in self.population_heads:
+                logits[i] = self.population_heads[pop](pooled[i][None])[0]
+        return logits
+
+    def _population_logits(self, logits, pooled, image_mask, view_ids, populations) -> torch.Tensor:
+        """Logits of studies whose population owns a head, from its first frontal view's (else
+        its first view's) pooled features."""
+        logits = logits.clone()
+        for i, pop in enumerate(populations):
+            if pop not in self.population_heads or not bool(image_mask[i].any()):
+                continue
+            real = image_mask[i].nonzero().flatten().tolist()
+            front = [j for j in real if view_ids is not None and int(view_ids[i, j]) == 0]
+            logits[i] = self.population_heads[pop](pooled[i, (front or real)[0]][None].float())[0]
+        return logits
 
     def head_reads(self, image_mask: torch.Tensor, view_ids: torch.Tensor | None) -> torch.Tensor:
         """B bools: does the finding head have a film it was trained for? A head that reads frontal
@@ -307,7 +345,7 @@ class ReportModel(nn.Module):
             if images is not None and image_mask is None:
                 image_mask = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device)
             pops = _populations(population, pooled, image_mask, view_ids, b)
-            probs = self.finding_probs(img_tok, img_mask, view_ids, pops) if img_tok.shape[1] else None
+            probs = self.finding_probs(img_tok, img_mask, view_ids, pops, pooled) if img_tok.shape[1] else None
             reads = (self.head_reads(image_mask, view_ids) if images is not None and view_ids is not None
                      and view_ids.shape == image_mask.shape else has_image) & has_image
             plans = self.plan_states(probs, reads, threshold, pops)
@@ -333,6 +371,7 @@ class ReportModel(nn.Module):
                                    if states is not None else None)
             edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
             o["finding_plan"] = with_edits(plans[i], edits, self.labels)
+            o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
             o["population"] = pops[i]
         return outs
 

@@ -1,8 +1,8 @@
 """The report service: ``create_app(pipeline, ServeConfig()) -> FastAPI``.
 
     POST /v1/reports   multipart: images (1..max_views files), views (optional, one per image),
-                       beam, max_len, threshold, heatmaps, findings (states the user set) -> the
-                       structured report JSON
+                       beam, max_len, threshold, heatmaps, regions, findings (states the user set),
+                       skip_gate -> the structured report JSON (docs/report_schema.md)
     GET  /v1/models    the loaded model       GET /healthz    liveness
     GET  /             the web page           GET /docs       OpenAPI (Swagger UI, served locally)
 
@@ -257,6 +257,10 @@ def _add_report_route(app: FastAPI, pipeline, batcher, cfg: ServeConfig, state: 
                                                       "from that plan: a JSON object {\"Pleural Effusion\": "
                                                       "\"positive\"} or 'Pleural Effusion=positive,Pneumonia="
                                                       "negative' (positive, negative, uncertain, not_assessed)"),
+        skip_gate: bool = Form(False, description="read images the input check would refuse anyway; the result's "
+                                                  "warnings say so and input_check is \"skipped\""),
+        coverage_line: bool = Form(True, description="end the report with a line naming the findings the model "
+                                                     "did not assess (they are listed in not_assessed either way)"),
     ):
         if state["limiter"] is None:
             state["limiter"] = anyio.CapacityLimiter(max(1, cfg.workers))
@@ -268,11 +272,11 @@ def _add_report_route(app: FastAPI, pipeline, batcher, cfg: ServeConfig, state: 
             views = None  # an empty optional field sent by a plain HTML form
         try:
             plan = parse_findings(findings, pipeline.labels, where="field 'findings'", allow_file=False)
-            prepared = await anyio.to_thread.run_sync(partial(pipeline.prepare, datas, views, names=labels),
-                                                      limiter=state["limiter"])
+            prepared = await anyio.to_thread.run_sync(partial(pipeline.prepare, datas, views, names=labels,
+                                                              skip_gate=skip_gate), limiter=state["limiter"])
             prepared.findings = plan
-            result = await batcher.submit(prepared, beam=beam, max_len=max_len, threshold=threshold,
-                                          heatmaps=heatmaps, regions=regions)
+            result = (await batcher.submit(prepared, beam=beam, max_len=max_len, threshold=threshold,
+                                           heatmaps=heatmaps, regions=regions, coverage_line=coverage_line)).to_dict()
         except NotARadiograph as exc:
             log.info("POST /v1/reports 422 (not a chest radiograph, %d image(s))", len(datas))
             raise HTTPException(422, str(exc)) from None
@@ -280,8 +284,6 @@ def _add_report_route(app: FastAPI, pipeline, batcher, cfg: ServeConfig, state: 
             log.info("POST /v1/reports 400 (%s, %d image(s), %d bytes)", type(exc).__name__, len(datas),
                      sum(map(len, datas)))
             raise HTTPException(400, str(exc)) from None
-        for v, label in zip(result["views"], labels):
-            v["source"] = label
         if "heatmaps" in result:
             result["heatmaps"] = await anyio.to_thread.run_sync(_encode_heatmaps, result["heatmaps"],
                                                                 limiter=state["limiter"])

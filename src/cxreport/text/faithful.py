@@ -22,8 +22,8 @@ import re
 
 from cxreport.labels import CHEXPERT_LABELS, FINDING_STATES
 from cxreport.text.labeler import label_report
-from cxreport.text.wording import (has_comparison, has_deid, has_detail, has_unsupported, is_run_on, sentences,
-                                   single_view)
+from cxreport.text.wording import (grammar, has_comparison, has_deid, has_detail, has_unsupported, is_run_on,
+                                   sentences, single_view)
 
 POS, UNC = 1, -1
 
@@ -43,7 +43,26 @@ POSITIVE_SENTENCES = {
     "Fracture": "There is a fracture.",
     "Support Devices": "A support device is present.",
 }
+# An uncertain finding is hedged, never asserted nor denied; the labeler reads each as uncertain.
+UNCERTAIN_SENTENCES = {
+    "Enlarged Cardiomediastinum": "A widened mediastinum cannot be excluded.",
+    "Cardiomegaly": "Cardiomegaly cannot be excluded.",
+    "Lung Opacity": "A lung opacity cannot be excluded.",
+    "Lung Lesion": "A pulmonary nodule cannot be excluded.",
+    "Edema": "Pulmonary edema cannot be excluded.",
+    "Consolidation": "Consolidation cannot be excluded.",
+    "Pneumonia": "Pneumonia cannot be excluded.",
+    "Atelectasis": "Atelectasis cannot be excluded.",
+    "Pneumothorax": "A pneumothorax cannot be excluded.",
+    "Pleural Effusion": "A pleural effusion cannot be excluded.",
+    "Pleural Other": "Pleural thickening cannot be excluded.",
+    "Fracture": "A fracture cannot be excluded.",
+    "Support Devices": "A support device cannot be excluded.",
+}
+# Only for a plan whose No Finding is positive (a normal report the head earned).
 NORMAL_SENTENCE = "No acute cardiopulmonary abnormality."
+# A study none of whose findings the model could assess (laterals only to a frontal head).
+NOTHING_ASSESSED = "The findings could not be assessed on these films."
 # Negatives the text left out: organ sentences, then one "No a, b or c." list in this order. The
 # wording is that of the commonest IU X-Ray training sentences for each negative, kept free of
 # location and size (the plan holds neither).
@@ -93,6 +112,10 @@ _NO_ACUTE = re.compile(r"\bno acute (?:cardiopulmonary |pulmonary |intrathoracic
 
 _NORMAL_VESSELS = re.compile(r"\bvascularity (?:is |are |appears? )?(?:within normal limits|normal|unremarkable)\b",
                              re.IGNORECASE)
+# Normal bones deny a fracture, which the labeler reads as no finding at all.
+_NORMAL_BONES = re.compile(r"\b(?:bony|osseous|skeletal) (?:structures?|thorax) (?:is |are |appears? )?(?:grossly )?"
+                           r"(?:intact|unremarkable|normal)\b|\bno (?:acute )?(?:bony|osseous|skeletal) "
+                           r"(?:abnormalit(?:y|ies)|injur(?:y|ies)|lesions?|findings?|changes?)\b", re.IGNORECASE)
 
 
 def _denied_whole(sentence: str) -> list[str]:
@@ -100,13 +123,17 @@ def _denied_whole(sentence: str) -> list[str]:
     out = list(_LUNG) if _CLEAR_LUNGS.search(sentence) else []
     if _NO_ACUTE.search(sentence):
         out += [k for k in _ACUTE if k not in out]
+    if _NORMAL_BONES.search(sentence):
+        out.append("Fracture")
     return out
 
 
 def _denied_by_normal(sentence: str, plan: dict[str, str]) -> list[str]:
-    """Positives a whole-organ normal statement (or normal vessels beside edema) denies."""
-    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") == "positive" else []
-    return out + [k for k in _denied_whole(sentence) if plan.get(k) == "positive" and k not in out]
+    """Positive or uncertain findings a whole-organ normal statement (or normal vessels beside
+    edema) denies: "The lungs are clear." beside "Pneumonia cannot be excluded." is a mixed message."""
+    held = ("positive", "uncertain")
+    out = ["Edema"] if _NORMAL_VESSELS.search(sentence) and plan.get("Edema") in held else []
+    return out + [k for k in _denied_whole(sentence) if plan.get(k) in held and k not in out]
 
 
 def _covered(text: str) -> set[str]:
@@ -136,8 +163,13 @@ def _read(text: str, plan: dict[str, str]) -> tuple[list[str], list[str], dict]:
     for s in sentences(text):
         against.update(_against(label_report(s), plan))
         against.update(_denied_by_normal(s, plan))
-    missing = [k for k in CHECKED if plan[k] == "positive" and reading.get(k) != POS]
-    return missing, [k for k in CHECKED if k in against], reading
+    return _unsaid(plan, reading), [k for k in CHECKED if k in against], reading
+
+
+def _unsaid(plan: dict[str, str], reading: dict) -> list[str]:
+    """Positives the text does not state and uncertain findings it does not hedge."""
+    return [k for k in CHECKED if (plan[k] == "positive" and reading.get(k) != POS)
+            or (plan[k] == "uncertain" and reading.get(k) != UNC)]
 
 
 def check(text: str, plan: dict) -> dict:
@@ -155,7 +187,7 @@ def _residue(sentence: str, prior: bool) -> bool:
         is_run_on(sentence)
 
 
-def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool, unjudged=()) -> bool:
+def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool, unjudged=(), normal: bool = False) -> bool:
     if _residue(sentence, prior):
         return False
     reading = label_report(sentence)
@@ -163,6 +195,10 @@ def _sentence_ok(sentence: str, plan: dict[str, str], prior: bool, unjudged=()) 
         return False  # where or how big: the plan holds neither; a plain sentence replaces a positive
     if any(reading.get(k) == 0 for k in unjudged):
         return False  # "The heart is normal in size." from a head that cannot judge the heart
+    if _NO_ACUTE.search(sentence):
+        return normal  # a normal report only when the plan's No Finding earned it
+    if any(k in unjudged for k in _denied_whole(sentence)):
+        return False  # "The lungs are clear." denies lung findings the head cannot judge
     return not _against(reading, plan) and not _denied_by_normal(sentence, plan)
 
 
@@ -172,11 +208,26 @@ def _cost(text: str, plan: dict[str, str], prior: bool) -> int:
     return len(missing) + 2 * len(against) + residue
 
 
+def _said(plan: dict[str, str], missing: list[str]) -> list[str]:
+    """The plain sentence of each finding in ``missing``: stated if positive, hedged if uncertain."""
+    return [POSITIVE_SENTENCES[k] if plan[k] == "positive" else UNCERTAIN_SENTENCES[k] for k in missing]
+
+
+def _opening(plan: dict, p: dict[str, str]) -> list[str]:
+    """What a report with no sentence of its own opens with: the normal sentence when earned."""
+    if plan.get("No Finding") == "positive":
+        return [NORMAL_SENTENCE]
+    if all(v == "not_assessed" for v in p.values()) and plan.get("No Finding", "not_assessed") == "not_assessed":
+        return [NOTHING_ASSESSED]
+    return []
+
+
 def plan_report(plan: dict) -> str:
-    """The plan's own sentences: each positive finding (or the normal sentence), then its negatives."""
+    """The plan's own sentences: each positive finding, each hedge (or the normal sentence when
+    No Finding is positive), then its negatives."""
     p = plan_states(plan)
-    pos = " ".join(POSITIVE_SENTENCES[k] for k in CHECKED if p[k] == "positive") or NORMAL_SENTENCE
-    return " ".join([pos] + negatives_sentences(pos, p)[0])
+    head = _said(p, [k for k in CHECKED if p[k] in ("positive", "uncertain")]) or _opening(plan, p)
+    return " ".join(head + negatives_sentences(" ".join(head), p)[0])
 
 
 def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = None,
@@ -185,6 +236,7 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
     model that made the plan cannot judge (too few training positives); a sentence denying one is
     dropped too ("The heart is normal in size." beside a head that never learned cardiomegaly)."""
     p = plan_states(plan)
+    normal = plan.get("No Finding") == "positive"
     if views == 1:
         text = single_view(text)
     kept, dropped, seen = [], 0, set()
@@ -192,29 +244,30 @@ def repair(text: str, plan: dict, *, prior: bool = False, views: int | None = No
     if len(parts) > 1 and not parts[-1].rstrip().endswith((".", "!", "?")):
         parts, dropped = parts[:-1], 1  # cut off at the length limit mid-sentence: "There air under"
     for s in parts:
+        s = grammar(s)
         key = s.strip().lower()
         if key in seen:
             dropped += 1
             continue
         seen.add(key)
-        if _sentence_ok(s, p, prior, unjudged):
+        if _sentence_ok(s, p, prior, unjudged, normal):
             kept.append(s.strip())
         else:
             dropped += 1
     reading = label_report(" ".join(kept)) if kept else {}
-    missing = [k for k in CHECKED if p[k] == "positive" and reading.get(k) != POS]
-    added = [POSITIVE_SENTENCES[k] for k in missing]
-    # Positives first, as a radiologist reports them; a plan with no positive keeps a normal line.
-    out = added + kept
+    missing = _unsaid(p, reading)
+    # Positives first, as a radiologist reports them, then what cannot be excluded.
+    out = _said(p, [k for k in missing if p[k] == "positive"]) + kept + \
+        _said(p, [k for k in missing if p[k] == "uncertain"])
     if not out:
-        out = [NORMAL_SENTENCE]
+        out = _opening(plan, p)
     stated, negatives = negatives_sentences(" ".join(out), p)
     out += stated
     result = " ".join(out)
     verdict = check(result, p)
     fallback = False
     if not verdict["agrees"]:
-        result, fallback = plan_report(p), True
+        result, fallback = plan_report(plan), True
         verdict = check(result, p)
     return result, {"agrees": verdict["agrees"], "dropped_sentences": dropped, "added": missing,
                     "added_negatives": negatives, "fallback": fallback}
@@ -228,6 +281,6 @@ def make_faithful(candidates: list[str], plan: dict, *, prior: bool = False,
     p = plan_states(plan)
     costs = [_cost(c, p, prior) for c in candidates]
     best = min(range(len(candidates)), key=lambda i: (costs[i], i))
-    text, info = repair(candidates[best], p, prior=prior, views=views, unjudged=unjudged)
+    text, info = repair(candidates[best], plan, prior=prior, views=views, unjudged=unjudged)
     info.update(candidate=best, candidates=len(candidates), candidate_breaks=costs[best])
     return text, info

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from cxreport.labels import CHEXPERT_LABELS
 from cxreport.errors import InputError
+from cxreport.text.coverage import without_coverage
 from cxreport.text.negation import (
     CLAUSE_SPLIT,
     PSEUDO,
@@ -135,6 +136,7 @@ class RuleLabeler:
     name = "rules"
 
     def label(self, text: str) -> dict[str, int | None]:
+        text = without_coverage(text)  # a statement about the model, not the patient
         if not text or not text.strip():
             return {k: None for k in CHEXPERT_LABELS}  # no report is not a normal report
         found: dict[str, int] = {}

@@ -73,6 +73,25 @@ def has_detail(sentence: str) -> bool:
     return bool(_DETAIL.search(sentence or ""))
 
 
+# What a word decoder trained on a few thousand reports gets wrong: an article before a mass noun
+# ("There is a pneumonia."), a plural verb before a singular noun, "air space". Each fix keeps the
+# meaning and what the labeler reads.
+_GRAMMAR = [
+    (re.compile(r"\b(?:a|an) (pneumonia|atelectasis|consolidation|edema|cardiomegaly|pulmonary edema)\b", re.I),
+     r"\1"),
+    (re.compile(r"\bthere are no (focal )?air ?space (opacity|disease|consolidation)\b", re.I), r"there is no \1airspace \2"),
+    (re.compile(r"\bair space\b", re.I), "airspace"),
+]
+
+
+def grammar(sentence: str) -> str:
+    """``sentence`` with the decoder's known grammar slips mended (its first letter kept upper case)."""
+    out = sentence
+    for rx, repl in _GRAMMAR:
+        out = rx.sub(repl, out)
+    return out[:1].upper() + out[1:] if out != sentence and out else out
+
+
 def is_run_on(sentence: str) -> bool:
     """Whether ``sentence`` strings verb phrases together ("is seen is identified"), as no
     report does."""

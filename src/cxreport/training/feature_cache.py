@@ -54,10 +54,13 @@ def feature_path(folder, cache, model) -> Path:
 
 
 @torch.no_grad()
-def pooled_features(encoder, cache, path, image_size: int, batch_size: int = 32):
+def pooled_features(encoder, cache, path, image_size: int, batch_size: int = 32, progress: bool | None = None):
     """Mean-pooled encoder features of every image of a prepared cache (N x C float32, in the
     cache's image order), computed once and stored at ``path`` (.npy). Images go through the
-    training collate's resize (bilinear, antialiased), never flipped."""
+    training collate's resize (bilinear, antialiased), never flipped. ``progress``: a bar on
+    stderr (None: only on a terminal)."""
+    from tqdm import tqdm
+
     from cxreport.fsio import atomic_path
 
     path = Path(path)
@@ -71,12 +74,16 @@ def pooled_features(encoder, cache, path, image_size: int, batch_size: int = 32)
         from cxreport.models import onnx_runtime
 
         onnx_runtime.attach(encoder)
+    bar = tqdm(total=len(images), desc="encoder features", unit="film",
+               disable=None if progress is None else not progress)
     try:
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[i:i + batch_size])).unsqueeze(1).float().div_(255.0)
+            x = torch.from_numpy(np.array(images[i:i + batch_size])).unsqueeze(1).float().div_(255.0)
             x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
             out.append(encoder(x).pooled.float().numpy())
+            bar.update(len(x))
     finally:
+        bar.close()
         if borrow:
             encoder.runtime = None
     feats = np.concatenate(out) if out else np.zeros((0, 0), np.float32)

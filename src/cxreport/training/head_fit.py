@@ -1,8 +1,9 @@
 """Fit the finding head on frozen, cached encoder features: a prior-corrected loss, patient-wise
 cross-validation, calibration and decision thresholds.
 
-The head is the model's own modules (``pool`` projector, view embedding, ``pooled`` finding head),
-trained on mean-pooled encoder features, so its state dict drops into a ReportModel unchanged.
+The head is ``models.probe.PooledProbe`` (the model's own ``pool`` projector, view embedding and
+``pooled`` finding head), trained on mean-pooled encoder features, so its state dict drops into a
+ReportModel unchanged.
 
 Prior correction (logit adjustment, Menon et al. 2021): the loss sees ``z + logit(prior of the
 finding in the film's domain)``, so the head's own logit ``z`` learns a prior-free log likelihood
@@ -36,20 +37,6 @@ class HeadFitConfig:
     domain_weights: dict = field(default_factory=dict)  # loss weight of each domain's films (default 1)
 
 
-class HeadProbe(nn.Module):
-    """The image side above the encoder, fed pooled features (N x C) instead of images."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.projector, self.view_embed, self.finding_head = model.projector, model.view_embed, model.finding_head
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        tok = self.projector(pooled[:, None, :])
-        if self.view_embed is not None:  # every training film is frontal (view id 0)
-            tok = tok + self.view_embed.weight[0]
-        return self.finding_head(tok, torch.ones(tok.shape[:2], dtype=torch.bool))
-
-
 def logit(p):
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-4, 1 - 1e-4)
     return np.log(p / (1 - p))
@@ -70,9 +57,11 @@ def domain_priors(y: np.ndarray, dom: np.ndarray, n_domains: int) -> np.ndarray:
 
 def fit_head(make_probe, x: np.ndarray, y: np.ndarray, dom: np.ndarray, cfg: HeadFitConfig,
              domain_names: list[str], eval_epochs: tuple[int, ...] = (), x_eval: np.ndarray | None = None):
-    """Train a fresh probe; returns (probe, {epoch: raw logits on x_eval}) for the epochs asked."""
+    """Train a probe from ``make_probe()`` (fresh, or warm-started: epoch 0 is then the probe as
+    given); returns (probe, {epoch: raw logits on x_eval}) for the epochs asked."""
     torch.manual_seed(cfg.seed)
     probe = make_probe()
+    snaps = {0: predict_logits(probe, x_eval)} if 0 in eval_epochs and x_eval is not None else {}
     adj = torch.tensor(logit(domain_priors(y, dom, len(domain_names)))[dom], dtype=torch.float32)
     w_dom = np.array([float(cfg.domain_weights.get(n, 1.0)) for n in domain_names])[dom]
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
@@ -83,7 +72,6 @@ def fit_head(make_probe, x: np.ndarray, y: np.ndarray, dom: np.ndarray, cfg: Hea
     steps = cfg.epochs * math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     g = torch.Generator().manual_seed(cfg.seed)
-    snaps = {}
     for epoch in range(1, cfg.epochs + 1):
         probe.train()
         for idx in torch.randperm(len(x), generator=g).split(cfg.batch_size):
@@ -101,8 +89,11 @@ def fit_head(make_probe, x: np.ndarray, y: np.ndarray, dom: np.ndarray, cfg: Hea
 
 @torch.no_grad()
 def predict_logits(probe, x: np.ndarray) -> np.ndarray:
+    was = probe.training
     probe.eval()
-    return probe(torch.tensor(x, dtype=torch.float32)).numpy()
+    out = probe(torch.tensor(x, dtype=torch.float32)).numpy()
+    probe.train(was)
+    return out
 
 
 def patient_folds(patients: list[str], k: int, seed: int = 0) -> np.ndarray:
@@ -111,11 +102,15 @@ def patient_folds(patients: list[str], k: int, seed: int = 0) -> np.ndarray:
                      for p in patients])
 
 
-def out_of_fold(make_probe, x, y, dom, patients, cfg: HeadFitConfig, domain_names, eval_epochs):
+def out_of_fold(make_probe, x, y, dom, patients, cfg: HeadFitConfig, domain_names, eval_epochs,
+                progress: bool | None = None):
     """{epoch: out-of-fold raw logits} over ``cfg.folds`` patient-wise folds."""
+    from tqdm import tqdm
+
     folds = patient_folds(patients, cfg.folds, cfg.seed)
     oof = {e: np.zeros(y.shape, dtype=np.float32) for e in eval_epochs}
-    for f in range(cfg.folds):
+    for f in tqdm(range(cfg.folds), desc="cross-validation folds", unit="fold",
+                  disable=None if progress is None else not progress):
         tr, te = folds != f, folds == f
         _, snaps = fit_head(make_probe, x[tr], y[tr], dom[tr], cfg, domain_names, eval_epochs, x[te])
         for e in eval_epochs:

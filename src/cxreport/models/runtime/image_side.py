@@ -52,6 +52,16 @@ class ImageSide:
             self.head_attn_out = (_t(w("finding_head.attn.out_proj.weight")), w("finding_head.attn.out_proj.bias"))
             self.head_read = (w("finding_head.weight"), w("finding_head.bias"))
         self.n_labels = len(fc.labels)
+        # Populations with a head of their own (``cxreport adapt``): models.probe.PooledProbe.
+        self.population_heads = {}
+        for name, entry in fc.populations.items():
+            if entry.get("own_head"):
+                p = f"population_heads.{name}."
+                self.population_heads[name] = {
+                    "proj": (_t(w(p + "projector.proj.weight")), w(p + "projector.proj.bias")),
+                    "view": w(p + "view_embed.weight")[0] if cfg.views.view_embedding else None,
+                    "norm": (w(p + "finding_head.norm.weight"), w(p + "finding_head.norm.bias")),
+                    "out": (_t(w(p + "finding_head.out.weight")), w(p + "finding_head.out.bias"))}
         if fc.condition:
             self.label_embed = w("finding_tokens.label")
             self.state_embed = w("finding_tokens.state.weight")
@@ -130,6 +140,23 @@ class ImageSide:
             weight, bias = self.head_read
             logits = (pooled * weight).sum(-1) + bias
         return logits * has_any[:, None].astype(F32)
+
+    def population_logits(self, logits: np.ndarray, pooled: np.ndarray, view_mask: np.ndarray,
+                          view_ids: np.ndarray | None, populations: list) -> np.ndarray:
+        """Logits of studies whose population owns a head, from the pooled features of their first
+        frontal view (else first view), as ``ReportModel._population_logits``."""
+        logits = logits.copy()
+        for i, pop in enumerate(populations):
+            head = self.population_heads.get(pop)
+            if head is None or not view_mask[i].any():
+                continue
+            real = np.flatnonzero(view_mask[i]).tolist()
+            front = [j for j in real if view_ids is not None and int(view_ids[i, j]) == 0]
+            tok = linear(pooled[i, (front or real)[0]][None, None, :], *head["proj"])  # mean of one token: itself
+            if head["view"] is not None:
+                tok = tok + head["view"]
+            logits[i] = linear(layer_norm(tok, *head["norm"])[:, 0], *head["out"])[0]
+        return logits
 
     # ---- decoder memory ---------------------------------------------------------------
     def memory(self, tok: np.ndarray, mask: np.ndarray, states: np.ndarray | None):

@@ -2,8 +2,9 @@
 
 ``inference.predict.generate`` (the one prediction loop) and ``Pipeline`` call ``cfg``,
 ``labels``, ``thresholds()`` and ``generate(...)`` on either backend and get the same outputs:
-token ids, scores, N-best candidates, calibrated finding probabilities, the plan and the finding
-states the decoder was given, and each study's population. The image encoder runs in ONNX
+token ids, scores, N-best candidates, calibrated finding probabilities (a population's own head
+included), the plan with the user's edits and the head's own plan, the finding states the
+decoder was given, and each study's population. The image encoder runs in ONNX
 Runtime from a weightless graph (``graphs``), everything after it in NumPy (``image_side``,
 ``decoder``, ``search``); the plan, its calibration per population and the user's edits come from
 the same torch-free modules the PyTorch model uses (``finding_states``, ``plan_edits``).
@@ -124,6 +125,9 @@ class LeanModel:
         probs = None
         if tok.shape[1]:
             logits = self.image_side.finding_logits(tok, tok_mask, view_ids)
+            if self.image_side.population_heads and pooled is not None:
+                view_mask = tok_mask.reshape(b, pooled.shape[1], -1).any(-1)
+                logits = self.image_side.population_logits(logits, pooled, view_mask, view_ids, pops)
             probs = calibrated_probs(logits, self.cfg.findings, self.labels, pops)
         reads = (self.head_reads(image_mask, view_ids) if images is not None and view_ids.shape == image_mask.shape
                  else has_image) & has_image
@@ -149,6 +153,7 @@ class LeanModel:
                                    if states is not None else None)
             edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
             o["finding_plan"] = with_edits(plans[i], edits, self.labels)
+            o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
             o["population"] = pops[i]
         return outs
 

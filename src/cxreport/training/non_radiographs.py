@@ -2,7 +2,7 @@
 packages ship (scikit-image's data, matplotlib's sample data), rendered text, noise, gradients,
 constant images and synthetic colour patterns, plus crops and grey versions of the photos.
 
-    from non_radiographs import non_radiographs
+    from cxreport.training.non_radiographs import non_radiographs
     for kind, name, array in non_radiographs(): ...   # uint8 H x W or H x W x 3
 """
 
