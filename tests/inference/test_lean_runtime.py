@@ -102,6 +102,8 @@ ARCHITECTURES = {
                             decoder={"d_model": 32, "layers": 2, "heads": 2}, preprocess={"image_size": 64},
                             findings={"head": "pooled", "condition": False},
                             views={"view_embedding": False, "head_views": "frontal"}),
+    # A population with a head of its own (`cxreport adapt`): its studies read through it.
+    "tiny": dict(findings={"populations": {"site": {"own_head": True}}}),
 }
 
 
@@ -123,13 +125,14 @@ def test_other_architectures_decode_pytorchs_tokens(name, tmp_path):
     assert lean.num_parameters() == sum(p.numel() for p in model.parameters())
     x = torch.rand(2, 2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     mask, views = torch.tensor([[True, True], [True, False]]), torch.tensor([[0, 1], [1, 2]])
-    kw = dict(num_beams=2, num_return=2, max_len=12, no_repeat_ngram=2)
+    kw = dict(num_beams=2, num_return=2, max_len=12, no_repeat_ngram=2, population=["site", None])
     with torch.no_grad():
         want = model.generate(x, mask, views, **kw)
     got = lean.generate(x.numpy(), mask.numpy(), views.numpy(), **kw)
     for w, g in zip(want, got):
         assert [c["token_ids"] for c in g["candidates"]] == [c["token_ids"] for c in w["candidates"]]
         assert abs(g["score"] - w["score"]) < 1e-4 and g["finding_plan"] == w["finding_plan"]
+        assert (g["model_plan"], g["population"]) == (w["model_plan"], w["population"])
         if w["finding_probs"] is not None:
             assert max(abs(g["finding_probs"][k] - w["finding_probs"][k]) for k in w["finding_probs"]) < 1e-4
 
