@@ -56,8 +56,9 @@ def timing(args) -> None:
     out = Path(args.out) / f"n{args.timing}"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(Path(f"{out}.work"), ignore_errors=True)
-    cmd = [sys.executable, "-m", "cxreport.cli", "adapt", args.base, "--source", args.source, "--root", args.root,
+    cmd = [sys.executable, "-m", "cxreport", "adapt", args.base, "--source", args.source, "--root", args.root,
            "--out", str(out), "--max-films", str(args.timing), "--population", args.population, "--quiet"]
+    cmd += [a for p in args.prevalence for a in ("--prevalence", p)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--base-cache", help="the base population's prepared cache (its test split is scored)")
     ap.add_argument("--features", default="cache/features")
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--prevalence", action="append", default=[], metavar="FINDING=P",
+                    help="as cxreport adapt --prevalence (the site's films are a selection)")
     ap.add_argument("--timing", type=int, default=0, metavar="N", help="only time one `cxreport adapt` of N films")
     args = ap.parse_args()
     if args.timing:
@@ -113,6 +116,9 @@ def main() -> None:
     from cxreport.checkpoint import read_config
     from cxreport.training.adapt import AdaptConfig, run_adapt
 
+    from cxreport.cli.fit import _prevalence
+
+    prevalence = _prevalence(args.prevalence)
     caches = {"site": args.site_cache, "base": args.base_cache}
     base_cfg = read_config(args.base)["model"]["findings"]
     assessed = [n for n, c in base_cfg["train_positives"].items() if c >= base_cfg["min_positives"]]
@@ -123,7 +129,8 @@ def main() -> None:
             out = Path(args.out) / f"n{n}-s{seed}"
             t0 = time.perf_counter()
             report = run_adapt(AdaptConfig(base=args.base, out=str(out), source=args.source, root=args.root,
-                                           population=args.population, max_films=n, seed=seed), progress=False)
+                                           population=args.population, max_films=n, seed=seed,
+                                           prevalence=prevalence), progress=False)
             s = scores(str(out), caches, args.features)
             rows.append({"n": n, "seed": seed, "films": report["films"], "epochs": report["epochs"],
                          "adapt_s": round(time.perf_counter() - t0, 1),

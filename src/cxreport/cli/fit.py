@@ -112,13 +112,31 @@ def _adapt(args) -> int:
 
     cfg = AdaptConfig(base=args.base, out=args.out, source=args.source or "", root=args.root or "", cache=args.cache or "",
                       options=parse_options(args.option), population=args.population, max_films=args.max_films,
-                      seed=args.seed, work=args.work or "")
+                      seed=args.seed, work=args.work or "", prevalence=_prevalence(args.prevalence))
     if args.min_positives is not None:
         cfg.min_positives = args.min_positives
     cfg = apply_overrides(cfg, args.set)
     validate(cfg)
     run_adapt(cfg, progress=not args.quiet)
     return 0
+
+
+def _prevalence(items: list[str]) -> dict:
+    from cxreport.errors import InputError
+    from cxreport.labels import CHEXPERT_LABELS
+
+    out = {}
+    for it in items:
+        name, _, value = it.partition("=")
+        try:
+            p = float(value)
+        except ValueError:
+            p = -1.0
+        if name.strip() not in CHEXPERT_LABELS or not 0 < p < 1:
+            raise InputError(f"--prevalence {it!r}: expected FINDING=P with a CheXpert finding and 0 < P < 1, "
+                             "e.g. 'Pneumonia=0.2'")
+        out[name.strip()] = p
+    return out
 
 
 def register(sub) -> None:
@@ -179,6 +197,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the draw and the fit")
     p.add_argument("--min-positives", type=int, default=None, metavar="N",
                    help="labelled positive films a finding needs to be assessed on the site's films (default 30)")
+    p.add_argument("--prevalence", action="append", default=[], metavar="FINDING=P",
+                   help="the finding's prevalence among the films the model will read, for its calibration and "
+                        "precision floor (default: its share among the site's films; give it when they are a "
+                        "selection, e.g. 'Pneumonia=0.2'; repeatable)")
     p.add_argument("--work", default=None, help="folder for the prepared films and features (default: OUT.work)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. fit.lr=1e-3 or floors.confidence=0.9")

@@ -39,6 +39,10 @@ class AdaptConfig:
     seed: int = 0
     work: str = ""  # prepared cache and features (default: OUT.work)
     min_positives: int = DEFAULT_MIN_POSITIVES
+    # {finding: prevalence} the site's probabilities are calibrated to and its floors set at; a
+    # finding left out uses its share among the site's films (right for consecutive films, not for
+    # a case-control selection such as Kermany's 74% pneumonia).
+    prevalence: dict = field(default_factory=dict)
     fit: HeadFitConfig = field(default_factory=HeadFitConfig)
     # Cross-validation picks the epochs; a few films make few steps an epoch, so the grid reaches far
     # (with a grid ending at 10, every draw of 50..300 Kermany films chose 10, its out-of-fold AUROC
@@ -160,7 +164,7 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
 
     films = Films(x, y, dom, pats, idx)
     entry = fit_populations(oof[best], films, np.array(names * len(idx)), labels, 1, cfg.min_positives,
-                            cfg.floors)[cfg.population]
+                            cfg.floors, {cfg.population: cfg.prevalence})[cfg.population]
     fit.epochs = best
     probe, _ = fit_head(make_probe, x, y, dom, fit, names)
     entry.update(own_head=True, train_positives=pos, films=int(len(idx)))
@@ -184,6 +188,7 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
                        "max_films": cfg.max_films, "seed": cfg.seed, "epochs": best, "warm_start": warm,
                        "cv_macro_auroc": {str(e): v for e, v in cv.items()}, "train_positives": pos,
                        "assessed": [n for n in labels if ok[n]], "not_assessed": [n for n in labels if not ok[n]],
+                       "prevalence": {n: entry["prior"][n] for n in entry["prior"]},
                        "out_of_fold": entry["out_of_fold"], "out_of_fold_auroc": entry["out_of_fold_auroc"],
                        "out_of_fold_ece": _oof_ece(oof[best], y, entry, labels),
                        "gate_group": {"films": int(group[5]), "limit": round(float(group[4]), 4)}})
