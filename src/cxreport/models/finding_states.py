@@ -67,11 +67,12 @@ def calibrated_probs(logits, fc: FindingsConfig, labels: list[str], populations:
 
 
 def assessed(fc: FindingsConfig, labels: list[str], population: str | None = None) -> dict[str, bool]:
-    """Which findings the head can judge (for ``population``): enough training positives (or, for
-    checkpoints without counts, a threshold a probability can reach)."""
+    """Which findings the head can judge (for ``population``): enough training positives, and never
+    none whatever ``min_positives`` says (or, for checkpoints without counts, a threshold a
+    probability can reach)."""
     fc = for_population(fc, population)
     if fc.train_positives:
-        return {n: int(fc.train_positives.get(n, 0)) >= fc.min_positives for n in labels}
+        return {n: int(fc.train_positives.get(n, 0)) >= max(fc.min_positives, 1) for n in labels}
     return {n: float(fc.thresholds.get(n, fc.threshold)) <= 1.0 for n in labels}
 
 
