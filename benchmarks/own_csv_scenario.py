@@ -1,0 +1,100 @@
+"""Build the "own CSV" scenario of docs/training.md from real films: N studies of NIH ChestX-ray14
+(train split films only, drawn by patient with a seed) with a report composed from each film's
+labels, written as a site would bring them: one CSV (id, image, patient_id, view, text) beside
+nothing else (image paths are absolute, so no film is copied).
+
+    python benchmarks/own_csv_scenario.py --nih ../shared/data/nih_cxr14 --out OUT --n 162
+
+Then follow docs/training.md with ``--root OUT/studies.csv``. With ``--labels`` the CSV also
+carries CheXpert label columns (mapped from NIH, as the nih-cxr14 source maps them) and the
+reports are left out, i.e. a site with labels and no reports. Prints the label counts it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+from collections import Counter
+from pathlib import Path
+
+SENTENCE = {
+    "Atelectasis": "There is atelectasis at the lung base.",
+    "Cardiomegaly": "The heart is enlarged.",
+    "Effusion": "There is a small pleural effusion.",
+    "Infiltration": "There is an airspace opacity.",
+    "Mass": "There is a mass in the right lung.",
+    "Nodule": "There is a pulmonary nodule.",
+    "Pneumonia": "The findings are compatible with pneumonia.",
+    "Pneumothorax": "There is a pneumothorax.",
+    "Consolidation": "There is consolidation in the lower lobe.",
+    "Edema": "There is pulmonary edema.",
+    "Emphysema": "The lungs are hyperinflated, compatible with emphysema.",
+    "Fibrosis": "There are fibrotic changes in both lungs.",
+    "Pleural_Thickening": "There is pleural thickening.",
+    "Hernia": "There is a hiatal hernia.",
+}
+NORMAL = "The heart is normal in size. The mediastinum is unremarkable. The lungs are clear. No pleural effusion " \
+         "or pneumothorax."
+
+
+def report(positive: list[str]) -> str:
+    if not positive:
+        return NORMAL
+    text = [SENTENCE[n] for n in positive]
+    if "Cardiomegaly" not in positive:
+        text.insert(0, "The heart is normal in size.")
+    if "Pneumothorax" not in positive:
+        text.append("No pneumothorax.")
+    return " ".join(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nih", required=True, help="NIH ChestX-ray14 folder (labels.csv, metadata.csv, images/)")
+    ap.add_argument("--out", required=True, help="folder for studies.csv")
+    ap.add_argument("--n", type=int, default=162, help="studies (default 162)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--labels", action="store_true", help="CheXpert label columns instead of report text")
+    args = ap.parse_args()
+
+    from cxreport.data.sources.nih import NIH_FINDINGS, map_nih_labels
+    from cxreport.labels import CHEXPERT_LABELS
+
+    root = Path(args.nih).resolve()
+    meta = {r["image"]: r for r in csv.DictReader(open(root / "metadata.csv", newline=""))}
+    rows = [r for r in csv.DictReader(open(root / "labels.csv", newline=""))
+            if meta.get(r["image"], {}).get("chexnet_split") == "train" and (root / "images" / r["image"]).is_file()]
+    by_patient: dict[str, list] = {}
+    for r in rows:
+        by_patient.setdefault(r["patient_id"], []).append(r)
+    patients = sorted(by_patient)
+    random.Random(args.seed).shuffle(patients)
+    chosen = []
+    for p in patients:  # whole patients, so the CSV's patient-wise split has something to keep together
+        if len(chosen) >= args.n:
+            break
+        chosen += by_patient[p][: args.n - len(chosen)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    head = ["id", "image", "patient_id", "view"] + (list(CHEXPERT_LABELS) if args.labels else ["text"])
+    counts = Counter()
+    with open(out / "studies.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        for r in chosen:
+            raw = {n: int(float(r[n] or 0)) for n in NIH_FINDINGS}
+            positive = [n for n in NIH_FINDINGS if raw[n]]
+            counts.update(positive or ["(normal)"])
+            base = [Path(r["image"]).stem, str(root / "images" / r["image"]), r["patient_id"], r["view"]]
+            if args.labels:
+                lab = map_nih_labels(raw)
+                w.writerow(base + [lab.get(n, "") for n in CHEXPERT_LABELS])
+            else:
+                w.writerow(base + [report(positive)])
+    print(f"wrote {out / 'studies.csv'}: {len(chosen)} studies of {len({r['patient_id'] for r in chosen})} patients")
+    print("NIH findings in them:", ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+
+
+if __name__ == "__main__":
+    main()
