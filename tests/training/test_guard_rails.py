@@ -44,10 +44,14 @@ def test_checkpoint_stores_training_positives_and_zero_is_never_called(trained, 
     ds = StudyDataset(syn_cache, "train", label_fn=label_reports)
     y = np.stack(ds.labels)
     want = {n: int((y[:, j] == 1).sum()) for j, n in enumerate(model.labels)}
-    assert fc.train_positives == want and fc.min_positives == 0
+    negatives = {n: int((y[:, j] == 0).sum()) for j, n in enumerate(model.labels)}
+    assert fc.train_positives == want and fc.train_negatives == negatives and fc.min_positives == 0
     assert want["Edema"] == 0 and want["Cardiomegaly"] > 0
+    # reports never say "not normal": No Finding has positives only, and a head that saw no negative
+    # of a finding would call it on every film
+    assert want["No Finding"] > 0 and negatives["No Finding"] == 0
     ok = assessed(fc, model.labels)
-    assert not ok["Edema"] and ok["Cardiomegaly"]
+    assert not ok["Edema"] and ok["Cardiomegaly"] and not ok["No Finding"]
     states = finding_states({n: 0.99 for n in model.labels}, fc, model.labels, override=0.0)
     assert states["Edema"] == "not_assessed" and states["Cardiomegaly"] == "positive"
     counts = _strict((trained / "label_counts.json").read_text())
@@ -100,12 +104,15 @@ def test_validation_auroc_says_why_it_is_missing():
 
 
 def test_table_printed_before_training_with_warnings(syn_cache, tmp_path, capsys):  # noqa: F811
-    train(_cfg(syn_cache, tmp_path / "run", stage=1, max_steps=2, eval_every=2))
+    cfg = _cfg(syn_cache, tmp_path / "run", stage=1, max_steps=2, eval_every=2)
+    cfg.model.overrides = {"findings": {"min_positives": 10}}
+    train(cfg)
     err = capsys.readouterr().err
     head, _, rest = err.partition("validation at step")
     assert "Labels per finding" in head and "train pos" in head and "val pos" in head
-    assert "Support Devices" in head and "NOT ASSESSED (0 < 30)" in head
-    assert "warning:" in head and "fewer than findings.min_positives=30" in head
+    assert "Support Devices" in head and "NOT ASSESSED (0 positives < 10)" in head
+    assert "NOT ASSESSED (0 negatives < 10)" in head and "too few training negatives (< 10)" in head
+    assert "warning:" in head and "fewer than findings.min_positives=10" in head
     assert "val AUROC per finding:" in rest and "n/a (no labels in val)" in rest
 
 
@@ -132,6 +139,20 @@ def test_init_from_keeps_the_larger_count(trained, syn_cache, tmp_path):  # noqa
     cfg.data.sources[0].use = "text"  # no film: the head is not trained here, it keeps what it saw
     cfg.model.overrides = {"findings": {"min_positives": 0}}
     train(cfg)
-    before = load_checkpoint(trained / "best")[0].cfg.findings.train_positives
-    after = load_checkpoint(tmp_path / "text" / "best")[0].cfg.findings.train_positives
-    assert after == before and not math.isnan(sum(after.values()))
+    before = load_checkpoint(trained / "best")[0].cfg.findings
+    after = load_checkpoint(tmp_path / "text" / "best")[0].cfg.findings
+    assert after.train_positives == before.train_positives and not math.isnan(sum(after.train_positives.values()))
+    assert after.train_negatives == before.train_negatives
+
+
+def test_counts_without_negatives_leave_positives_to_decide():
+    from cxreport.models.config import FindingsConfig
+
+    labels = ["A", "B"]
+    fc = FindingsConfig(labels=labels, train_positives={"A": 40, "B": 40}, min_positives=30)
+    assert assessed(fc, labels) == {"A": True, "B": True}  # a head whose negatives were never counted
+    fc.train_negatives = {"A": 500, "B": 3}
+    assert assessed(fc, labels) == {"A": True, "B": False}
+    counts = {"A": {"positive": 5, "negative": 9, "uncertain": 2, "unknown": 0}}
+    assert label_counts.class_counts(counts, ["A"], "ignore") == ({"A": 5}, {"A": 9})
+    assert label_counts.class_counts(counts, ["A"], "negative", ({"A": 50}, {"A": 1})) == ({"A": 50}, {"A": 11})

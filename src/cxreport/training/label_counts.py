@@ -45,31 +45,42 @@ def count_labels(datasets, sources=None) -> dict[str, dict[str, int]]:
     return counts
 
 
-def train_positives(counts: dict, labels, uncertain: str = "ignore", *inherited: dict) -> dict[str, int]:
-    """Positives per finding as the finding loss sees them (-1 counts when ``findings.uncertain``
-    is positive), at least those of ``inherited`` counts (the init_from checkpoint's): a head
-    started from another keeps what that one saw, and taking the larger count, never the sum,
-    does not count twice a cache both runs trained on."""
-    out = {}
+def class_counts(counts: dict, labels, uncertain: str = "ignore", *inherited: tuple) -> tuple[dict, dict]:
+    """({finding: positives}, {finding: negatives}) as the finding loss sees them (-1 counts as the
+    class ``findings.uncertain`` names), at least those of ``inherited`` (positives, negatives)
+    pairs (the init_from checkpoint's): a head started from another keeps what that one saw, and
+    taking the larger count, never the sum, does not count twice a cache both runs trained on."""
+    pos, neg = {}, {}
     for name in labels:
         c = counts.get(name, {})
-        n = c.get("positive", 0) + (c.get("uncertain", 0) if uncertain == "positive" else 0)
-        out[name] = max([int(n)] + [int(d.get(name, 0)) for d in inherited if d])
-    return out
+        unc = c.get("uncertain", 0)
+        p = c.get("positive", 0) + (unc if uncertain == "positive" else 0)
+        n = c.get("negative", 0) + (unc if uncertain == "negative" else 0)
+        pos[name] = max([int(p)] + [int(i[0].get(name, 0)) for i in inherited if i[0]])
+        neg[name] = max([int(n)] + [int(i[1].get(name, 0)) for i in inherited if i[1]])
+    return pos, neg
+
+
+def _verdict(p: int, n: int, need: int) -> str:
+    if p < need:
+        return f"NOT ASSESSED ({p} positives < {need})"
+    if n < need:
+        return f"NOT ASSESSED ({n} negatives < {need})"
+    return "assessed"
 
 
 def _cells(c: dict | None) -> list[str]:
     return [str(c[k]) if c else "-" for k in KINDS]
 
 
-def format_table(train: dict, val: dict, positives: dict, min_positives: int) -> str:
-    """The per-finding table (positives / negatives / uncertain / unknown per split) and what each
-    count means for the model: assessed, or not assessed and why."""
+def format_table(train: dict, val: dict, positives: dict, negatives: dict, min_positives: int) -> str:
+    """The per-finding table (positives / negatives / uncertain / unknown per split) and what the
+    counts mean for the model: assessed, or not assessed and why."""
     need = max(int(min_positives), 1)
     head = ["finding", "train pos", "neg", "unc", "unk", "val pos", "neg", "unc", "unk", "model"]
     rows = []
     for name, n in positives.items():
-        verdict = "assessed" if n >= need else f"NOT ASSESSED ({n} < {need})"
+        verdict = _verdict(n, negatives.get(name, 0), need)
         rows.append([name, *_cells(train.get(name)), *_cells(val.get(name)), verdict])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
 
@@ -80,8 +91,9 @@ def format_table(train: dict, val: dict, positives: dict, min_positives: int) ->
     return "\n".join([line(head)] + [line(r) for r in rows])
 
 
-def warnings(train: dict, val: dict, positives: dict, min_positives: int) -> list[str]:
-    """Plain sentences for what the table implies: findings the model will not assess, and
+def warnings(val: dict, positives: dict, negatives: dict, min_positives: int) -> list[str]:
+    """Plain sentences for what the table implies: findings the model will not assess (too few
+    positives; too few negatives, which reports labelled by the rule labeler often lack) and
     findings whose validation AUROC cannot be computed."""
     need = max(int(min_positives), 1)
     out = []
@@ -89,9 +101,16 @@ def warnings(train: dict, val: dict, positives: dict, min_positives: int) -> lis
     if low:
         out.append(f"{len(low)} of {len(positives)} findings have fewer than findings.min_positives={need} training "
                    f"positives, so the model will report them as not assessed (never positive): {', '.join(low)}")
-    none_val = [n for n in positives if positives[n] >= need and not (val.get(n) or {}).get("positive")]
+    one_sided = [f"{n} ({negatives.get(n, 0)})" for n, k in positives.items() if k >= need > negatives.get(n, 0)]
+    if one_sided:
+        out.append(f"too few training negatives (< {need}), so not assessed either: {', '.join(one_sided)}. A head "
+                   "that sees almost only positives calls the finding on every film; reports seldom say a finding "
+                   "is absent (No Finding never is), so give labels with 0s for it (CSV label columns)")
+    ok = [n for n in positives if positives[n] >= need and negatives.get(n, 0) >= need]
+    none_val = [n for n in ok if not (val.get(n) or {}).get("positive") or not (val.get(n) or {}).get("negative")]
     if none_val:
-        out.append("no positives in the validation split, so no validation AUROC for: " + ", ".join(none_val))
+        out.append("no positives or no negatives in the validation split, so no validation AUROC for: "
+                   + ", ".join(none_val))
     return out
 
 

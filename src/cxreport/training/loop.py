@@ -111,11 +111,14 @@ class Trainer:
         cfg, fc = self.cfg, self.model.cfg.findings
         train = label_counts.count_labels(self.train_sets, cfg.data.sources)
         val = label_counts.count_labels(self.val_sets, cfg.data.sources)
-        inherited = self._init_positives()
-        if fc.train_positives and self.dist.main:
-            _say("warning: model.overrides findings.train_positives is ignored: a run counts its training "
-                 "positives from the labels it trains with")
-        fc.train_positives = label_counts.train_positives(train, self.model.labels, fc.uncertain, inherited)
+        inherited = self._init_counts()
+        if (fc.train_positives or fc.train_negatives) and self.dist.main:
+            _say("warning: model.overrides findings.train_positives / train_negatives are ignored: a run counts "
+                 "them from the labels it trains with")
+        fc.train_positives, fc.train_negatives = label_counts.class_counts(train, self.model.labels, fc.uncertain,
+                                                                           inherited)
+        if inherited[0] and not inherited[1]:  # the init head's negatives were never counted: positives decide
+            fc.train_negatives = {}
         if cfg.train.metric == "val_auroc" and not label_counts.auroc_computable(val, self.model.labels):
             raise InputError("train.metric=val_auroc: no finding has both positive and negative labels among the "
                              "validation studies with a film, so there is no AUROC to select on; use "
@@ -123,23 +126,24 @@ class Trainer:
         if not self.dist.main:
             return
         atomic_write_json(self.out / "label_counts.json", {
-            "train": train, "val": val, "train_positives": fc.train_positives, "min_positives": fc.min_positives,
-            "inherited_from": cfg.train.init_from or None})
+            "train": train, "val": val, "train_positives": fc.train_positives, "train_negatives": fc.train_negatives,
+            "min_positives": fc.min_positives, "inherited_from": cfg.train.init_from or None})
         _say("Labels per finding (studies with a film; unc = uncertain (-1), unk = not mentioned):\n"
-             + label_counts.format_table(train, val, fc.train_positives, fc.min_positives))
-        if inherited:
-            _say(f"training positives include those of train.init_from {cfg.train.init_from} (the larger count)")
-        for w in label_counts.warnings(train, val, fc.train_positives, fc.min_positives):
+             + label_counts.format_table(train, val, fc.train_positives, fc.train_negatives, fc.min_positives))
+        if any(inherited):
+            _say(f"training counts include those of train.init_from {cfg.train.init_from} (the larger count)")
+        for w in label_counts.warnings(val, fc.train_positives, fc.train_negatives, fc.min_positives):
             _say(f"warning: {w}")
 
-    def _init_positives(self) -> dict:
-        """The training positives of train.init_from's model (its head starts this one), if it has them."""
+    def _init_counts(self) -> tuple[dict, dict]:
+        """(positives, negatives) of train.init_from's model (its head starts this one), where it has them."""
         if not self.cfg.train.init_from:
-            return {}
+            return {}, {}
         from cxreport.checkpoint import read_config
 
         cfg = read_config(resolve_checkpoint(self.cfg.train.init_from))
-        return dict(((cfg.get("model") or {}).get("findings") or {}).get("train_positives") or {})
+        fc = (cfg.get("model") or {}).get("findings") or {}
+        return dict(fc.get("train_positives") or {}), dict(fc.get("train_negatives") or {})
 
     def _tensorboard(self):
         try:
