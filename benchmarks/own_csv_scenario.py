@@ -6,8 +6,9 @@ nothing else (image paths are absolute, so no film is copied).
     python benchmarks/own_csv_scenario.py --nih ../shared/data/nih_cxr14 --out OUT --n 162
 
 Then follow docs/training.md with ``--root OUT/studies.csv``. With ``--labels`` the CSV also
-carries CheXpert label columns (mapped from NIH, as the nih-cxr14 source maps them) and the
-reports are left out, i.e. a site with labels and no reports. Prints the label counts it wrote.
+carries CheXpert label columns (mapped from NIH, as the nih-cxr14 source maps them: real
+negatives), which win over the labeler's reading of the reports; ``--no-reports`` leaves the
+reports out (a site with labels only). Prints the NIH findings of the studies it wrote.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for studies.csv")
     ap.add_argument("--n", type=int, default=162, help="studies (default 162)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--labels", action="store_true", help="CheXpert label columns instead of report text")
+    ap.add_argument("--labels", action="store_true", help="add CheXpert label columns")
+    ap.add_argument("--no-reports", action="store_true", help="leave the report column out")
     args = ap.parse_args()
 
     from cxreport.data.sources.nih import NIH_FINDINGS, map_nih_labels
@@ -77,7 +79,8 @@ def main() -> None:
         chosen += by_patient[p][: args.n - len(chosen)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    head = ["id", "image", "patient_id", "view"] + (list(CHEXPERT_LABELS) if args.labels else ["text"])
+    head = ["id", "image", "patient_id", "view"] + ([] if args.no_reports else ["text"])
+    head += list(CHEXPERT_LABELS) if args.labels else []
     counts = Counter()
     with open(out / "studies.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -86,12 +89,11 @@ def main() -> None:
             raw = {n: int(float(r[n] or 0)) for n in NIH_FINDINGS}
             positive = [n for n in NIH_FINDINGS if raw[n]]
             counts.update(positive or ["(normal)"])
-            base = [Path(r["image"]).stem, str(root / "images" / r["image"]), r["patient_id"], r["view"]]
-            if args.labels:
-                lab = map_nih_labels(raw)
-                w.writerow(base + [lab.get(n, "") for n in CHEXPERT_LABELS])
-            else:
-                w.writerow(base + [report(positive)])
+            row = [Path(r["image"]).stem, str(root / "images" / r["image"]), r["patient_id"], r["view"]]
+            row += [] if args.no_reports else [report(positive)]
+            lab = map_nih_labels(raw)
+            row += [lab.get(n, "") for n in CHEXPERT_LABELS] if args.labels else []
+            w.writerow(row)
     print(f"wrote {out / 'studies.csv'}: {len(chosen)} studies of {len({r['patient_id'] for r in chosen})} patients")
     print("NIH findings in them:", ", ".join(f"{k} {v}" for k, v in counts.most_common()))
 
