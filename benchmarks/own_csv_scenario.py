@@ -5,7 +5,10 @@ nothing else (image paths are absolute, so no film is copied).
 
     python benchmarks/own_csv_scenario.py --nih ../shared/data/nih_cxr14 --out OUT --n 162
 
-Then follow docs/training.md with ``--root OUT/studies.csv``. With ``--labels`` the CSV also
+Then follow docs/training.md with ``--root OUT/studies.csv``; after ``cxreport generate --model
+RUN/best --manifest OUT/films.csv --output-dir GEN``, ``--check RUN/best GEN`` prints each finding's
+training counts beside the states it was given over the films, and counts positive calls of
+findings with no training positive (and strict-parses every JSON file). With ``--labels`` the CSV also
 carries CheXpert label columns (mapped from NIH, as the nih-cxr14 source maps them: real
 negatives), which win over the labeler's reading of the reports; ``--no-reports`` leaves the
 reports out (a site with labels only). Prints the NIH findings of the studies it wrote.
@@ -50,15 +53,47 @@ def report(positive: list[str]) -> str:
     return " ".join(text)
 
 
+def _strict(text: str):
+    import json
+
+    def refuse(const):
+        raise ValueError(f"not JSON: {const}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def check(model: Path, outputs: Path) -> None:
+    """States over the generated films beside the model's training counts."""
+    fc = _strict((model / "config.json").read_text())["model"]["findings"]
+    pos, neg = fc["train_positives"], fc.get("train_negatives") or {}
+    states, files = Counter(), sorted(outputs.glob("*.json"))
+    for f in files:
+        for name, v in _strict(f.read_text())["findings"].items():
+            states[name, v["state"]] += 1
+    for f in outputs.glob("*.jsonl"):
+        [_strict(line) for line in f.read_text().splitlines() if line.strip()]
+    zero = [n for n, k in pos.items() if k == 0]
+    called = sum(states[n, "positive"] for n in zero)
+    print(f"{len(files)} films; findings with 0 training positives: {', '.join(zero)}; positive calls of them: {called}")
+    for n in fc["labels"]:
+        got = ", ".join(f"{s} {states[n, s]}" for s in ("positive", "uncertain", "negative", "not_assessed"))
+        print(f"  {n:28s} train pos {pos.get(n)!s:>4} neg {neg.get(n, '-')!s:>4} | {got}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nih", required=True, help="NIH ChestX-ray14 folder (labels.csv, metadata.csv, images/)")
-    ap.add_argument("--out", required=True, help="folder for studies.csv")
+    ap.add_argument("--nih", help="NIH ChestX-ray14 folder (labels.csv, metadata.csv, images/)")
+    ap.add_argument("--out", help="folder for studies.csv and films.csv (a generate manifest)")
+    ap.add_argument("--check", nargs=2, metavar=("MODEL", "GENERATED"), help="check generated JSON instead")
     ap.add_argument("--n", type=int, default=162, help="studies (default 162)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--labels", action="store_true", help="add CheXpert label columns")
     ap.add_argument("--no-reports", action="store_true", help="leave the report column out")
     args = ap.parse_args()
+    if args.check:
+        return check(Path(args.check[0]), Path(args.check[1]))
+    if not (args.nih and args.out):
+        ap.error("--nih and --out are needed to build the CSV")
 
     from cxreport.data.sources.nih import NIH_FINDINGS, map_nih_labels
     from cxreport.labels import CHEXPERT_LABELS
@@ -94,6 +129,10 @@ def main() -> None:
             lab = map_nih_labels(raw)
             row += [lab.get(n, "") for n in CHEXPERT_LABELS] if args.labels else []
             w.writerow(row)
+    with open(out / "films.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["study_id", "path", "view"])
+        w.writerows([Path(r["image"]).stem, str(root / "images" / r["image"]), "frontal"] for r in chosen)
     print(f"wrote {out / 'studies.csv'}: {len(chosen)} studies of {len({r['patient_id'] for r in chosen})} patients")
     print("NIH findings in them:", ", ".join(f"{k} {v}" for k, v in counts.most_common()))
 
