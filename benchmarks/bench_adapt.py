@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 
 
+KEYS = ["pneumonia_auroc", "no_finding_auroc", "pneumonia_ece", "pneumonia_positive_on_pneumonia",
+        "pneumonia_positive_on_normal", "normal_report_on_normal", "base_macro_auroc"]
+
+
 def scores(model_dir: str, caches: dict, features: str) -> dict:
     from cxreport.checkpoint import load_checkpoint
     from cxreport.inference.gate import Gate, GateParams
@@ -79,9 +83,9 @@ def plot(rows: list[dict], base: dict, path: str) -> None:
               "Kermany test: 'pneumonia' on normal films"), ("base_macro_auroc", "NIH test: macro AUROC (adult)")]
     for ax, (key, title) in zip(axes, panels):
         for n in ns:
-            vals = [r[key] for r in rows if r["n"] == n and r[key] is not None]
+            vals = [r[key] for r in rows if r["n"] == n and r.get(key) is not None]
             ax.scatter([n] * len(vals), vals, color="tab:blue", s=14)
-        means = [np.mean([r[key] for r in rows if r["n"] == n and r[key] is not None] or [np.nan]) for n in ns]
+        means = [np.mean([r[key] for r in rows if r["n"] == n and r.get(key) is not None] or [np.nan]) for n in ns]
         ax.plot(ns, means, color="tab:blue", label="adapted (mean of seeds)")
         if base.get(key) is not None:
             ax.axhline(base[key], color="grey", ls="--", label="base (NIH only)")
@@ -107,6 +111,7 @@ def main() -> None:
     ap.add_argument("--base-cache", help="the base population's prepared cache (its test split is scored)")
     ap.add_argument("--features", default="cache/features")
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--min-positives", type=int, default=None, help="as cxreport adapt --min-positives")
     ap.add_argument("--prevalence", action="append", default=[], metavar="FINDING=P",
                     help="as cxreport adapt --prevalence (the site's films are a selection)")
     ap.add_argument("--timing", type=int, default=0, metavar="N", help="only time one `cxreport adapt` of N films")
@@ -114,6 +119,7 @@ def main() -> None:
     if args.timing:
         return timing(args)
     from cxreport.checkpoint import read_config
+    from cxreport.errors import InputError
     from cxreport.training.adapt import AdaptConfig, run_adapt
 
     from cxreport.cli.fit import _prevalence
@@ -128,9 +134,16 @@ def main() -> None:
         for seed in args.seeds:
             out = Path(args.out) / f"n{n}-s{seed}"
             t0 = time.perf_counter()
-            report = run_adapt(AdaptConfig(base=args.base, out=str(out), source=args.source, root=args.root,
-                                           population=args.population, max_films=n, seed=seed,
-                                           prevalence=prevalence), progress=False)
+            cfg = AdaptConfig(base=args.base, out=str(out), source=args.source, root=args.root,
+                              population=args.population, max_films=n, seed=seed, prevalence=prevalence)
+            if args.min_positives is not None:
+                cfg.min_positives = args.min_positives
+            try:
+                report = run_adapt(cfg, progress=False)
+            except InputError as exc:  # too few labelled films to assess anything: a result, not a crash
+                rows.append({"n": n, "seed": seed, "refused": str(exc), **{k: None for k in KEYS}})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             s = scores(str(out), caches, args.features)
             rows.append({"n": n, "seed": seed, "films": report["films"], "epochs": report["epochs"],
                          "adapt_s": round(time.perf_counter() - t0, 1),
@@ -138,8 +151,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "adapt_study.json").write_text(json.dumps({"base": base, "rows": rows}, indent=1))
-    keys = ["pneumonia_auroc", "no_finding_auroc", "pneumonia_ece", "pneumonia_positive_on_pneumonia",
-            "pneumonia_positive_on_normal", "normal_report_on_normal", "base_macro_auroc"]
+    keys = KEYS
     print("| N | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print("| base | " + " | ".join(fmt(base[k]) for k in keys) + " |")

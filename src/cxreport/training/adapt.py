@@ -143,11 +143,13 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
         raise InputError(f"adapt: {cache.path} has no train/val frontal films with labels")
     x, dom = feats[idx], np.zeros(len(idx), dtype=int)
     pos = {n: int(np.nansum(y[:, j] == 1)) for j, n in enumerate(labels)}
-    ok = {n: pos[n] >= max(cfg.min_positives, 1) for n in labels}
+    neg = {n: int(np.nansum(y[:, j] == 0)) for j, n in enumerate(labels)}
+    ok = {n: min(pos[n], neg[n]) >= max(cfg.min_positives, 1) for n in labels}
     cols = [j for j, n in enumerate(labels) if ok[n]]
     if not cols:
-        raise InputError(f"adapt: no finding has {cfg.min_positives} labelled positive films among the {len(idx)} "
-                         "drawn; bring more labelled films (or lower --min-positives, not below what you can trust)")
+        raise InputError(f"adapt: no finding has {cfg.min_positives} labelled positive and negative films among the "
+                         f"{len(idx)} drawn; bring more labelled films (or lower --min-positives, not below what you "
+                         "can trust)")
     print(f"adapt: {len(idx)} films of {len(set(pats))} patients; assessed on them: "
           f"{', '.join(n for n in labels if ok[n])}", flush=True)
     from cxreport.training.head_recipe import shell_model
@@ -167,7 +169,7 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
                             cfg.floors, {cfg.population: cfg.prevalence})[cfg.population]
     fit.epochs = best
     probe, _ = fit_head(make_probe, x, y, dom, fit, names)
-    entry.update(own_head=True, train_positives=pos, films=int(len(idx)))
+    entry.update(own_head=True, train_positives=pos, train_negatives=neg, films=int(len(idx)))
 
     fc = mcfg.findings
     fc.populations = {**{k: v for k, v in fc.populations.items() if k != cfg.population}, cfg.population: entry}
