@@ -71,26 +71,29 @@ def timing(args) -> None:
                       "loadavg_after": load}, indent=1))
 
 
-def plot(rows: list[dict], base: dict, path: str) -> None:
+def plot(studies: list[tuple[str, list[dict]]], base: dict, path: str) -> None:
+    """One panel per figure; each study (label, rows) a colour: seeds as dots, their mean as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = sorted({r["n"] for r in rows})
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     panels = [("pneumonia_auroc", "Kermany test: Pneumonia AUROC"), ("pneumonia_positive_on_normal",
               "Kermany test: 'pneumonia' on normal films"), ("base_macro_auroc", "NIH test: macro AUROC (adult)")]
+    allns = sorted({r["n"] for _, rows in studies for r in rows})
     for ax, (key, title) in zip(axes, panels):
-        for n in ns:
-            vals = [r[key] for r in rows if r["n"] == n and r.get(key) is not None]
-            ax.scatter([n] * len(vals), vals, color="tab:blue", s=14)
-        means = [np.mean([r[key] for r in rows if r["n"] == n and r.get(key) is not None] or [np.nan]) for n in ns]
-        ax.plot(ns, means, color="tab:blue", label="adapted (mean of seeds)")
+        for (label, rows), colour in zip(studies, ("tab:blue", "tab:orange", "tab:green")):
+            ns = [n for n in sorted({r["n"] for r in rows}) if any(r["n"] == n and r.get(key) is not None for r in rows)]
+            for n in ns:
+                vals = [r[key] for r in rows if r["n"] == n and r.get(key) is not None]
+                ax.scatter([n] * len(vals), vals, color=colour, s=14)
+            means = [np.mean([r[key] for r in rows if r["n"] == n and r.get(key) is not None]) for n in ns]
+            ax.plot(ns, means, color=colour, label=label)
         if base.get(key) is not None:
             ax.axhline(base[key], color="grey", ls="--", label="base (NIH only)")
         ax.set_xscale("log")
-        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xticks(allns, [str(n) for n in allns])
         ax.set_xlabel("site films used (N)")
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7)
@@ -115,6 +118,13 @@ def main() -> None:
     ap.add_argument("--prevalence", action="append", default=[], metavar="FINDING=P",
                     help="as cxreport adapt --prevalence (the site's films are a selection)")
     ap.add_argument("--timing", type=int, default=0, metavar="N", help="only time one `cxreport adapt` of N films")
+    ap.add_argument("--plot-from", nargs="+", metavar="JSON=LABEL", help="only plot earlier studies into --plot")
+    if "--plot-from" in sys.argv:
+        ns = argparse.ArgumentParser()
+        ns.add_argument("--plot-from", nargs="+", required=True)
+        ns.add_argument("--plot", required=True)
+        a = ns.parse_args()
+        return plot_studies(a.plot_from, a.plot)
     args = ap.parse_args()
     if args.timing:
         return timing(args)
@@ -163,7 +173,18 @@ def main() -> None:
             cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "n/a")
         print(f"| {n} | " + " | ".join(cells) + " |")
     if args.plot:
-        plot(rows, base, args.plot)
+        plot([("adapted (mean of seeds)", rows)], base, args.plot)
+
+
+def plot_studies(items: list[str], path: str) -> None:
+    """--plot-from A.json=LABEL ...: one figure from several studies' adapt_study.json."""
+    studies, base = [], {}
+    for item in items:
+        f, _, label = item.partition("=")
+        data = json.loads(Path(f).read_text())
+        studies.append((label or f, data["rows"]))
+        base = data["base"]
+    plot(studies, base, path)
 
 
 if __name__ == "__main__":
