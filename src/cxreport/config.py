@@ -3,6 +3,10 @@
 Any dataclass tree works (`from_dict(TrainConfig, json)`); the training config lives beside the
 training code. Overrides look like ``train.lr=3e-4`` or ``model.decoder.layers=4``; the value is
 parsed as JSON when it can be (numbers, booleans, lists, null) and kept as a string otherwise.
+
+JSON has no comments, so a key that starts with ``#`` is one: config files may carry ``"#": "..."``
+or ``"#lr": "..."`` beside the real keys, at any depth, and loading drops them. A dataclass may
+keep an old key name working with ``_aliases = {"old_name": "new_name"}``.
 """
 
 from __future__ import annotations
@@ -62,10 +66,28 @@ def _coerce(tp, value, where: str):
     return value
 
 
+def strip_comments(data):
+    """``data`` without the keys that start with ``#`` (comments), at any depth."""
+    if isinstance(data, dict):
+        return {k: strip_comments(v) for k, v in data.items() if not (isinstance(k, str) and k.startswith("#"))}
+    if isinstance(data, list):
+        return [strip_comments(v) for v in data]
+    return data
+
+
+def _renamed(cls, key: str) -> str:
+    return getattr(cls, "_aliases", {}).get(key, key)
+
+
 def from_dict(cls: type[T], data: dict, _where: str = "") -> T:
     """Build dataclass ``cls`` from a dict, rejecting unknown keys (typos must not pass silently)."""
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    for old, new in getattr(cls, "_aliases", {}).items():
+        if old in data:
+            if new in data:
+                raise InputError(f"config {_where or cls.__name__}: give {new!r} only ({old!r} is its old name)")
+            data = {(new if k == old else k): v for k, v in data.items()}
     unknown = set(data) - names
     if unknown:
         where = _where or cls.__name__
@@ -98,11 +120,13 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
     data = to_dict(cfg)
     for text in overrides or []:
         path, value = parse_override(text)
-        node = data
+        node, cls = data, type(cfg)
         for i, key in enumerate(path[:-1]):
+            key = path[i] = _renamed(cls, key)
             if not isinstance(node, dict) or key not in node:
                 raise InputError(f"--set {text}: no config section {'.'.join(path[: i + 1])!r}")
-            node = node[key]
+            node, cls = node[key], _hints(cls).get(key) if dataclasses.is_dataclass(cls) else None
+        path[-1] = _renamed(cls, path[-1])
         if not isinstance(node, dict) or path[-1] not in node:
             raise InputError(f"--set {text}: no config key {'.'.join(path)!r}")
         node[path[-1]] = value
@@ -116,9 +140,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not p.is_file():
             raise InputError(f"{p}: config file not found")
         try:
-            data = json.loads(p.read_text())
+            data = strip_comments(json.loads(p.read_text()))
         except json.JSONDecodeError as exc:
             raise InputError(f"{p}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise InputError(f"{p}: expected a JSON object of config sections, got {type(data).__name__}")
     cfg = from_dict(cls, data)
     return apply_overrides(cfg, overrides or [])
 

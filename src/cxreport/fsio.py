@@ -7,6 +7,7 @@ import contextlib
 import csv
 import gzip
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -45,14 +46,38 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_ready(obj):
+    """``obj`` with every NaN / infinite number replaced by None: JSON has no NaN, and a bare ``NaN``
+    written by Python's json module breaks every strict reader (jq, browsers, other languages)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj, indent: int | None = None, **kw) -> str:
+    """Strict JSON text (non-finite numbers as null, see ``json_ready``): the one writer of JSON
+    files, JSON lines and printed JSON."""
+    return json.dumps(json_ready(obj), indent=indent, ensure_ascii=False, allow_nan=False, **kw)
+
+
 def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
 
 
 def atomic_write_jsonl(path: str | Path, rows) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(dumps_json(row) + "\n")
+
+
+def append_jsonl(path: str | Path, row) -> None:
+    """Append one strict JSON line (a log); not atomic, as a log line only ever adds to the end."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(dumps_json(row) + "\n")
 
 
 def iter_jsonl(path: str | Path, what: str = ""):

@@ -25,8 +25,9 @@ def partial(tiny_run):
 
     model, tok, _ = load_checkpoint(tiny_run / "best")
     counts = {n: 100 for n in model.labels} | {"Fracture": 1, "Lung Lesion": 0}
+    negatives = {n: 100 for n in model.labels}  # the tiny run's own counts would leave most findings out
     model.cfg = dataclasses.replace(model.cfg, findings=dataclasses.replace(
-        model.cfg.findings, train_positives=counts, min_positives=10))
+        model.cfg.findings, train_positives=counts, train_negatives=negatives, min_positives=10))
     return Pipeline(model, tok)
 
 

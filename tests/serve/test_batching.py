@@ -65,7 +65,8 @@ def test_batched_reports_match_single_studies(pipeline, xrays):
         assert o["report"] == alone["report"]
         assert o["findings"].keys() == alone["findings"].keys()
         for k, v in o["findings"].items():
-            assert abs(v["probability"] - alone["findings"][k]["probability"]) < 1e-3
+            if v["assessed"]:  # the others have no probability
+                assert abs(v["probability"] - alone["findings"][k]["probability"]) < 1e-3
 
 
 def test_full_queue_answers_503_without_reading_the_body(pipeline):

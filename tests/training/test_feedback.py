@@ -8,7 +8,8 @@ from cxreport.cli import main
 from cxreport.config import save_config
 from cxreport.errors import InputError
 from cxreport.training.config import config_problems
-from cxreport.training.loop import Trainer, _plot_curves, train
+from cxreport.training.curves import plot_curves
+from cxreport.training.loop import Trainer, train
 from tests.training.test_train import _cfg, syn_cache  # noqa: F401  (fixture)
 
 
@@ -51,7 +52,7 @@ def test_findings_only_run_logs_and_plots_no_lm_loss(syn_cache, tmp_path):
     evals = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "val_loss" in x]
     assert evals and all("val_lm_loss" not in e and "val_finding_loss" in e for e in evals)
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
-    _plot_curves([{"step": 1, "val_loss": 1.0}], tmp_path / "text_only.png")  # no AUROC, no crash
+    plot_curves([{"step": 1, "val_loss": 1.0}], tmp_path / "text_only.png")  # no AUROC, no crash
 
 
 def test_resume_after_kill_between_checkpoints_drops_stale_log_rows(syn_cache, tmp_path, monkeypatch):

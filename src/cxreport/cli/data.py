@@ -33,9 +33,18 @@ def _report(args):
 
 
 def _sources(args):
-    from cxreport.data.sources import list_sources
+    from cxreport.data.sources import describe_source, list_sources
 
-    print("\n".join(list_sources()))
+    for name in [args.name] if args.name else list_sources():
+        d = describe_source(name)
+        print(f"{name}: {d['about']}" if not args.name else f"{name}\n\n{d['doc']}\n")
+        if d["options"]:
+            print("  options (cxreport data prepare --source " + name + " -o KEY=VALUE):")
+        for opt, default, text in d["options"]:
+            print(f"    {opt} (default {default!r}): {text}" if default is not None else f"    {opt}: {text}")
+        print()
+    if not args.name:
+        print("the details of one: cxreport data sources NAME")
 
 
 def register(sub) -> None:
@@ -44,7 +53,8 @@ def register(sub) -> None:
 
     p = dsub.add_parser("prepare", help="preprocess a dataset once into a cache (resumable)")
     p.add_argument("--source", required=True,
-                   help="iu-xray, iu-xray-openi, r2gen, mimic-cxr, csv, nih-cxr14, kermany")
+                   help="csv (your own films), iu-xray, iu-xray-openi, r2gen, mimic-cxr, nih-cxr14, kermany: "
+                   "`cxreport data sources` explains each and its options")
     p.add_argument("--root", required=True, help="the dataset's folder (or the CSV for --source csv)")
     p.add_argument("--out", required=True, help="cache folder to write")
     p.add_argument("--size", type=int, default=256, help="square side in pixels (letterboxed)")
@@ -56,7 +66,8 @@ def register(sub) -> None:
                    help="build the cache even when none of the listed images exist (text only)")
     p.add_argument("--force", action="store_true", help="replace an existing, different cache")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option, e.g. split_file=PATH, images_dir=PATH, text_column=report")
+                   help="source option, e.g. images_dir=PATH, text_column=report (repeatable; "
+                   "`cxreport data sources NAME` lists them)")
     p.set_defaults(func=_prepare)
 
     r = dsub.add_parser("report", help="statistics and plots of a prepared cache")
@@ -64,7 +75,8 @@ def register(sub) -> None:
     r.add_argument("--out", required=True, help="folder for report.md, stats.json and PNG plots")
     r.set_defaults(func=_report)
 
-    s = dsub.add_parser("sources", help="list the dataset adapters")
+    s = dsub.add_parser("sources", help="list the dataset adapters and the options each takes")
+    s.add_argument("name", nargs="?", help="one source: its layout in full")
     s.set_defaults(func=_sources)
 
     add_download_parser(dsub)

@@ -35,6 +35,9 @@ def _fit_gate(args) -> int:
     cfg = load_config(GateRecipeConfig, args.config, args.set)
     validate(cfg)
     model_dir = guard_output(args.model, args.into_package)
+    if args.measure_only:
+        _measure_gate(cfg, model_dir, args)
+        return 0
     if args.polarity_only:
         params = fit_polarity_only(cfg, model_dir)
     else:
@@ -75,6 +78,21 @@ def _score_head(args) -> int:
     from cxreport.inference.pipeline import resolve_model_path
     from cxreport.training.head_scores import markdown, score_split
 
+    if args.out_of_fold:
+        from cxreport.training.head_scores import out_of_fold_tables
+
+        tables = out_of_fold_tables(args.out_of_fold)
+        text = "\n".join(markdown(f"{args.out_of_fold}: out of fold, {pop} train+val films", t) for pop, t in tables.items())
+        print(text)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            atomic_write_json(Path(args.out) / "scores_out_of_fold.json", tables)
+            atomic_write_text(Path(args.out) / "scores_out_of_fold.md", text)
+        return 0
+    if not args.model or not args.cache:
+        from cxreport.errors import InputError
+
+        raise InputError("score-head: give --model and --cache (or --out-of-fold RUN)")
     check_split(args.split, args.allow_test)
     result, md = {}, []
     for label, ref in [("model", args.model)] + [(f"compare:{c}", c) for c in args.compare]:
@@ -112,13 +130,31 @@ def _adapt(args) -> int:
 
     cfg = AdaptConfig(base=args.base, out=args.out, source=args.source or "", root=args.root or "", cache=args.cache or "",
                       options=parse_options(args.option), population=args.population, max_films=args.max_films,
-                      seed=args.seed, work=args.work or "")
+                      seed=args.seed, work=args.work or "", prevalence=_prevalence(args.prevalence))
     if args.min_positives is not None:
         cfg.min_positives = args.min_positives
     cfg = apply_overrides(cfg, args.set)
     validate(cfg)
     run_adapt(cfg, progress=not args.quiet)
     return 0
+
+
+def _prevalence(items: list[str]) -> dict:
+    from cxreport.errors import InputError
+    from cxreport.labels import CHEXPERT_LABELS
+
+    out = {}
+    for it in items:
+        name, _, value = it.partition("=")
+        try:
+            p = float(value)
+        except ValueError:
+            p = -1.0
+        if name.strip() not in CHEXPERT_LABELS or not 0 < p < 1:
+            raise InputError(f"--prevalence {it!r}: expected FINDING=P with a CheXpert finding and 0 < P < 1, "
+                             "e.g. 'Pneumonia=0.2'")
+        out[name.strip()] = p
+    return out
 
 
 def register(sub) -> None:
@@ -135,6 +171,7 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--measure", action="store_true", help="acceptance / refusal / rotation / view figures "
                                                           "(reads the test splits: once, at the end)")
+    p.add_argument("--measure-only", action="store_true", help="measure the gate already beside --model (no fit)")
     p.add_argument("--polarity-only", action="store_true",
                    help="fit only the inverted-greys check into the existing gate beside --model")
     p.add_argument("--into-package", action="store_true", help="allow writing into a bundled model's folder")
@@ -142,9 +179,11 @@ def register(sub) -> None:
     p.set_defaults(func=_fit_gate)
 
     p = sub.add_parser("score-head", help="what a model's finding plans claim on a labelled split, and how often rightly")
-    p.add_argument("--model", required=True, help="model folder, run folder or bundled name")
+    p.add_argument("--model", default=None, help="model folder, run folder or bundled name")
+    p.add_argument("--out-of-fold", default=None, metavar="RUN",
+                   help="instead: the same tables from a fit-head run's out-of-fold predictions (its validation films)")
     p.add_argument("--compare", action="append", default=[], metavar="MODEL", help="also score this model (repeatable)")
-    p.add_argument("--cache", action="append", required=True, help="prepared cache (repeatable)")
+    p.add_argument("--cache", action="append", default=[], help="prepared cache (repeatable)")
     p.add_argument("--split", default="val")
     p.add_argument("--allow-test", action="store_true", help="score a test split (once, after every choice)")
     p.add_argument("--features", default="cache/features", help="feature cache folder")
@@ -179,6 +218,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the draw and the fit")
     p.add_argument("--min-positives", type=int, default=None, metavar="N",
                    help="labelled positive films a finding needs to be assessed on the site's films (default 30)")
+    p.add_argument("--prevalence", action="append", default=[], metavar="FINDING=P",
+                   help="the finding's prevalence among the films the model will read, for its calibration and "
+                        "precision floor (default: its share among the site's films; give it when they are a "
+                        "selection, e.g. 'Pneumonia=0.2'; repeatable)")
     p.add_argument("--work", default=None, help="folder for the prepared films and features (default: OUT.work)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. fit.lr=1e-3 or floors.confidence=0.9")

@@ -202,7 +202,8 @@ def write_single_format(result: dict, args) -> int:
 def format_text(result: dict) -> str:
     views = ", ".join(f"{v['view']}{'' if v.get('used', True) else ' (not used)'}" for v in result["views"])
     uniform = result["threshold"]
-    at = f"threshold {uniform:.2f}" if uniform is not None else "its own threshold, in brackets"
+    at = (f"threshold {uniform:.2f}" if uniform is not None else
+          "its own threshold, in brackets; never: the model does not state it at its precision floor")
     lines = [f"Report (model {result['model']}; views: {views}):", result["report"] or "(empty report)", ""]
     lines += [f"Warning: {w}" for w in result.get("warnings", [])]
     if "regions" in result:
@@ -213,12 +214,13 @@ def format_text(result: dict) -> str:
     for name, f in sorted(shown, key=lambda kv: -prob(kv[1])):
         p = prob(f)
         bar = "#" * round(20 * max(p, 0))
-        own = f" [{f['threshold']:.2f}]" if uniform is None and f.get("threshold") is not None else ""
+        t = f.get("threshold")
+        own = "" if uniform is not None or t is None else " [never]" if t > 1 else f" [{t:.2f}]"
         state = f["state"].replace("_", " ")
         model = f.get("model_state", f["state"]).replace("_", " ")
         who = f" (set by user; model: {model})" if f.get("set_by") == "user" else ""
         value = f"{p:.2f}" if p >= 0 else "  - "
-        lines.append(f" {'*' if f['state'] == 'positive' else ' '} {name:<27} {value}{own}  {bar:<20}  {state}{who}")
+        lines.append(f" {'*' if f['state'] == 'positive' else ' '} {name:<27} {value}{own:<8}  {bar:<20}  {state}{who}")
     skipped = [n for n, f in result["findings"].items() if f.get("model_state", f["state"]) == "not_assessed"]
     if skipped:
         lines.append("Not assessed by the model (too few training examples, or no film it reads): " + ", ".join(skipped))

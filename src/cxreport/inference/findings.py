@@ -43,5 +43,7 @@ def markdown(result: dict) -> str:
              f"checkpoint `{result['checkpoint']}`", "", "| finding | AUROC | positives | n |", "|---|---:|---:|---:|"]
     for name, r in result["per_label"].items():
         lines.append(f"| {name} | {r['auroc']:.3f} | {r['positives']} | {r['n']} |")
-    lines.append(f"| **macro** | **{result['macro_auroc']:.3f}** | | |")
+    macro = result["macro_auroc"]
+    shown = "n/a (no finding has positives and negatives here)" if macro is None or macro != macro else f"{macro:.3f}"
+    lines.append(f"| **macro** | **{shown}** | | |")
     return "\n".join(lines) + "\n"

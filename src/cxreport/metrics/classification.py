@@ -34,3 +34,20 @@ def auroc_table(probs: np.ndarray, targets: np.ndarray, labels: list[str], min_c
         out[name] = {"auroc": auroc(probs[keep, j], t[keep]), "positives": n_pos, "n": int(keep.sum())}
     vals = [v["auroc"] for v in out.values() if not np.isnan(v["auroc"])]
     return {"per_label": out, "macro_auroc": float(np.mean(vals)) if vals else float("nan")}
+
+
+def auroc_by_label(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
+    """Every label's AUROC over rows with a known 0/1 target, or None and why it cannot be computed
+    (``why``: "no labels", "no positives" or "no negatives"), and the macro mean over the labels
+    that have one (None when none has): an absent class is a fact to say, never a NaN to average."""
+    per = {}
+    for j, name in enumerate(labels):
+        t = targets[:, j]
+        keep = (t == 0) | (t == 1)
+        pos = int((t[keep] == 1).sum())
+        neg = int(keep.sum()) - pos
+        why = None if pos and neg else "no labels" if not keep.any() else "no positives" if not pos else "no negatives"
+        per[name] = {"auroc": auroc(probs[keep, j], t[keep]) if why is None else None,
+                     "positives": pos, "negatives": neg, "why": why}
+    vals = [v["auroc"] for v in per.values() if v["auroc"] is not None]
+    return {"per_label": per, "macro_auroc": float(np.mean(vals)) if vals else None, "computable": len(vals)}

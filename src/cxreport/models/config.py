@@ -152,6 +152,10 @@ class FindingsConfig:
     # (never positive, whatever threshold a user asks for). Empty: every finding whose threshold
     # is <= 1 counts as assessed (checkpoints made before this field).
     train_positives: dict = field(default_factory=dict)
+    # Training negatives per finding (cxreport train counts them): a head that saw fewer than
+    # ``min_positives`` negatives of a finding (reports seldom say it is absent) would call it on
+    # every film, so it is not assessed either. Empty: not counted, only positives decide.
+    train_negatives: dict = field(default_factory=dict)
     min_positives: int = DEFAULT_MIN_POSITIVES
     # Per population of films (the input gate's groups, e.g. adult / pediatric): {name: {"calibration",
     # "prior", "thresholds", "uncertain_thresholds", and provenance such as measured precision}}

@@ -41,7 +41,10 @@ def for_population(fc: FindingsConfig, population: str | None) -> FindingsConfig
     entry = fc.populations.get(population) if population else None
     if not entry:
         return fc
-    return dataclasses.replace(fc, **{k: entry[k] for k in POPULATION_FIELDS if k in entry})
+    fields = {k: entry[k] for k in POPULATION_FIELDS if k in entry}
+    if "train_positives" in fields:  # a population's counts go together: its negatives, or none counted
+        fields["train_negatives"] = entry.get("train_negatives", {})
+    return dataclasses.replace(fc, **fields)
 
 
 def calibration_terms(fc: FindingsConfig, labels: list[str], population: str | None = None):
@@ -67,11 +70,14 @@ def calibrated_probs(logits, fc: FindingsConfig, labels: list[str], populations:
 
 
 def assessed(fc: FindingsConfig, labels: list[str], population: str | None = None) -> dict[str, bool]:
-    """Which findings the head can judge (for ``population``): enough training positives (or, for
-    checkpoints without counts, a threshold a probability can reach)."""
+    """Which findings the head can judge (for ``population``): enough training positives (and
+    negatives, where counted), never none whatever ``min_positives`` says (or, for checkpoints
+    without counts, a threshold a probability can reach)."""
     fc = for_population(fc, population)
     if fc.train_positives:
-        return {n: int(fc.train_positives.get(n, 0)) >= fc.min_positives for n in labels}
+        need, neg = max(fc.min_positives, 1), fc.train_negatives
+        return {n: int(fc.train_positives.get(n, 0)) >= need and (not neg or int(neg.get(n, 0)) >= need)
+                for n in labels}
     return {n: float(fc.thresholds.get(n, fc.threshold)) <= 1.0 for n in labels}
 
 

@@ -41,7 +41,7 @@ def list_models() -> list[str]:
 
 # Dict-valued fields whose keys are data (config kwargs, label names), not config sections.
 _FREE_FORM = ("hf_config", "thresholds", "calibration", "prior", "uncertain_thresholds", "train_positives",
-              "populations")
+              "train_negatives", "populations")
 
 
 def _deep_merge(base: dict, extra: dict, where: str = "") -> dict:

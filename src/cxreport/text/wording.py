@@ -81,6 +81,7 @@ _GRAMMAR = [
      r"\1"),
     (re.compile(r"\bthere are no (focal )?air ?space (opacity|disease|consolidation)\b", re.I), r"there is no \1airspace \2"),
     (re.compile(r"\bair space\b", re.I), "airspace"),
+    (re.compile(r"\b(within normal limits) in appearance\b", re.I), r"\1"),
 ]
 
 

@@ -39,6 +39,10 @@ class AdaptConfig:
     seed: int = 0
     work: str = ""  # prepared cache and features (default: OUT.work)
     min_positives: int = DEFAULT_MIN_POSITIVES
+    # {finding: prevalence} the site's probabilities are calibrated to and its floors set at; a
+    # finding left out uses its share among the site's films (right for consecutive films, not for
+    # a case-control selection such as Kermany's 74% pneumonia).
+    prevalence: dict = field(default_factory=dict)
     fit: HeadFitConfig = field(default_factory=HeadFitConfig)
     # Cross-validation picks the epochs; a few films make few steps an epoch, so the grid reaches far
     # (with a grid ending at 10, every draw of 50..300 Kermany films chose 10, its out-of-fold AUROC
@@ -139,11 +143,13 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
         raise InputError(f"adapt: {cache.path} has no train/val frontal films with labels")
     x, dom = feats[idx], np.zeros(len(idx), dtype=int)
     pos = {n: int(np.nansum(y[:, j] == 1)) for j, n in enumerate(labels)}
-    ok = {n: pos[n] >= max(cfg.min_positives, 1) for n in labels}
+    neg = {n: int(np.nansum(y[:, j] == 0)) for j, n in enumerate(labels)}
+    ok = {n: min(pos[n], neg[n]) >= max(cfg.min_positives, 1) for n in labels}
     cols = [j for j, n in enumerate(labels) if ok[n]]
     if not cols:
-        raise InputError(f"adapt: no finding has {cfg.min_positives} labelled positive films among the {len(idx)} "
-                         "drawn; bring more labelled films (or lower --min-positives, not below what you can trust)")
+        raise InputError(f"adapt: no finding has {cfg.min_positives} labelled positive and negative films among the "
+                         f"{len(idx)} drawn; bring more labelled films (or lower --min-positives, not below what you "
+                         "can trust)")
     print(f"adapt: {len(idx)} films of {len(set(pats))} patients; assessed on them: "
           f"{', '.join(n for n in labels if ok[n])}", flush=True)
     from cxreport.training.head_recipe import shell_model
@@ -160,10 +166,10 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
 
     films = Films(x, y, dom, pats, idx)
     entry = fit_populations(oof[best], films, np.array(names * len(idx)), labels, 1, cfg.min_positives,
-                            cfg.floors)[cfg.population]
+                            cfg.floors, {cfg.population: cfg.prevalence})[cfg.population]
     fit.epochs = best
     probe, _ = fit_head(make_probe, x, y, dom, fit, names)
-    entry.update(own_head=True, train_positives=pos, films=int(len(idx)))
+    entry.update(own_head=True, train_positives=pos, train_negatives=neg, films=int(len(idx)))
 
     fc = mcfg.findings
     fc.populations = {**{k: v for k, v in fc.populations.items() if k != cfg.population}, cfg.population: entry}
@@ -184,6 +190,7 @@ def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
                        "max_films": cfg.max_films, "seed": cfg.seed, "epochs": best, "warm_start": warm,
                        "cv_macro_auroc": {str(e): v for e, v in cv.items()}, "train_positives": pos,
                        "assessed": [n for n in labels if ok[n]], "not_assessed": [n for n in labels if not ok[n]],
+                       "prevalence": {n: entry["prior"][n] for n in entry["prior"]},
                        "out_of_fold": entry["out_of_fold"], "out_of_fold_auroc": entry["out_of_fold_auroc"],
                        "out_of_fold_ece": _oof_ece(oof[best], y, entry, labels),
                        "gate_group": {"films": int(group[5]), "limit": round(float(group[4]), 4)}})

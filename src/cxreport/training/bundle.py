@@ -20,8 +20,8 @@ from pathlib import Path
 from cxreport.errors import InputError
 
 IMAGE_SIDE = ("encoder.", "projector.", "finding_head.", "view_embed.", "population_heads.")
-HEAD_FIELDS = ("head", "calibration", "prior", "thresholds", "uncertain_thresholds", "train_positives", "min_positives",
-               "threshold", "populations")
+HEAD_FIELDS = ("head", "calibration", "prior", "thresholds", "uncertain_thresholds", "train_positives", "train_negatives",
+               "min_positives", "threshold", "populations")
 MAX_BUNDLE_MB = 25
 
 

@@ -25,6 +25,8 @@ class SourceConfig:
 
 @dataclass
 class DataConfig:
+    _aliases = {"min_positives": "oversample_min_positives"}  # its name until v0.4: run configs keep working
+
     sources: list[SourceConfig] = field(default_factory=list)
     text_field: str = "findings"
     clean: str = "default"  # report cleaning protocol (cxreport.text.clean)
@@ -34,8 +36,9 @@ class DataConfig:
     # "xxxx") and/or "comparison" (wording against an earlier study the input never has).
     drop_sentences: list[str] = field(default_factory=list)
     # Reports with a rare positive finding are repeated (at most ``oversample_cap`` times) until
-    # each finding has about this many positive training reports per epoch; 0 = off.
-    min_positives: int = 0
+    # each finding has about this many positive training reports per epoch; 0 = off. Only a
+    # sampling knob: which findings a model may call is ``findings.min_positives`` (model config).
+    oversample_min_positives: int = 0
     oversample_cap: int = 10
     max_views: int = 2
     augment: bool = True
@@ -96,6 +99,73 @@ class RunConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
 
 
+# What each key means, as `cxreport train --show-config` prints it beside the value ("#key"
+# comments); a test keeps one entry per field. "data.sources[]" keys describe each source entry.
+HELP = {
+    "out_dir": "run folder: config.json, log.jsonl, label_counts.json, curves.png, last/ (resume) and best/ "
+               "(the checkpoint to use: --model OUT_DIR/best)",
+    "data": "what to train on: prepared caches (`cxreport data prepare`) and how their studies become items",
+    "data.sources": "one entry per prepared cache; `cxreport train --cache PATH` fills the cache of each entry",
+    "data.sources[].cache": "folder written by `cxreport data prepare` (holds meta.json)",
+    "data.sources[].train_split": "split trained on",
+    "data.sources[].val_split": "split validated on (never test: test is scored once, at the end)",
+    "data.sources[].use": "all: films, reports and labels as present; findings: films + labels only (finding "
+                          "head); text: reports only (decoder, conditioned on the labels)",
+    "data.sources[].weight": "share of each epoch drawn from this source, relative to the others",
+    "data.sources[].require": "keep only studies with an image, text or both (null: keep all)",
+    "data.text_field": "report section to learn: findings or impression",
+    "data.clean": "report cleaning protocol (cxreport text clean --help)",
+    "data.max_tokens": "longest report kept, in tokens (longer ones are cut)",
+    "data.label_reports": "label each study without labels of its own by reading its report with the rule "
+                          "labeler (labels in the cache always win)",
+    "data.drop_sentences": "sentences left out of the training reports: deid (\"xxxx\" residue), comparison",
+    "data.oversample_min_positives": "repeat reports with a rare positive finding until each finding has about "
+                                     "this many positives per epoch (0 = off); old name data.min_positives. Which "
+                                     "findings a model may call is model findings.min_positives (default 30)",
+    "data.oversample_cap": "most repeats of one report when oversampling",
+    "data.max_views": "films per study fed to the model (frontal first, then lateral)",
+    "data.augment": "small random rotations, shifts, brightness and contrast (never a flip); false to encode "
+                    "each film once with train.cache_features",
+    "data.num_workers": "DataLoader worker processes (0: exact resume after a kill)",
+    "tokenizer": "how report text becomes tokens",
+    "tokenizer.kind": "word, bpe or wordpiece, trained on the run's training reports",
+    "tokenizer.path": "an existing tokenizer folder instead (e.g. a checkpoint's tokenizer/)",
+    "tokenizer.min_freq": "word tokenizer: words seen fewer times become <unk>",
+    "tokenizer.vocab_size": "bpe / wordpiece vocabulary size",
+    "model": "the architecture: a named model config plus overrides",
+    "model.name": "a bundled model config (`cxreport models list`) or a JSON file",
+    "model.overrides": "model config keys over the named config (`cxreport models show NAME`), e.g. "
+                       "{\"findings\": {\"min_positives\": 30}}: findings with fewer training positives are "
+                       "not assessed (never called)",
+    "train": "the optimisation loop",
+    "train.stage": "1: encoder frozen (pretrained features); 2: everything trains (usually init_from a stage-1 run)",
+    "train.init_from": "checkpoint or run folder whose weights start this run (same-shape tensors)",
+    "train.cache_features": "stage 1 with data.augment=false: encode each film once, then reuse it",
+    "train.epochs": "passes over the training studies (when max_steps is 0)",
+    "train.max_steps": "optimizer steps to run; 0 = epochs decide",
+    "train.batch_size": "studies per step and process",
+    "train.grad_accum": "batches summed per optimizer step",
+    "train.lr": "peak learning rate (AdamW) of the head, projector and decoder",
+    "train.encoder_lr": "learning rate of the image encoder (stage 2)",
+    "train.weight_decay": "AdamW weight decay",
+    "train.warmup_steps": "linear warm-up steps",
+    "train.schedule": "learning-rate schedule after warm-up: cosine, linear or constant",
+    "train.min_lr_ratio": "final learning rate as a share of lr",
+    "train.clip_norm": "gradient norm clipping (0 = off)",
+    "train.precision": "fp32, bf16, or fp16 (GPU only)",
+    "train.channels_last": "channels-last memory layout (faster convolutions on some GPUs)",
+    "train.seed": "random seed (data order, initialisation)",
+    "train.threads": "CPU threads for torch; 0 = torch's default (1 on a busy shared machine)",
+    "train.log_every": "optimizer steps between log.jsonl lines",
+    "train.eval_every": "optimizer steps between validations + checkpoints; 0 = once per epoch",
+    "train.metric": "what selects best/: val_loss, val_lm_loss, val_finding_loss or val_auroc (macro over the "
+                    "findings with positives and negatives in val)",
+    "train.patience": "validations without improvement before stopping early; 0 = never",
+    "train.max_val_batches": "validation batches per evaluation; 0 = the whole split",
+    "train.tensorboard": "also write TensorBoard logs (needs the tensorboard package)",
+    "train.progress": "progress bars on the terminal",
+}
+
 # The allowed values, in one place: the trainer's branches and these checks must agree.
 SCHEDULES = ("cosine", "linear", "constant")
 METRICS = ("val_loss", "val_lm_loss", "val_finding_loss", "val_auroc")
@@ -148,7 +218,8 @@ def config_problems(cfg: RunConfig) -> list[str]:
         probs += _choice(f"{where}.use", src.use, USES) + _choice(f"{where}.require", src.require, REQUIRES)
         probs += _at_least(f"{where}.weight", src.weight, 0, strict=True)
         if not src.cache:
-            probs.append(f"{where}.cache is empty: give the folder `cxreport data prepare` wrote")
+            probs.append(f"{where}.cache is empty: give the folder `cxreport data prepare` wrote "
+                         "(cxreport train --cache PATH)")
         elif not (Path(src.cache) / "meta.json").is_file():
             probs.append(f"{where}.cache={src.cache!r}: not a prepared cache (no meta.json there); "
                          "run `cxreport data prepare` or fix the path")

@@ -82,8 +82,9 @@ def shell_model(base, overrides: dict):
     return shell
 
 
-def positives_by(films, labels, mask) -> dict:
-    return {n: int(np.nansum(films.y[mask, j] == 1)) for j, n in enumerate(labels)}
+def positives_by(films, labels, mask, value: int = 1) -> dict:
+    """Labelled films per finding with ``value`` (1: positives, 0: negatives) among ``mask``."""
+    return {n: int(np.nansum(films.y[mask, j] == value)) for j, n in enumerate(labels)}
 
 
 def fit_populations(oof_z, films, pops: np.ndarray, labels, n_domains: int, min_positives: int,
@@ -95,13 +96,14 @@ def fit_populations(oof_z, films, pops: np.ndarray, labels, n_domains: int, min_
     out = {}
     for pop in dict.fromkeys(pops.tolist()):
         m = pops == pop
-        pos = positives_by(films, labels, m)
-        ok = {n: pos[n] >= max(min_positives, 1) for n in labels}
+        pos, neg = positives_by(films, labels, m), positives_by(films, labels, m, 0)
+        # as every trained model: enough labelled films of both kinds (models.finding_states.assessed)
+        ok = {n: min(pos[n], neg[n]) >= max(min_positives, 1) for n in labels}
         measured = {n: float(np.nanmean(films.y[m, j])) for j, n in enumerate(labels) if ok[n]}
         given = (prevalences or {}).get(pop, {})
         prevalence = {**measured, **{k: v for k, v in given.items() if ok.get(k)}}
         entry = fit_population(oof_z[m], films.y[m], offset[m], labels, ok, prevalence, floors)
-        entry["train_positives"] = pos
+        entry["train_positives"], entry["train_negatives"] = pos, neg
         entry["films"] = int(m.sum())
         entry["out_of_fold_auroc"] = {n: auroc_or_none(oof_z[m, j], films.y[m, j]) for j, n in enumerate(labels) if ok[n]}
         out[pop] = entry
@@ -130,8 +132,9 @@ def run_head_recipe(cfg: HeadRecipeConfig, progress: bool = True) -> dict:
     names = [s.domain for s in cfg.sources]
     pops = np.array([population_of(cfg.sources[d]) for d in films.dom])
     sel = names.index(cfg.select_domain or names[0])
-    positives = positives_by(films, labels, np.ones(len(films), bool))
-    assessed = {n: positives[n] >= max(cfg.min_positives, 1) for n in labels}
+    every = np.ones(len(films), bool)
+    positives, negatives = positives_by(films, labels, every), positives_by(films, labels, every, 0)
+    assessed = {n: min(positives[n], negatives[n]) >= max(cfg.min_positives, 1) for n in labels}
     cols = [j for j, n in enumerate(labels) if assessed[n]]
     print(f"fit-head: {len(films)} films ({', '.join(f'{n} {int((films.dom == d).sum())}' for d, n in enumerate(names))}); "
           f"assessed: {', '.join(n for n in labels if assessed[n]) or 'none'}", flush=True)
@@ -156,7 +159,8 @@ def run_head_recipe(cfg: HeadRecipeConfig, progress: bool = True) -> dict:
     d = populations[default]
     fc.calibration, fc.uncertain_thresholds, fc.prior = d["calibration"], d["uncertain_thresholds"], d["prior"]
     fc.thresholds = {n: d["thresholds"].get(n, 1.01) for n in labels}
-    fc.train_positives, fc.min_positives = d["train_positives"], int(cfg.min_positives)
+    fc.train_positives, fc.train_negatives = d["train_positives"], d["train_negatives"]
+    fc.min_positives = int(cfg.min_positives)
     fc.populations = populations
     model = build_model(mcfg, pretrained=False)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith(IMAGE_SIDE)}
@@ -165,7 +169,8 @@ def run_head_recipe(cfg: HeadRecipeConfig, progress: bool = True) -> dict:
     report = {"config": to_dict(cfg), "base": str(cfg.base), "films": {n: int((films.dom == i).sum()) for i, n in enumerate(names)},
               "train_positives": positives, "assessed": [n for n in labels if assessed[n]],
               "cv": {str(e): v for e, v in cv.items()}, "epochs": best, "default_population": default,
-              "populations": {p: {k: v for k, v in e.items() if k not in ("train_positives",)} for p, e in populations.items()}}
+              "populations": {p: {k: v for k, v in e.items() if k not in ("train_positives", "train_negatives")}
+                              for p, e in populations.items()}}
     save_checkpoint(out / "best", model, tokenizer=tok, step=best, metrics={"finding_head": _strict(report)})
     atomic_write_json(out / "cv_report.json", _strict(report))
     np.savez(out / "oof.npz", z=oof[best], y=films.y, dom=films.dom, pops=pops)

@@ -93,6 +93,31 @@ def score_split(model, gate, cache_path: str, split: str, features_dir: str, pro
     return table
 
 
+def out_of_fold_tables(run_dir) -> dict:
+    """``claims_table`` per population of a fit-head run's out-of-fold predictions (``OUT/oof.npz``):
+    the validation films the floors were set on, each read by a head that never saw its patient."""
+    from pathlib import Path
+
+    from cxreport.checkpoint import read_config
+    from cxreport.config import from_dict
+    from cxreport.models.config import FindingsConfig
+    from cxreport.models.finding_states import calibrated_probs, finding_states
+
+    run = Path(run_dir)
+    fc = from_dict(FindingsConfig, read_config(run / "best")["model"]["findings"])
+    labels = list(fc.labels)
+    data = np.load(run / "oof.npz", allow_pickle=False)
+    pops = [str(p) for p in data["pops"]]
+    probs = calibrated_probs(data["z"], fc, labels, pops)
+    states = [finding_states(dict(zip(labels, p.tolist())), fc, labels, None, pop) for p, pop in zip(probs, pops)]
+    out = {}
+    for pop in dict.fromkeys(pops):
+        m = [i for i, q in enumerate(pops) if q == pop]
+        out[pop] = claims_table(probs[m], [states[i] for i in m], data["y"][m], labels)
+        out[pop]["populations"] = {pop: len(m)}
+    return out
+
+
 def markdown(name: str, table: dict) -> str:
     """One split's table as the model card prints it."""
     rows = [f"**{name}** ({table['films']} films; placed: "

@@ -7,7 +7,6 @@ holds ``config.json`` (resolved), ``log.jsonl``, ``curves.png`` and the tokenize
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -22,9 +21,11 @@ from cxreport.checkpoint import load_checkpoint, resolve_checkpoint, save_checkp
 from cxreport.config import save_config
 from cxreport.data.dataset import Collate
 from cxreport.errors import InputError
-from cxreport.fsio import atomic_path, atomic_write_jsonl
-from cxreport.metrics.classification import auroc_table
+from cxreport.fsio import append_jsonl, atomic_write_json, atomic_write_jsonl
+from cxreport.metrics.classification import auroc_by_label
+from cxreport.training import label_counts
 from cxreport.training.config import RunConfig, validate_run_config
+from cxreport.training.curves import finite as _finite, plot_curves
 from cxreport.training.setup import (
     autocast_for, build_data, build_optimisation, build_run_model, epoch_indices, init_distributed,
 )
@@ -50,33 +51,11 @@ def _to(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def _plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
+def _say(text: str) -> None:
+    """A line for the person at the terminal, between progress bar updates."""
+    from tqdm import tqdm
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tr = [h for h in history if "train_loss" in h]
-    ev = [h for h in history if "val_loss" in h]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    if tr:
-        axes[0].plot([h["step"] for h in tr], [h["train_loss"] for h in tr], label="train loss", alpha=0.7)
-    for key in ("val_loss", "val_lm_loss", "val_finding_loss"):  # only what validation measured
-        pts = [(h["step"], h[key]) for h in ev if key in h and not math.isnan(h[key])]
-        if pts:
-            axes[0].plot(*zip(*pts), marker="o", label=key)
-    axes[0].set(xlabel="step", title="losses")
-    axes[0].legend()
-    auroc = [(h["step"], h["val_auroc"]) for h in ev if not math.isnan(h.get("val_auroc", float("nan")))]
-    if auroc:
-        axes[1].plot(*zip(*auroc), marker="o", color="C3")
-        axes[1].set(xlabel="step", title="validation macro AUROC (findings)")
-    else:
-        axes[1].set_axis_off()  # a run without finding labels has no AUROC to show
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    tqdm.write(text, file=sys.stderr)
 
 
 class _Pairs(torch.utils.data.Dataset):
@@ -107,6 +86,7 @@ class Trainer:
         self.tokenizer, self.train_sets, self.val_sets = data.tokenizer, data.train_sets, data.val_sets
         init = data.source if loop.init_from and not data.resume else None
         self.model, self.ddp = build_run_model(cfg, self.tokenizer, self.dist, init)
+        self._count_labels()
         optim = build_optimisation(loop, self.model, sum(len(d) for d in self.train_sets), self.dist.world)
         self.opt, self.sched = optim.opt, optim.sched
         self.steps_per_epoch, self.total_steps = optim.steps_per_epoch, optim.total_steps
@@ -116,12 +96,54 @@ class Trainer:
         self.collate_train = Collate.for_model(self.model.cfg, **pad, augment=cfg.data.augment)
         self.collate_eval = Collate.for_model(self.model.cfg, **pad)
         self.step, self.epoch, self.micro, self.best, self.bad_evals = 0, 0, 0, None, 0
+        self.best_step, self.last_auroc_table = None, None
         self.history: list[dict] = []
         if data.resume:
             self._resume(data.source)
         if self.dist.main:
             save_config(cfg, self.out / "config.json")
         self.tb = self._tensorboard() if loop.tensorboard and self.dist.main else None
+
+    def _count_labels(self) -> None:
+        """Count each finding's labels per split, store the training positives in the model's config
+        (every checkpoint carries them: a finding under findings.min_positives is not assessed), and
+        say what the counts mean before the first step."""
+        cfg, fc = self.cfg, self.model.cfg.findings
+        train = label_counts.count_labels(self.train_sets, cfg.data.sources)
+        val = label_counts.count_labels(self.val_sets, cfg.data.sources)
+        inherited = self._init_counts()
+        if (fc.train_positives or fc.train_negatives) and self.dist.main:
+            _say("warning: model.overrides findings.train_positives / train_negatives are ignored: a run counts "
+                 "them from the labels it trains with")
+        fc.train_positives, fc.train_negatives = label_counts.class_counts(train, self.model.labels, fc.uncertain,
+                                                                           inherited)
+        if inherited[0] and not inherited[1]:  # the init head's negatives were never counted: positives decide
+            fc.train_negatives = {}
+        if cfg.train.metric == "val_auroc" and not label_counts.auroc_computable(val, self.model.labels):
+            raise InputError("train.metric=val_auroc: no finding has both positive and negative labels among the "
+                             "validation studies with a film, so there is no AUROC to select on; use "
+                             "train.metric=val_loss (or val_finding_loss) or a validation split with labels")
+        if not self.dist.main:
+            return
+        atomic_write_json(self.out / "label_counts.json", {
+            "train": train, "val": val, "train_positives": fc.train_positives, "train_negatives": fc.train_negatives,
+            "min_positives": fc.min_positives, "inherited_from": cfg.train.init_from or None})
+        _say("Labels per finding (studies with a film; unc = uncertain (-1), unk = not mentioned):\n"
+             + label_counts.format_table(train, val, fc.train_positives, fc.train_negatives, fc.min_positives))
+        if any(inherited):
+            _say(f"training counts include those of train.init_from {cfg.train.init_from} (the larger count)")
+        for w in label_counts.warnings(val, fc.train_positives, fc.train_negatives, fc.min_positives):
+            _say(f"warning: {w}")
+
+    def _init_counts(self) -> tuple[dict, dict]:
+        """(positives, negatives) of train.init_from's model (its head starts this one), where it has them."""
+        if not self.cfg.train.init_from:
+            return {}, {}
+        from cxreport.checkpoint import read_config
+
+        cfg = read_config(resolve_checkpoint(self.cfg.train.init_from))
+        fc = (cfg.get("model") or {}).get("findings") or {}
+        return dict(fc.get("train_positives") or {}), dict(fc.get("train_negatives") or {})
 
     def _tensorboard(self):
         try:
@@ -133,7 +155,7 @@ class Trainer:
     # ---- state ----------------------------------------------------------------------------
     def _trainer_state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "micro": self.micro, "best": self.best,
-                "bad_evals": self.bad_evals, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "best_step": self.best_step, "bad_evals": self.bad_evals, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": _rng_state(),
                 "history": self.history}
 
@@ -147,6 +169,7 @@ class Trainer:
             self.scaler.load_state_dict(st["scaler"])
         self.step, self.epoch, self.micro = st["step"], st["epoch"], st["micro"]
         self.best, self.bad_evals, self.history = st["best"], st["bad_evals"], st["history"]
+        self.best_step = st.get("best_step")
         _set_rng_state(st["rng"])
         if self.dist.main:
             # Rows logged after this checkpoint (a kill -9 between checkpoints) will be logged again
@@ -167,14 +190,24 @@ class Trainer:
         self.history.append(row)
         if not self.dist.main:
             return
-        with open(self.out / "log.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_jsonl(self.out / "log.jsonl", row)  # strict JSON: a value that cannot be measured is null
         if self.tb is not None:
             for k, v in row.items():
-                if isinstance(v, (int, float)) and k != "step":
+                if _finite(v) and k != "step":
                     self.tb.add_scalar(k, v, row["step"])
 
     # ---- evaluation -----------------------------------------------------------------------
+    def _val_bar(self):
+        from tqdm import tqdm
+
+        loop = self.cfg.train
+        n = sum(math.ceil(len(range(self.dist.rank, len(ds), self.dist.world)) / loop.batch_size) for ds in self.val_sets)
+        if loop.max_val_batches:
+            n = sum(min(loop.max_val_batches, math.ceil(len(ds) / self.dist.world / loop.batch_size))
+                    for ds in self.val_sets)
+        return tqdm(total=n, unit="batch", desc="validation", leave=False, dynamic_ncols=True,
+                    disable=not (loop.progress and self.dist.main))
+
     @torch.no_grad()
     def evaluate(self) -> dict:
         self.model.eval()
@@ -183,11 +216,13 @@ class Trainer:
         sums = torch.zeros(6, dtype=torch.float64)
         probs, targets = [], []
         loop = self.cfg.train
+        bar = self._val_bar()
         for ds in self.val_sets:
             idx = list(range(self.dist.rank, len(ds), self.dist.world))
             for n, start in enumerate(range(0, len(idx), loop.batch_size)):
                 if loop.max_val_batches and n >= loop.max_val_batches:
                     break
+                bar.update(1)
                 batch = _to(self.collate_eval([ds[i] for i in idx[start:start + loop.batch_size]]), self.dist.device)
                 with self.autocast():
                     out = self.model(batch)
@@ -197,6 +232,7 @@ class Trainer:
                                       out["finding_loss"].item() * images, 1.0, texts, images])
                 probs.append(torch.sigmoid(out["finding_logits"].float())[keep].cpu())
                 targets.append(batch["finding_targets"][keep].cpu())
+        bar.close()
         if self.dist.world > 1:
             torch.distributed.all_reduce(sums)
             gathered = [None] * self.dist.world  # each rank scored its own shard of val
@@ -211,38 +247,57 @@ class Trainer:
             metrics["val_lm_loss"] = sums[1].item() / sums[4].item()
         if sums[5] > 0:
             metrics["val_finding_loss"] = sums[2].item() / sums[5].item()
-            metrics["val_auroc"] = float("nan")
         if probs and sum(len(p) for p in probs):
-            table = auroc_table(torch.cat(probs).numpy(), torch.cat(targets).numpy(), self.model.labels)
+            table = auroc_by_label(torch.cat(probs).numpy(), torch.cat(targets).numpy(), self.model.labels)
+            # macro over the findings val can score (None when none can): never a NaN
             metrics["val_auroc"] = table["macro_auroc"]
+            metrics["val_auroc_by_finding"] = {n: r["auroc"] for n, r in table["per_label"].items()}
+            self.last_auroc_table = table
         return metrics
 
     def _after_eval(self, metrics: dict) -> bool:
-        """Log, checkpoint, and say whether early stopping fires."""
+        """Log, checkpoint, and say whether early stopping fires (and, when it does, why)."""
         name = self.cfg.train.metric
         if name not in metrics:
             raise InputError(f"train.metric {name!r} was not measured on the validation split (it has no "
-                             f"{'report text' if name == 'val_lm_loss' else 'images'}); choose one of {sorted(metrics)}")
+                             f"{'report text' if name == 'val_lm_loss' else 'images'}); choose one of "
+                             f"{sorted(k for k, v in metrics.items() if _finite(v))}")
         value = metrics[name]
         lower = name in _LOWER_IS_BETTER
-        improved = not math.isnan(value) and (self.best is None or (value < self.best if lower else value > self.best))
+        improved = _finite(value) and (self.best is None or (value < self.best if lower else value > self.best))
         if improved:
-            self.best, self.bad_evals = value, 0
+            self.best, self.best_step, self.bad_evals = value, self.step, 0
         else:
             self.bad_evals += 1
         self._log({"step": self.step, "epoch": self.epoch, **metrics, "best": self.best})
         if self.dist.main:  # one line per validation, with or without the progress bar
-            from tqdm import tqdm
-
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            tqdm.write(f"validation at step {self.step} (epoch {self.epoch}): {shown}; best {name} "
-                       f"{self.best if self.best is None else round(self.best, 4)}{' (new best)' if improved else ''}",
-                       file=sys.stderr)
+            _say(self._validation_lines(metrics, improved))
         self._save(metrics, improved)
         if self.dist.main:
-            _plot_curves(self.history, self.out / "curves.png")
+            plot_curves(self.history, self.out / "curves.png")
         p = self.cfg.train.patience
-        return bool(p and self.bad_evals >= p)
+        stop = bool(p and self.bad_evals >= p)
+        if stop and self.dist.main:
+            _say(f"early stopping at step {self.step} (epoch {self.epoch}): {name} has not improved for {p} "
+                 f"validation(s) (train.patience={p}); best {name} {self._best_text()}")
+        return stop
+
+    def _best_text(self) -> str:
+        if self.best is None:
+            return (f"never measured, so {self.out / 'best'} was not written; {self.out / 'last'} holds the final "
+                    "weights")
+        return f"{self.best:.4f} at step {self.best_step}, saved in {self.out / 'best'}"
+
+    def _validation_lines(self, metrics: dict, improved: bool) -> str:
+        name = self.cfg.train.metric
+        shown = ", ".join(f"{k} {'n/a' if v is None else f'{v:.4f}'}" for k, v in metrics.items()
+                          if not isinstance(v, dict))
+        text = (f"validation at step {self.step} (epoch {self.epoch}): {shown}; best {name} "
+                f"{'n/a' if self.best is None else round(self.best, 4)}{' (new best)' if improved else ''}")
+        table = getattr(self, "last_auroc_table", None)
+        if "val_auroc_by_finding" in metrics and table:
+            text += "\n  " + label_counts.auroc_line(table)
+        return text
 
     # ---- training -------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -291,7 +346,10 @@ class Trainer:
         bar.close()
         if self.tb is not None:
             self.tb.close()
-        return {"step": self.step, "best": self.best, "metric": loop.metric, "out_dir": str(self.out)}
+        if self.dist.main and self.step >= self.total_steps:
+            _say(f"training finished at step {self.step} of {self.total_steps}; best {loop.metric} {self._best_text()}")
+        return {"step": self.step, "best": self.best, "best_step": self.best_step, "metric": loop.metric,
+                "out_dir": str(self.out)}
 
     def _epoch_loader(self, order: list) -> tuple:
         """(loader over this rank's batches of the epoch from ``self.micro`` on, number of usable

@@ -114,7 +114,7 @@ def oversample_positives(ds: StudyDataset, min_positives: int, cap: int = 10):
 def build_datasets(cfg: RunConfig, caches: list[Cache], tokenizer=None,
                    split_attr: str = "train_split") -> list:
     """One StudyDataset per source (``caches`` from `open_caches`) for ``train_split`` or
-    ``val_split``; training report sources oversample rare positives (``data.min_positives``)."""
+    ``val_split``; training report sources oversample rare positives (``data.oversample_min_positives``)."""
     out = []
     label_fn, text_fn = _label_fn(cfg), _text_fn(cfg)
     for src, cache in zip(cfg.data.sources, caches):
@@ -124,7 +124,7 @@ def build_datasets(cfg: RunConfig, caches: list[Cache], tokenizer=None,
             require=src.require, label_fn=label_fn, max_tokens=cfg.data.max_tokens,
             text_fn=None if src.use == "findings" else text_fn)
         if split_attr == "train_split" and src.use != "findings":
-            ds = oversample_positives(ds, cfg.data.min_positives, cfg.data.oversample_cap)
+            ds = oversample_positives(ds, cfg.data.oversample_min_positives, cfg.data.oversample_cap)
         out.append(ds)
     return out
 
@@ -161,7 +161,15 @@ def build_data(cfg: RunConfig, out: Path) -> RunData:
     if resume or loop.init_from:
         source, tokenizer, _ = load_checkpoint(out / "last" if resume else loop.init_from)
     if tokenizer is None and any(s.use != "findings" for s in cfg.data.sources):
-        tokenizer = build_run_tokenizer(cfg, train_texts(cfg, caches))
+        texts = train_texts(cfg, caches)
+        if texts or cfg.tokenizer.path:
+            tokenizer = build_run_tokenizer(cfg, texts)
+        elif any(s.use == "text" for s in cfg.data.sources):
+            raise InputError(f"no {cfg.data.text_field!r} report text in the training split of a use=text source: "
+                             "check data.text_field and the caches")
+        else:  # labelled films only (NIH, a CSV of labels): the finding head trains, no decoder text
+            log.info("no %r report text in the training split: the finding head trains alone (no tokenizer)",
+                     cfg.data.text_field)
     data = RunData(tokenizer, build_datasets(cfg, caches, tokenizer, "train_split"),
                    build_datasets(cfg, caches, tokenizer, "val_split"), resume, source)
     if not sum(len(d) for d in data.train_sets):

@@ -22,6 +22,13 @@ REPORT_COLS = ["uid", "MeSH", "Problems", "image", "indication", "comparison", "
 
 @register_source("iu-xray")
 def load(root, split_file=None, images_dir=None, seed: int = 42, **_) -> list[Study]:
+    """IU X-Ray studies of the Kaggle layout under ``root``.
+
+    Options:
+      split_file: uid,split CSV (default: splits.csv in root or its parent, else a seeded split)
+      images_dir: image folder (default: root/images)
+      seed: seed of the split when there is no split file
+    """
     root = require_dir(root, "IU X-Ray Kaggle folder with indiana_reports.csv")
     reports = read_csv(root / "indiana_reports.csv", REPORT_COLS, "IU X-Ray reports")
     projections = read_csv(root / "indiana_projections.csv", ["uid", "filename", "projection"],

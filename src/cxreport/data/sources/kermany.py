@@ -16,6 +16,12 @@ from cxreport.labels import CHEXPERT_LABELS
 
 @register_source("kermany")
 def load(root, seed: int = 42, val: float = 0.1, **_) -> list[Study]:
+    """Kermany pediatric films under ``root`` (labels.csv, metadata.csv, images/).
+
+    Options:
+      seed: seed of the patient-wise val draw from Kaggle's train
+      val: share of Kaggle-train patients moved to val
+    """
     root = require_dir(root, "Kermany pediatric CXR folder with labels.csv")
     labels = read_csv(root / "labels.csv", ["image", "patient_id", "view", "NORMAL", "PNEUMONIA"], "Kermany labels")
     meta = {r["image"]: r for r in read_csv(root / "metadata.csv", ["image", "kaggle_split"], "Kermany metadata")}

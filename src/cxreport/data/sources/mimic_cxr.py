@@ -202,9 +202,10 @@ def _release_csvs(root: Path) -> dict[str, Path]:
 def load(root, labels: str | None = "chexpert", reports_root=None, require_images: bool = False) -> list[Study]:
     """Load MIMIC-CXR-JPG studies under ``root``.
 
-    ``labels``: ``"chexpert"`` (default), ``"negbio"`` or ``None``. ``reports_root``: where the
-    MIMIC-CXR report ``files/`` tree lives when it is not under ``root``. ``require_images``: drop
-    studies with no image file on disk (otherwise they are kept with empty ``image_paths``).
+    Options:
+      labels: chexpert, negbio or none: which label table of the release to read
+      reports_root: where the MIMIC-CXR report files/ tree lives when it is not under root
+      require_images: drop studies with no image file on disk (otherwise kept, text only)
     """
     root = Path(root).expanduser().absolute()  # absolute() not resolve(): no per-file syscalls
     if not root.is_dir():

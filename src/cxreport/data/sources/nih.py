@@ -43,6 +43,7 @@ def map_nih_labels(raw: dict[str, int]) -> dict[str, int]:
 
 @register_source("nih-cxr14")
 def load(root, **_) -> list[Study]:
+    """NIH ChestX-ray14 images under ``root`` (labels.csv, metadata.csv, images/); no options."""
     root = require_dir(root, "NIH ChestX-ray14 folder with labels.csv")
     labels = read_csv(root / "labels.csv", ["image", "patient_id", "view", *NIH_FINDINGS], "NIH labels")
     meta = {r["image"]: r for r in read_csv(root / "metadata.csv", ["image", "chexnet_split"], "NIH metadata")}

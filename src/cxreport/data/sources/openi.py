@@ -75,6 +75,14 @@ def _kaggle_views(root: Path, projections_file) -> dict[str, str]:
 
 @register_source("iu-xray-openi")
 def load(root, split_file=None, projections_file=None, images_dir=None, seed: int = 42, **_) -> list[Study]:
+    """IU X-Ray studies of the Open-i release under ``root``.
+
+    Options:
+      split_file: uid,split CSV (default: splits.csv in root or its parent, else a seeded split)
+      projections_file: Kaggle indiana_projections.csv giving each image's view (default: found in root or its parent)
+      images_dir: PNG folder (default: root/NLMCXR_png)
+      seed: seed of the split when there is no split file
+    """
     root = require_dir(root, "Open-i folder with ecgen-radiology/ or NLMCXR_reports.tgz")
     splits = read_split_file(find_file(root, "splits.csv", split_file))
     views = _kaggle_views(root, projections_file)

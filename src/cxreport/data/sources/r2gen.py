@@ -28,6 +28,12 @@ def _find_annotation(root: Path, annotation) -> Path:
 
 @register_source("r2gen")
 def load(root, annotation=None, images_dir=None, **_) -> list[Study]:
+    """Studies of R2Gen's annotation.json under ``root``.
+
+    Options:
+      annotation: the annotation JSON (default: annotation.json in root or root/original_format)
+      images_dir: image folder (default: root/images)
+    """
     root = require_dir(root, "R2Gen data folder")
     path = _find_annotation(root, annotation)
     try:
