@@ -61,6 +61,7 @@ def run(pipeline, studies: list[dict], batch: int) -> tuple[list[dict], list, fl
         chunk = [{"images": s["images"]} for s in studies[i:i + batch]]
         RAW.clear()
         results = pipeline.generate_batch(chunk, on_error="record")
+        results = [r.to_dict() if hasattr(r, "to_dict") else r for r in results]  # typed results: their JSON
         seen = iter(list(RAW))
         raw += [None if "error" in r and not r.get("refused") else next(seen) for r in results]
         out += results

@@ -90,7 +90,8 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for runtime in args.runtimes.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", runtime, "--batch", str(args.batch), "--tokens",
-                              str(args.tokens), "--threads", str(args.threads)], env=env, capture_output=True, text=True)
+                              str(args.tokens), "--threads", str(args.threads)], env=env, capture_output=True,
+                             text=True)
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
             return 1

@@ -195,7 +195,8 @@ def measure(name: str, batch: int, tokens: int, threads: int) -> dict:
         no_grad = torch.inference_mode()
     base = rss_mb()
     builders = {"ours": lambda: build_ours(1, tokens), "ours-beam2": lambda: build_ours(2, tokens),
-                "ours-lean": lambda: build_lean(1, tokens, threads), "ours-lean-beam2": lambda: build_lean(2, tokens, threads),
+                "ours-lean": lambda: build_lean(1, tokens, threads),
+                "ours-lean-beam2": lambda: build_lean(2, tokens, threads),
                 "ours-beam3": lambda: build_ours(3, tokens),
                 "chexpert-plus": lambda: build_chexpert_plus(tokens), "r2gen": lambda: build_r2gen(tokens)}
     model, make, generate = builders[name]()

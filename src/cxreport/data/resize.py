@@ -5,7 +5,8 @@ The training collate resizes each uint8 view to the model's input size with PyTo
 must feed the model the same numbers, so this module computes that resampling the way PyTorch's
 CPU kernel does: separable triangle-filter weights per output pixel (PIL's scheme, support
 widened by the scale when shrinking), evaluated in float32 in the kernel's order of operations
-(width first, then height; fused multiply-adds), which gives PyTorch's numbers bit for bit. ``tests/data/test_resize.py`` checks it against PyTorch.
+(width first, then height; fused multiply-adds), which gives PyTorch's numbers bit for bit.
+``tests/data/test_resize.py`` checks it against PyTorch.
 """
 
 from __future__ import annotations

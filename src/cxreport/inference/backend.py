@@ -144,7 +144,9 @@ DIST_TOL = 1e-3 + 1e-9
 def differences(a: dict, b: dict) -> list[str]:
     """How two results for the same study differ beyond what the runtimes may: report text,
     states, plan check, population, refusals and every other field must be equal; probabilities
-    within ``PROB_TOL``; the gate's distances within ``DIST_TOL``; timings are free. Empty: same."""
+    within ``PROB_TOL``; the gate's distances within ``DIST_TOL``; timings are free. Empty: same.
+    Results may be typed (``inference.result``): they are compared as their JSON dicts."""
+    a, b = (r.to_dict() if hasattr(r, "to_dict") else r for r in (a, b))
     out = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)

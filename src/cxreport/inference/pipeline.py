@@ -367,8 +367,8 @@ class Pipeline:
                 shown = {k: (thr[k] if assessed[k] else float("inf")) for k in self.labels}
                 from cxreport.inference.backend import gradcam_inputs
 
-                maps = finding_heatmaps(*gradcam_inputs(self, images, mask, view_ids), [o["finding_probs"] for o in outs],
-                                        shown, films=[p.images for p in prepared],
+                maps = finding_heatmaps(*gradcam_inputs(self, images, mask, view_ids),
+                                        [o["finding_probs"] for o in outs], shown, films=[p.images for p in prepared],
                                         plans=[o["finding_plan"] for o in outs])
                 heat_ms = (time.perf_counter() - t1) * 1000
         results = []

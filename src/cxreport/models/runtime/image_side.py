@@ -181,7 +181,8 @@ def _mapper_layer(w, p: str, d: int) -> dict:
             "out": (_t(w(p + "self_attn.out_proj.weight")), w(p + "self_attn.out_proj.bias")),
             "ff1": (_t(w(p + "linear1.weight")), w(p + "linear1.bias")),
             "ff2": (_t(w(p + "linear2.weight")), w(p + "linear2.bias")),
-            "norm1": (w(p + "norm1.weight"), w(p + "norm1.bias")), "norm2": (w(p + "norm2.weight"), w(p + "norm2.bias"))}
+            "norm1": (w(p + "norm1.weight"), w(p + "norm1.bias")),
+            "norm2": (w(p + "norm2.weight"), w(p + "norm2.bias"))}
 
 
 def _mapper_forward(layer: dict, x: np.ndarray, heads: int) -> np.ndarray:
