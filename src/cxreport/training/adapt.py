@@ -108,91 +108,105 @@ def _probe_factory(base, mcfg, enc_dim):
     return make, warm
 
 
-def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
-    """Fit and write the adapted model folder; returns the report (also in its config.json)."""
-    from cxreport.checkpoint import load_checkpoint, save_checkpoint, write_lean_graphs
+def _site_films(cfg: AdaptConfig, base, work: Path, progress: bool):
+    """(cache, pooled features of all its films, the drawn train/val frontal films as ``Films``)."""
     from cxreport.data.cache import Cache
-    from cxreport.inference.gate import GateConfig, GateParams
-    from cxreport.inference.pipeline import resolve_model_path
-    from cxreport.models.report_model import build_model
-    from cxreport.training.bundle import guard_output, portable
-    from cxreport.training.films import frontal_rows, gate_films
     from cxreport.training.feature_cache import feature_path, pooled_features
-    from cxreport.training.gate_fit import fit_group, with_groups
-    from cxreport.training.head_fit import fit_head, macro_auroc, out_of_fold
-    from cxreport.training.head_recipe import HeadSource, fit_populations
+    from cxreport.training.films import Films, draw_patients, frontal_rows
 
-    t0 = time.perf_counter()
-    validate(cfg)
-    out = guard_output(cfg.out, False)
-    work = Path(cfg.work or f"{out}.work")
-    base_path = resolve_model_path(cfg.base)
-    base, tok, bcfg = load_checkpoint(base_path)
-    base_gate = GateParams.load(base_path)
     cache = Cache(site_cache(cfg, work))
-    labels = list(base.labels)
     feats = pooled_features(base.encoder, cache, feature_path(work / "features", cache, base),
                             base.cfg.preprocess.image_size, progress=progress)
-    idx, y, pats = frontal_rows(cache, ("train", "val"), None, labels)
-    if cfg.max_films and len(idx) > cfg.max_films:  # a prepared cache given whole: draw from it
-        from cxreport.training.films import Films, draw_patients
-
-        d = draw_patients(Films(feats[idx], y, np.zeros(len(idx), int), pats, idx), cfg.max_films, cfg.seed)
-        idx, y, pats = d.image_index, d.y, d.patients
-    if not len(idx):
+    idx, y, pats = frontal_rows(cache, ("train", "val"), None, list(base.labels))
+    films = Films(feats[idx], y, np.zeros(len(idx), dtype=int), pats, idx)
+    if cfg.max_films and len(films) > cfg.max_films:  # a prepared cache given whole: draw from it
+        films = draw_patients(films, cfg.max_films, cfg.seed)
+    if not len(films):
         raise InputError(f"adapt: {cache.path} has no train/val frontal films with labels")
-    x, dom = feats[idx], np.zeros(len(idx), dtype=int)
-    pos = {n: int(np.nansum(y[:, j] == 1)) for j, n in enumerate(labels)}
-    neg = {n: int(np.nansum(y[:, j] == 0)) for j, n in enumerate(labels)}
-    ok = {n: min(pos[n], neg[n]) >= max(cfg.min_positives, 1) for n in labels}
-    cols = [j for j, n in enumerate(labels) if ok[n]]
+    return cache, feats, films
+
+
+def _fit_site_head(cfg: AdaptConfig, base, films, progress: bool):
+    """The site's probe and its ``findings.populations`` entry, epochs chosen by patient-wise CV;
+    returns (probe, entry, {epochs: CV macro AUROC}, chosen epochs, warm start?, out-of-fold logits, the
+    model config the probe was built for)."""
+    from cxreport.training.head_fit import fit_head, macro_auroc, out_of_fold
+    from cxreport.training.head_recipe import fit_populations, positives_by, shell_model
+
+    labels = list(base.labels)
+    every = np.ones(len(films), bool)
+    pos, neg = positives_by(films, labels, every), positives_by(films, labels, every, 0)
+    cols = [j for j, n in enumerate(labels) if min(pos[n], neg[n]) >= max(cfg.min_positives, 1)]
     if not cols:
         raise InputError(f"adapt: no finding has {cfg.min_positives} labelled positive and negative films among the "
-                         f"{len(idx)} drawn; bring more labelled films (or lower --min-positives, not below what you "
-                         "can trust)")
-    print(f"adapt: {len(idx)} films of {len(set(pats))} patients; assessed on them: "
-          f"{', '.join(n for n in labels if ok[n])}", flush=True)
-    from cxreport.training.head_recipe import shell_model
-
+                         f"{len(films)} drawn; bring more labelled films (or lower --min-positives, not below what "
+                         "you can trust)")
+    print(f"adapt: {len(films)} films of {len(set(films.patients))} patients; assessed on them: "
+          f"{', '.join(labels[j] for j in cols)}", flush=True)
     mcfg = shell_model(base, {}).cfg
     make_probe, warm = _probe_factory(base, mcfg, base.encoder.out_dim)
     grid = tuple(sorted(set(e for e in cfg.epoch_grid if warm or e > 0)))
     fit = HeadFitConfig(**{**cfg.fit.__dict__, "epochs": max(grid)})
     names = [cfg.population]
-    oof = out_of_fold(make_probe, x, y, dom, pats, fit, names, grid, progress=progress)
-    cv = {e: macro_auroc(z, y, cols) for e, z in oof.items()}
+    oof = out_of_fold(make_probe, films.x, films.y, films.dom, films.patients, fit, names, grid, progress=progress)
+    cv = {e: macro_auroc(z, films.y, cols) for e, z in oof.items()}
     best = max(grid, key=lambda e: (np.nan_to_num(cv[e], nan=-1), -e))
-    from cxreport.training.films import Films
-
-    films = Films(x, y, dom, pats, idx)
-    entry = fit_populations(oof[best], films, np.array(names * len(idx)), labels, 1, cfg.min_positives,
+    entry = fit_populations(oof[best], films, np.array(names * len(films)), labels, 1, cfg.min_positives,
                             cfg.floors, {cfg.population: cfg.prevalence})[cfg.population]
     fit.epochs = best
-    probe, _ = fit_head(make_probe, x, y, dom, fit, names)
-    entry.update(own_head=True, train_positives=pos, train_negatives=neg, films=int(len(idx)))
+    probe, _ = fit_head(make_probe, films.x, films.y, films.dom, fit, names)
+    entry["own_head"] = True
+    return probe, entry, cv, best, warm, oof[best], mcfg
 
+
+def _site_gate(cfg: AdaptConfig, base_gate, cache, feats):
+    """The base's gate with the site's group added (fitted on all its train/val films)."""
+    from cxreport.inference.gate import GateConfig
+    from cxreport.training.films import gate_films
+    from cxreport.training.gate_fit import fit_group, with_groups
+
+    gidx, _, gpats = gate_films(cache, ("train", "val"), False)
+    gc = base_gate.config if base_gate is not None else GateConfig(ood_features="l2")
+    # A PCA model needs several films per axis: a small site gets fewer axes than the base's groups.
+    small = dataclasses.replace(gc, ood_components=min(gc.ood_components, max(2, len(gidx) // 4)))
+    group = fit_group(feats[gidx], gpats, small, cfg.gate_quantile)
+    if base_gate is None:
+        print("adapt: the base has no input gate; the adapted model's gate knows only the site's films", flush=True)
+    return with_groups(base_gate, {cfg.population: group}, gc), group
+
+
+def run_adapt(cfg: AdaptConfig, progress: bool = True) -> dict:
+    """Fit and write the adapted model folder; returns the report (also in its config.json)."""
+    from cxreport.checkpoint import load_checkpoint, save_checkpoint, write_lean_graphs
+    from cxreport.inference.gate import GateParams
+    from cxreport.inference.pipeline import resolve_model_path
+    from cxreport.models.report_model import build_model
+    from cxreport.training.bundle import guard_output, portable
+
+    t0 = time.perf_counter()
+    validate(cfg)
+    out = guard_output(cfg.out, False)
+    base_path = resolve_model_path(cfg.base)
+    base, tok, bcfg = load_checkpoint(base_path)
+    cache, feats, films = _site_films(cfg, base, Path(cfg.work or f"{out}.work"), progress)
+    probe, entry, cv, best, warm, oof, mcfg = _fit_site_head(cfg, base, films, progress)
+    labels = list(base.labels)
     fc = mcfg.findings
     fc.populations = {**{k: v for k, v in fc.populations.items() if k != cfg.population}, cfg.population: entry}
     model = build_model(mcfg, pretrained=False)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith(f"population_heads.{cfg.population}.")}
     state.update({f"population_heads.{cfg.population}.{k}": v for k, v in probe.state_dict().items()})
     model.load_state_dict(state, strict=True)
-    gidx, _, gpats = gate_films(cache, ("train", "val"), False)
-    gc = base_gate.config if base_gate is not None else GateConfig(ood_features="l2")
-    # A PCA model needs several films per axis: a small site gets fewer axes than the base's groups.
-    small = dataclasses.replace(gc, ood_components=min(gc.ood_components, max(2, len(gidx) // 4)))
-    group = fit_group(feats[gidx], gpats, small, cfg.gate_quantile)
-    gate = with_groups(base_gate, {cfg.population: group}, gc)
-    if base_gate is None:
-        print("adapt: the base has no input gate; the adapted model's gate knows only the site's films", flush=True)
+    gate, group = _site_gate(cfg, GateParams.load(base_path), cache, feats)
+    assessed = [n for n in labels if n in entry["calibration"]]
     report = portable({"base": str(cfg.base), "base_sha256": _sha(base_path), "population": cfg.population,
-                       "source": cfg.source or "cache", "films": int(len(idx)), "patients": len(set(pats)),
+                       "source": cfg.source or "cache", "films": len(films), "patients": len(set(films.patients)),
                        "max_films": cfg.max_films, "seed": cfg.seed, "epochs": best, "warm_start": warm,
-                       "cv_macro_auroc": {str(e): v for e, v in cv.items()}, "train_positives": pos,
-                       "assessed": [n for n in labels if ok[n]], "not_assessed": [n for n in labels if not ok[n]],
-                       "prevalence": {n: entry["prior"][n] for n in entry["prior"]},
+                       "cv_macro_auroc": {str(e): v for e, v in cv.items()}, "train_positives": entry["train_positives"],
+                       "assessed": assessed, "not_assessed": [n for n in labels if n not in assessed],
+                       "prevalence": dict(entry["prior"]),
                        "out_of_fold": entry["out_of_fold"], "out_of_fold_auroc": entry["out_of_fold_auroc"],
-                       "out_of_fold_ece": _oof_ece(oof[best], y, entry, labels),
+                       "out_of_fold_ece": _oof_ece(oof, films.y, entry, labels),
                        "gate_group": {"films": int(group[5]), "limit": round(float(group[4]), 4)}})
     metrics = {"adapted": report, "base_metrics": bcfg.get("metrics")}
     saved = save_checkpoint(out, model, tokenizer=tok, step=int(bcfg.get("step") or 0), metrics=portable(metrics),
