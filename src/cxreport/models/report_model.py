@@ -15,7 +15,7 @@ from cxreport.errors import InputError
 from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
-from cxreport.models.finding_head import (NEGATIVE, POSITIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
+from cxreport.models.finding_head import (NEGATIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
                                           STATE_NAMES, targets_to_states)
 from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
 from cxreport.models.generator import generate_tokens
@@ -374,7 +374,6 @@ class ReportModel(nn.Module):
             o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
             o["population"] = pops[i]
         return outs
-
 
     def _override(self, states: torch.Tensor, overrides) -> torch.Tensor:
         per_study = per_study_list(overrides, states.shape[0], "overrides")
