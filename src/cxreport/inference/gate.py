@@ -222,7 +222,7 @@ class Gate:
     def check_features(self, pooled: np.ndarray, names: list[str]) -> None:
         for name, dist in zip(names, self.ood_distance(pooled)):
             if dist > self.cfg.ood_threshold:
-                raise NotARadiograph(name, f"does not look like a chest radiograph (distance {dist:.2f} to the "
+                raise NotARadiograph(name, f"does not look like a chest radiograph (distance {dist:.3f} to the "
                                            f"training films; the limit is {self.cfg.ood_threshold:.2f})")
 
 

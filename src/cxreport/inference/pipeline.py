@@ -449,7 +449,7 @@ class Pipeline:
                 if d > self.gate.cfg.ood_threshold and i not in out:
                     turned = "; read with its greys turned back, as they looked inverted" if v.get("greys_inverted") \
                         else ""
-                    out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.2f} "
+                    out[i] = NotARadiograph(v["source"], f"does not look like a chest radiograph (distance {d:.3f} "
                                                          f"to the training films; the limit is "
                                                          f"{self.gate.cfg.ood_threshold:.2f}{turned})")
                     if p.skip_gate:
