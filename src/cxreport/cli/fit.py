@@ -70,10 +70,20 @@ def _measure_gate(cfg, model_dir, args) -> None:
     print(json.dumps(res, indent=1))
 
 
+def _scores_out(out, name: str, tables: dict, text: str) -> None:
+    """Print the tables; with --out also write them as OUT/scores_NAME.json and .md."""
+    from cxreport.fsio import atomic_write_json, atomic_write_text
+
+    print(text)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(out) / f"scores_{name}.json", tables)
+        atomic_write_text(Path(out) / f"scores_{name}.md", text)
+
+
 def _score_head(args) -> int:
     from cxreport.checkpoint import load_checkpoint
     from cxreport.data.study import check_split
-    from cxreport.fsio import atomic_write_json, atomic_write_text
     from cxreport.inference.gate import Gate, GateParams
     from cxreport.inference.pipeline import resolve_model_path
     from cxreport.training.head_scores import markdown, score_split
@@ -82,12 +92,8 @@ def _score_head(args) -> int:
         from cxreport.training.head_scores import out_of_fold_tables
 
         tables = out_of_fold_tables(args.out_of_fold)
-        text = "\n".join(markdown(f"{args.out_of_fold}: out of fold, {pop} train+val films", t) for pop, t in tables.items())
-        print(text)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(Path(args.out) / "scores_out_of_fold.json", tables)
-            atomic_write_text(Path(args.out) / "scores_out_of_fold.md", text)
+        _scores_out(args.out, "out_of_fold", tables, "\n".join(
+            markdown(f"{args.out_of_fold}: out of fold, {pop} train+val films", t) for pop, t in tables.items()))
         return 0
     if not args.model or not args.cache:
         from cxreport.errors import InputError
@@ -105,12 +111,7 @@ def _score_head(args) -> int:
             table = score_split(model.eval(), gate, cache, args.split, args.features, progress=not args.quiet)
             result[label][cache] = table
             md.append(markdown(f"{ref} on {Path(cache).name} {args.split}", table))
-    text = "\n".join(md)
-    print(text)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(args.out) / f"scores_{args.split}.json", result)
-        atomic_write_text(Path(args.out) / f"scores_{args.split}.md", text)
+    _scores_out(args.out, args.split, result, "\n".join(md))
     return 0
 
 

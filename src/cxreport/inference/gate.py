@@ -251,26 +251,11 @@ def fit_ood(pooled: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 def fit_orientation(films: np.ndarray, side: int, l2: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on thumbnails of ``films`` (N x S x S uint8, upright),
     each shown at 0/90/180/270 degrees: self-supervised, no labels needed."""
-    import torch
-    import torch.nn.functional as F
-
     xs, ys = [], []
     for k in range(4):
         xs += [thumbnail(np.rot90(f, k), side) for f in films]
         ys += [k] * len(films)
-    x, y = torch.tensor(np.stack(xs)), torch.tensor(ys)
-    w = torch.zeros(side * side, 4, requires_grad=True)
-    b = torch.zeros(4, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), b.detach().numpy()
+    return fit_softmax(np.stack(xs), np.array(ys), 4, l2, 300)
 
 
 def fit_polarity(films: list[np.ndarray], side: int, l2: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
@@ -278,22 +263,27 @@ def fit_polarity(films: list[np.ndarray], side: int, l2: float = 1e-4) -> tuple[
     without letterbox borders) and of their negatives (255 - film). The rotations make the
     polarity call the same at any rotation (the data are closed under rotation, so the convex
     fit is too): the check runs before the film is turned upright."""
-    import torch
-    import torch.nn.functional as F
-
     xs, ys = [], []
     for k in range(4):
         for neg in (0, 1):
             xs += [film_thumbnail(np.rot90(255 - f if neg else f, k), side) for f in films]
             ys += [k + 4 * neg] * len(films)
-    x, y = torch.tensor(np.stack(xs)), torch.tensor(ys)
-    w = torch.zeros(side * side, 8, requires_grad=True)
-    b = torch.zeros(8, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    return fit_softmax(np.stack(xs), np.array(ys), 8, l2, 500)
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, l2: float, iters: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weights D x classes, biases) of an L2-penalised multinomial logistic regression (LBFGS)."""
+    import torch
+    import torch.nn.functional as F
+
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    w = torch.zeros(x.shape[1], classes, requires_grad=True)
+    b = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + l2 * (w ** 2).sum()
+        loss = F.cross_entropy(xt @ w + b, yt) + l2 * (w ** 2).sum()
         loss.backward()
         return loss
 
