@@ -294,9 +294,9 @@ def test_ctrl_c_then_rerun_continues(served, tmp_path):
         except KeyboardInterrupt:
             sys.exit(130)
     """)
-    # 0.05 s per 4 KiB: a 3.7 s window to interrupt in, wide enough for a loaded 2-core runner
-    # (at 0.02 s the download once finished before the poller saw its .part file).
-    with PhysioNetServer(tmp_path, Faults(slow={f"/release/{big}": 0.05})) as srv:
+    # 0.15 s per 4 KiB: an 11 s window to interrupt in (at 0.02 s, then 0.05 s, the download
+    # finished before the poller saw its .part file on a 2-core runner busy with other work).
+    with PhysioNetServer(tmp_path, Faults(slow={f"/release/{big}": 0.15})) as srv:
         argv = [sys.executable, "-c", script, "download", "mimic-cxr-jpg", "--out", str(out), "--base-url",
                 srv.url + "release/", "--user", USER, "--password-env", "PN_PASSWORD", "--no-progress"]
         env = {**os.environ, "PN_PASSWORD": PASSWORD, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
