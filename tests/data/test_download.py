@@ -294,13 +294,17 @@ def test_ctrl_c_then_rerun_continues(served, tmp_path):
         except KeyboardInterrupt:
             sys.exit(130)
     """)
-    # 0.15 s per 4 KiB: an 11 s window to interrupt in (at 0.02 s, then 0.05 s, the download
-    # finished before the poller saw its .part file on a 2-core runner busy with other work).
-    with PhysioNetServer(tmp_path, Faults(slow={f"/release/{big}": 0.15})) as srv:
+    # 0.05 s per 4 KiB: a 3.7 s window to interrupt in, wide enough for a loaded 2-core runner
+    # (at 0.02 s the download once finished before the poller saw its .part file).
+    with PhysioNetServer(tmp_path, Faults(slow={f"/release/{big}": 0.05})) as srv:
         argv = [sys.executable, "-c", script, "download", "mimic-cxr-jpg", "--out", str(out), "--base-url",
                 srv.url + "release/", "--user", USER, "--password-env", "PN_PASSWORD", "--no-progress"]
         env = {**os.environ, "PN_PASSWORD": PASSWORD, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # A runner that starts the suite in the background of a shell without job control hands
+        # every child SIGINT ignored, and Python then installs no KeyboardInterrupt handler: give
+        # the CLI the default disposition, as a terminal would.
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         part = out / (big + ".part")
         deadline = time.monotonic() + 20
         while not (part.exists() and part.stat().st_size > 20_000) and time.monotonic() < deadline:
