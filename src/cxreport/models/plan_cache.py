@@ -48,6 +48,25 @@ class PlanCache:
 
         return tensor_versions(p for m in self.modules for p in m.parameters())
 
+    def decode(self, plans: list, decode: dict, decode_rows) -> list[dict]:
+        """One output per plan (a row of state codes), decoding each distinct plan not cached once:
+        ``decode_rows(indices)`` decodes those rows of the batch (an output each). ``decode``: the
+        settings that change the tokens (a ``generator`` is not a setting)."""
+        settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in decode.items()
+                                if k != "generator"))
+        keys = [(tuple(row), settings) for row in plans]
+        outs = self.lookup(keys)
+        todo: dict = {}
+        for i, (k, o) in enumerate(zip(keys, outs)):
+            if o is None:
+                todo.setdefault(k, []).append(i)
+        if todo:
+            for (k, ix), o in zip(todo.items(), decode_rows([ix[0] for ix in todo.values()])):
+                self.store(k, o)
+                for i in ix:
+                    outs[i] = copy.deepcopy(o)
+        return outs
+
     def store(self, key, value: dict) -> None:
         self._store[key] = copy.deepcopy(value)
         self._store.move_to_end(key)

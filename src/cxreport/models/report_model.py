@@ -3,7 +3,6 @@ with a CheXpert finding head on the image tokens. ``create_model`` builds one fr
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -273,21 +272,8 @@ class ReportModel(nn.Module):
         once and remembered (models.plan_cache)."""
         if getattr(self, "_plan_cache", None) is None:
             self._plan_cache = PlanCache([self.decoder, self.finding_tokens])
-        settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in decode.items()
-                                if k != "generator"))
-        keys = [(tuple(row), settings) for row in states.tolist()]
-        outs = self._plan_cache.lookup(keys)
-        todo: dict = {}
-        for i, (k, o) in enumerate(zip(keys, outs)):
-            if o is None:
-                todo.setdefault(k, []).append(i)
-        if todo:
-            rows = [ix[0] for ix in todo.values()]
-            for (k, ix), o in zip(todo.items(), generate_tokens(self.decoder, mem[rows], mem_mask[rows], **decode)):
-                self._plan_cache.store(k, o)
-                for i in ix:
-                    outs[i] = copy.deepcopy(o)
-        return outs
+        return self._plan_cache.decode(states.tolist(), decode, lambda rows: generate_tokens(
+            self.decoder, mem[rows], mem_mask[rows], **decode))
 
     def _states_for(self, findings, plans: list[dict], b):
         per_study = findings if isinstance(findings, (list, tuple)) else [findings] * b

@@ -12,7 +12,6 @@ the same torch-free modules the PyTorch model uses (``finding_states``, ``plan_e
 
 from __future__ import annotations
 
-import copy
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -168,17 +167,5 @@ class LeanModel:
 
     def _decode_plans(self, states: np.ndarray, mem, mem_mask, decode: dict) -> list[dict]:
         """Each distinct plan decoded once and remembered (``ReportModel._decode_plans``)."""
-        settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in decode.items()))
-        keys = [(tuple(row), settings) for row in states.tolist()]
-        outs = self._plan_cache.lookup(keys)
-        todo: dict = {}
-        for i, (k, o) in enumerate(zip(keys, outs)):
-            if o is None:
-                todo.setdefault(k, []).append(i)
-        if todo:
-            rows = [ix[0] for ix in todo.values()]
-            for (k, ix), o in zip(todo.items(), generate_tokens(self.decoder, mem[rows], mem_mask[rows], **decode)):
-                self._plan_cache.store(k, o)
-                for i in ix:
-                    outs[i] = copy.deepcopy(o)
-        return outs
+        return self._plan_cache.decode(states.tolist(), decode, lambda rows: generate_tokens(
+            self.decoder, mem[rows], mem_mask[rows], **decode))
