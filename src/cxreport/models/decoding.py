@@ -83,3 +83,16 @@ class DecodeOptions:
                              no_repeat_ngram=int(dc.no_repeat_ngram if self.no_repeat_ngram is None
                                                  else self.no_repeat_ngram),
                              faithful=bool(dc.faithful if self.faithful is None else self.faithful), prior=self.prior)
+
+
+def pack_candidates(order: list[list[int]], seqs: list[list[int]], scores: list[float], num_return: int) -> list[dict]:
+    """Beam search's result per study from its beams ranked best first (``order``: indices into
+    ``seqs``/``scores``): the best as the output, the ``num_return`` best as its candidates;
+    beams that never lived (score -inf) are left out. Shared by both backends' searches."""
+    out = []
+    for row in order:
+        cands = [{"token_ids": seqs[j], "score": scores[j]} for j in row if scores[j] > float("-inf")]
+        out.append(dict(cands[0]))
+        if num_return > 1:
+            out[-1]["candidates"] = cands[:num_return]
+    return out

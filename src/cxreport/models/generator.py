@@ -7,7 +7,7 @@ import torch
 
 from cxreport.errors import InputError
 from cxreport.models.decoders import Decoder
-from cxreport.models.decoding import banned_ngram_tokens as _banned_ngram_tokens
+from cxreport.models.decoding import banned_ngram_tokens as _banned_ngram_tokens, pack_candidates
 
 METHODS = ("greedy", "beam", "sample")
 
@@ -130,12 +130,4 @@ def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ng
             break
     norm = (scores / lengths.clamp(min=1) ** length_penalty).view(b, k)
     order = norm.argsort(-1, descending=True) + base
-    seqs = _finish(tokens, decoder.eos_id)
-    flat = scores.tolist()
-    out = []
-    for row in order.tolist():
-        cands = [{"token_ids": seqs[j], "score": flat[j]} for j in row if flat[j] > float("-inf")]
-        out.append(dict(cands[0]))
-        if num_return > 1:
-            out[-1]["candidates"] = cands[:num_return]
-    return out
+    return pack_candidates(order.tolist(), _finish(tokens, decoder.eos_id), scores.tolist(), num_return)

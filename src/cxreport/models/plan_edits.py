@@ -83,3 +83,19 @@ def study_populations(population, pooled, image_mask, view_ids, b: int) -> list:
     if len(pops) != b:
         raise InputError(f"population: got {len(pops)} entries for {b} studies")
     return pops
+
+
+def annotate_outputs(outs: list[dict], labels: list[str], probs, has_image, states, plans: list[dict], overrides,
+                     populations: list) -> list[dict]:
+    """What each study's output says beside its tokens, the same from either backend: calibrated
+    probabilities (None without a film), the decoder's states, the plan with the user's edits,
+    the head's own plan and the population (``probs`` and ``states``: rows with ``tolist``)."""
+    for i, o in enumerate(outs):
+        o["finding_probs"] = dict(zip(labels, probs[i].tolist())) if probs is not None and bool(has_image[i]) else None
+        o["finding_states"] = (dict(zip(labels, (FINDING_STATES[s] for s in states[i].tolist())))
+                               if states is not None else None)
+        edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
+        o["finding_plan"] = with_edits(plans[i], edits, labels)
+        o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
+        o["population"] = populations[i]
+    return outs

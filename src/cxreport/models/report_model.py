@@ -15,11 +15,12 @@ from cxreport.models.config import ModelConfig
 from cxreport.models.decoders import build_decoder
 from cxreport.models.encoders import build_encoder
 from cxreport.models.finding_head import (NEGATIVE, UNKNOWN, FindingHead, FindingTokens, dict_to_states, finding_loss,
-                                          STATE_NAMES, targets_to_states)
+                                          targets_to_states)
 from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
 from cxreport.models.generator import generate_tokens
 from cxreport.models.plan_cache import PlanCache
-from cxreport.models.plan_edits import override_codes, per_study as per_study_list, study_populations, with_edits
+from cxreport.models.plan_edits import (annotate_outputs, override_codes, per_study as per_study_list,
+                                        study_populations)
 from cxreport.models.probe import PooledProbe
 from cxreport.models.projectors import build_projector
 from cxreport.models.registry import model_config
@@ -350,16 +351,7 @@ class ReportModel(nn.Module):
                 outs = generate_tokens(self.decoder, mem, mem_mask, **decode)
         finally:
             self.train(was_training)
-        for i, o in enumerate(outs):
-            o["finding_probs"] = (dict(zip(self.labels, probs[i].tolist()))
-                                  if probs is not None and bool(has_image[i]) else None)
-            o["finding_states"] = (dict(zip(self.labels, (STATE_NAMES[s] for s in states[i].tolist())))
-                                   if states is not None else None)
-            edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
-            o["finding_plan"] = with_edits(plans[i], edits, self.labels)
-            o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
-            o["population"] = pops[i]
-        return outs
+        return annotate_outputs(outs, self.labels, probs, has_image, states, plans, overrides, pops)
 
     def _override(self, states: torch.Tensor, overrides) -> torch.Tensor:
         per_study = per_study_list(overrides, states.shape[0], "overrides")

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from cxreport.errors import InputError
-from cxreport.labels import FINDING_STATES
 from cxreport.models.finding_states import calibrated_probs, finding_states, plan_codes
 from cxreport.models.plan_cache import PlanCache
-from cxreport.models.plan_edits import override_codes, per_study, state_codes, study_populations, with_edits
+from cxreport.models.plan_edits import annotate_outputs, override_codes, per_study, state_codes, study_populations
 from cxreport.models.runtime.decoder import Decoder
 from cxreport.models.runtime.graphs import ENCODER_CHUNK, EncoderSession
 from cxreport.models.runtime.image_side import ImageSide
@@ -146,15 +145,7 @@ class LeanModel:
             outs = self._decode_plans(states, mem, mem_mask, decode)
         else:
             outs = generate_tokens(self.decoder, mem, mem_mask, **decode)
-        for i, o in enumerate(outs):
-            o["finding_probs"] = dict(zip(self.labels, probs[i].tolist())) if probs is not None and has_image[i] else None
-            o["finding_states"] = (dict(zip(self.labels, (FINDING_STATES[s] for s in states[i].tolist())))
-                                   if states is not None else None)
-            edits = overrides[i] if isinstance(overrides, (list, tuple)) else overrides
-            o["finding_plan"] = with_edits(plans[i], edits, self.labels)
-            o["model_plan"] = dict(plans[i])  # the head's own call, kept beside the user's edits
-            o["population"] = pops[i]
-        return outs
+        return annotate_outputs(outs, self.labels, probs, has_image, states, plans, overrides, pops)
 
     def _states_for(self, findings, plans: list[dict], b: int) -> np.ndarray:
         rows = per_study(findings, b, "findings")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from cxreport.errors import InputError
-from cxreport.models.decoding import banned_ngram_tokens
+from cxreport.models.decoding import banned_ngram_tokens, pack_candidates
 from cxreport.models.runtime.ops import F32, log_softmax
 
 METHODS = ("greedy", "beam")
@@ -108,12 +108,4 @@ def _beam(decoder, memory, memory_mask, max_len, k, length_penalty, no_repeat_ng
             break
     norm = (scores / np.maximum(lengths, F32(1)) ** F32(length_penalty)).reshape(b, k)
     order = np.argsort(-norm, axis=-1, kind="stable") + base
-    seqs = _finish(tokens, decoder.eos_id)
-    flat = scores.tolist()
-    out = []
-    for row in order.tolist():
-        cands = [{"token_ids": seqs[j], "score": flat[j]} for j in row if flat[j] > float("-inf")]
-        out.append(dict(cands[0]))
-        if num_return > 1:
-            out[-1]["candidates"] = cands[:num_return]
-    return out
+    return pack_candidates(order.tolist(), _finish(tokens, decoder.eos_id), scores.tolist(), num_return)
